@@ -1,0 +1,154 @@
+"""Raw frames and their patch reductions: /frame, /sum, /composite."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from dada.analysis.patch import MASK, bin_shape, bin_sum, provenance, select, select_or_all, valid_pixels
+from dada.encoders.render import RENDER, RENDER_NAMES
+from dada.endpoint import Endpoint, Plan, Result, Target
+from dada.errors import BadParameter
+from dada.params import Model, Param
+from dada.selection import GRID, SELECTION, Point
+from dada.sources.catalog import Catalog
+
+BIN = Param("bin", "Bin b×b pixels into one (edge rows/columns that do not fill a bin are dropped).",
+            type="integer", default=1, minimum=1, maximum=256)
+
+
+class Frame(Endpoint):
+    name = "frame"
+    prefix = "/frame"
+    summary = "One raw detector frame, as stored (dtype and values unchanged; png marks masked pixels)."
+    model = Model.of(
+        [Param("at", "Grid point line,point instead of a frame number in the path.", parser=Point.parse,
+               syntax="row,col (line, point along the line)", example="3,5"), GRID],
+        RENDER,
+    )
+    item = Param("n", "Frame number in acquisition order, from 0.", type="integer", minimum=0)
+    item_optional = True
+    render_only = RENDER_NAMES
+
+    def frame_number(self, target: Target, args: dict[str, Any]) -> int:
+        scan = target.scan
+        if target.item is not None and args["at"] is not None:
+            raise BadParameter("at", "give either a frame number in the path or at=, not both",
+                               "/frame/{scan}/{n}.{fmt} or /frame/{scan}.{fmt}?at=row,col")
+        if target.item is not None:
+            return target.item
+        if args["at"] is None:
+            raise BadParameter("at", "a frame number in the path or at=row,col is needed", "row,col")
+        grid = scan.grid_for(args["grid"])
+        at: Point = args["at"]
+        if at.vert >= grid.vert or at.horz >= grid.horz:
+            raise BadParameter("at", f"{at} is outside the {grid.vert}x{grid.horz} grid",
+                               f"row in [0, {grid.vert - 1}], col in [0, {grid.horz - 1}]")
+        return int(grid.frame_index(at.vert, at.horz))
+
+    def plan(self, target: Target, args: dict[str, Any]) -> Plan:
+        scan = target.scan
+        n = self.frame_number(target, args)
+        scan.check_frame(n, "n" if target.item is not None else "at")
+        return Plan(scan.frame_shape, scan.dtype, 1)
+
+    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+        scan = target.scan
+        n = self.frame_number(target, args)
+        frame = scan.read_frame(n)
+        attrs = {"scan": scan.name, "scan_identity": scan.identity, "frame": n}
+        return Result({"frame": frame}, attrs, invalid=~valid_pixels(scan, frame))
+
+
+REDUCE = Param("reduce", "sum: total counts per (binned) pixel; mean: mean count per valid pixel and frame.",
+               choices=("sum", "mean"),
+               default="sum")
+
+
+class Sum(Endpoint):
+    name = "sum"
+    prefix = "/sum"
+    summary = ("Sum or mean of the frames of a patch (all frames when no selection is given); "
+               "masked pixels excluded; frames not yet written are skipped and counted in the attributes.")
+    model = Model.of(SELECTION, [REDUCE, BIN, MASK], RENDER)
+    render_only = RENDER_NAMES
+
+    def plan(self, target: Target, args: dict[str, Any]) -> Plan:
+        scan = target.scan
+        frames = select_or_all(scan, args)
+        dtype = np.dtype("float64") if args["reduce"] == "mean" else np.dtype("int64")
+        return Plan(bin_shape(scan.frame_shape, args["bin"]), dtype, int(frames.size))
+
+    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+        scan = target.scan
+        frames = select_or_all(scan, args).ravel()
+        present = frames[frames < scan.nframes]
+        total = np.zeros(scan.frame_shape, dtype=np.int64)
+        count = np.zeros(scan.frame_shape, dtype=np.int64)
+        buf = np.empty(scan.frame_shape, dtype=scan.dtype)
+        good = np.empty(scan.frame_shape, dtype=bool)
+        for n in present:
+            scan.read_frame(int(n), buf)
+            if args["mask"]:
+                valid_pixels(scan, buf, out=good)
+                np.add(total, buf, out=total, where=good)
+                count += good
+            else:
+                total += buf
+                count += 1
+        b = args["bin"]
+        total, count = bin_sum(total, b), bin_sum(count, b)
+        if args["reduce"] == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        else:
+            out = total
+        attrs = {**provenance(scan, frames), "frames_used": int(present.size),
+                 "frames_missing": int(frames.size - present.size), "reduce": args["reduce"], "bin": b}
+        return Result({args["reduce"]: out}, attrs, invalid=count == 0)
+
+
+class Composite(Endpoint):
+    name = "composite"
+    prefix = "/composite"
+    summary = ("Mosaic of the binned frames of a patch laid out on the scan grid, for browsing; "
+               "each tile is the mean count per valid pixel of b×b bins (NaN where nothing is valid "
+               "or the frame is not written yet).")
+    model = Model.of(SELECTION, [replace(BIN, default=8), MASK], RENDER)
+    render_only = RENDER_NAMES
+
+    def plan(self, target: Target, args: dict[str, Any]) -> Plan:
+        scan = target.scan
+        frames, _, _ = select(scan, args)
+        th, tw = bin_shape(scan.frame_shape, args["bin"])
+        if th == 0 or tw == 0:
+            raise BadParameter("bin", f"{args['bin']} is larger than the {scan.frame_shape} frame",
+                               f"an integer in [1, {min(scan.frame_shape)}]")
+        return Plan((frames.shape[0] * th, frames.shape[1] * tw), np.dtype("float32"), int(frames.size))
+
+    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+        scan = target.scan
+        frames, vert, horz = select(scan, args)
+        b = args["bin"]
+        th, tw = bin_shape(scan.frame_shape, b)
+        out = np.full((frames.shape[0] * th, frames.shape[1] * tw), np.nan, dtype=np.float32)
+        buf = np.empty(scan.frame_shape, dtype=scan.dtype)
+        good = np.ones(scan.frame_shape, dtype=bool)
+        for (i, j), n in np.ndenumerate(frames):
+            if n >= scan.nframes:
+                continue
+            scan.read_frame(int(n), buf)
+            if args["mask"]:
+                valid_pixels(scan, buf, out=good)
+            total = bin_sum(np.where(good, buf, 0).astype(np.float64), b)
+            count = bin_sum(good, b)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[i * th:(i + 1) * th, j * tw:(j + 1) * tw] = np.where(count > 0, total / count, np.nan)
+        attrs = {**provenance(scan, frames), "bin": b, "tile_shape": [th, tw],
+                 "vert": [vert.start, vert.stop, vert.step], "horz": [horz.start, horz.stop, horz.step]}
+        return Result({"composite": out}, attrs)
+
+
+FRAME, SUM, COMPOSITE = Frame(), Sum(), Composite()

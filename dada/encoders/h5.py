@@ -1,0 +1,34 @@
+"""HDF5: every array as a dataset, parameters and provenance as attributes of the root."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import h5py
+import numpy as np
+
+from dada.endpoint import Result
+
+NAME = "h5"
+CONTENT_TYPE = "application/x-hdf5"
+
+
+def attr_value(v: Any) -> Any:
+    """HDF5 attributes take numbers, strings and arrays; anything else is stored as JSON text."""
+    if isinstance(v, bool | int | float | str | np.generic):
+        return v
+    if isinstance(v, np.ndarray) and v.dtype.kind in "iufb":
+        return v
+    return json.dumps(v, default=str)
+
+
+def encode(result: Result, render_args: dict[str, Any]) -> bytes:
+    with h5py.File("result.h5", "w", driver="core", backing_store=False) as f:
+        for name, a in result.arrays.items():
+            f.create_dataset(name, data=a)
+        for k, v in result.attrs.items():
+            if v is not None:
+                f.attrs[k] = attr_value(v)
+        f.flush()
+        return f.id.get_file_image()

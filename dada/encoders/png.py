@@ -1,0 +1,23 @@
+"""PNG: a 2-D array rendered through a colormap (see ``render``)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from PIL import Image
+
+from dada.encoders.render import to_rgba
+from dada.endpoint import Result
+
+NAME = "png"
+CONTENT_TYPE = "image/png"
+
+
+def encode(result: Result, render_args: dict[str, Any]) -> bytes:
+    rgba = result.rgba
+    if rgba is None:
+        rgba = to_rgba(result.primary, result.invalid, render_args)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()

@@ -1,0 +1,102 @@
+"""What a route declares, free of any web framework.
+
+An :class:`Endpoint` names its URL prefix, its parameter :class:`Model`, the
+formats it can produce and, before any data is read, what its answer will be
+(:meth:`Endpoint.plan`: shape, dtype, frames to read) so limits are checked
+up front. :meth:`Endpoint.run` then computes a :class:`Result`. The server
+(``dada.server``) turns any endpoint into a route; ``dada.server.openapi``
+and ``/api`` describe them from the same declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dada.params import Model, Param
+from dada.sources.catalog import Catalog
+from dada.sources.scan import Scan
+
+ARRAY_FORMATS = ("npy", "png", "tiff", "json", "csv", "h5", "mat")
+PLANE_FORMATS = ("png", "csv")  # need a 2-D answer
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an answer will be, known before reading: checked against the limits."""
+
+    shape: tuple[int, ...] = ()
+    dtype: np.dtype = field(default_factory=lambda: np.dtype("float64"))
+    frames: int = 0  # frames the answer reads
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+@dataclass
+class Result:
+    """Named arrays (the first is the primary one) plus attributes, or a JSON document."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    document: Any = None  # for JSON-only endpoints
+    invalid: np.ndarray | None = None  # pixels a rendering must not show (masked, saturated)
+    rgba: np.ndarray | None = None  # an analysis's own png rendering, when a colormap will not do
+
+    @property
+    def primary(self) -> np.ndarray:
+        return next(iter(self.arrays.values()))
+
+
+@dataclass(frozen=True)
+class Target:
+    """The object an endpoint acts on, resolved from the URL path."""
+
+    scan: Scan | None = None
+    folder: str | None = None
+    item: int | None = None  # trailing path segment, e.g. a frame number
+
+
+class Endpoint:
+    """Base class; subclasses set the class attributes and implement plan/run."""
+
+    name: ClassVar[str]
+    prefix: ClassVar[str]  # URL prefix, e.g. "/frame"
+    summary: ClassVar[str]
+    version: ClassVar[str] = "1"  # enters cache keys and ETags: bump when numbers change
+    target: ClassVar[str] = "scan"  # "scan" or "folder"
+    formats: ClassVar[tuple[str, ...]] = ARRAY_FORMATS
+    model: ClassVar[Model]
+    item: ClassVar[Param | None] = None  # a trailing path segment after the scan
+    item_optional: ClassVar[bool] = False
+    render_only: ClassVar[frozenset[str]] = frozenset()  # parameters that only change png output
+
+    def plan(self, target: Target, args: dict[str, Any]) -> Plan:
+        return Plan()
+
+    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+        raise NotImplementedError
+
+    @classmethod
+    def path_template(cls) -> str:
+        if cls.target == "folder":
+            return f"{cls.prefix}/{{folder}}"
+        tail = f"/{{{cls.item.name}}}" if cls.item is not None else ""
+        return f"{cls.prefix}/{{scan}}{tail}.{{fmt}}"
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """This endpoint as listed in /api (and read by the GUI)."""
+        return {
+            "name": cls.name,
+            "path": cls.path_template(),
+            "summary": cls.summary,
+            "version": cls.version,
+            "formats": list(cls.formats),
+            "item": None if cls.item is None else {**cls.item.schema(), "name": cls.item.name,
+                                                   "optional": cls.item_optional},
+            "parameters": cls.model.schemas(),
+        }

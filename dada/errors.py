@@ -1,0 +1,65 @@
+"""Errors a request can end in; each maps to one HTTP status and a JSON body.
+
+They are raised deep in the framework-free core (sources, analyses, encoders)
+and turned into responses in one place (``dada.server.app``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DadaError(Exception):
+    """Base class: a user-facing error with an HTTP status."""
+
+    status = 500
+    kind = "internal"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.kind, "status": self.status, "message": self.message, **self.details}
+
+
+class BadParameter(DadaError):
+    """A query or path parameter is malformed or out of range (400)."""
+
+    status = 400
+    kind = "bad_parameter"
+
+    def __init__(self, parameter: str, message: str, allowed: str | None = None) -> None:
+        details: dict[str, Any] = {"parameter": parameter}
+        if allowed is not None:
+            details["allowed"] = allowed
+        super().__init__(f"{parameter}: {message}", **details)
+
+
+class NotFound(DadaError):
+    """Unknown scan, frame or route (404). Also used for paths outside the data root."""
+
+    status = 404
+    kind = "not_found"
+
+
+class TooLarge(DadaError):
+    """The answer would exceed a configured limit; raised before any data is read (413)."""
+
+    status = 413
+    kind = "too_large"
+
+
+class Unprocessable(DadaError):
+    """The data exist but cannot be decoded or interpreted (422), e.g. a corrupt chunk."""
+
+    status = 422
+    kind = "unprocessable"
+
+
+class NotAcceptable(DadaError):
+    """No format the route can produce matches the request's Accept header (406)."""
+
+    status = 406
+    kind = "not_acceptable"

@@ -1,0 +1,159 @@
+"""From a URL to an endpoint call: split the path, pick the format, check limits, answer.
+
+One generic handler serves every endpoint; the endpoint's declarations
+decide everything specific. Work runs in a thread pool so the event loop
+only parses, waits and streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+import dada
+from dada.config import Config
+from dada.encoders import CONTENT_TYPES, encode, negotiate
+from dada.encoders.render import check_render
+from dada.endpoint import PLANE_FORMATS, Endpoint, Plan, Target
+from dada.errors import BadParameter, NotFound, TooLarge
+from dada.server.metrics import Metrics
+from dada.sources.catalog import Catalog
+
+# Text formats take several bytes per number: scale the size estimate before the limit check.
+TEXT_EXPANSION = {"json": 12, "csv": 12}
+
+
+@dataclass(frozen=True)
+class Address:
+    """The parts of a URL path below an endpoint's prefix."""
+
+    path: str  # scan or folder path below the data root
+    item: int | None
+    fmt: str | None  # from the extension; None: negotiate by Accept
+
+
+def split_tail(ep: Endpoint, tail: str) -> Address:
+    """``a/b/scan/3.npy`` -> (``a/b/scan``, 3, ``npy``) as the endpoint's declarations say."""
+    tail = tail.strip("/")
+    fmt = None
+    head, dot, ext = tail.rpartition(".")
+    if dot and ext in CONTENT_TYPES and "/" not in ext:
+        if ext not in ep.formats:
+            raise BadParameter("format", f"{ext} is not available here", f"one of {', '.join(ep.formats)}")
+        fmt, tail = ext, head
+    if ep.target == "folder":
+        return Address(tail, None, fmt)
+    item = None
+    if ep.item is not None:
+        head, _, last = tail.rpartition("/")
+        if head and last.isdigit():
+            item, tail = ep.item.parse(last), head
+        elif not ep.item_optional:
+            raise BadParameter(ep.item.name, "missing at the end of the path", ep.item.allowed())
+    if not tail:
+        raise NotFound("no scan named in the path")
+    return Address(tail, item, fmt)
+
+
+def etag(ep: Endpoint, target: Target, canonical: str, fmt: str) -> str:
+    ident = target.scan.identity if target.scan is not None else ""
+    key = f"{dada.__version__}|{ep.name}/{ep.version}|{ident}|{target.item}|{canonical}|{fmt}"
+    return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
+
+
+class Dispatcher:
+    """Holds what every request needs: catalog, config, metrics and the worker pool."""
+
+    def __init__(self, catalog: Catalog, config: Config, metrics: Metrics, pool: Executor) -> None:
+        self.catalog = catalog
+        self.config = config
+        self.metrics = metrics
+        self.pool = pool
+
+    async def _work(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def handler(self, ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            t0 = time.perf_counter()
+            status = 500
+            try:
+                resp = await self._answer(ep, request)
+                status = resp.status
+                return resp
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except Exception as exc:
+                status = getattr(exc, "status", 500)
+                raise
+            finally:
+                self.metrics.requests.labels(ep.name, str(status)).inc()
+                self.metrics.latency.labels(ep.name).observe(time.perf_counter() - t0)
+
+        return handle
+
+    async def _answer(self, ep: Endpoint, request: web.Request) -> web.StreamResponse:
+        addr = split_tail(ep, request.match_info.get("tail", ""))
+        args = ep.model.parse(request.query)
+        check_render(args)
+        fmt = addr.fmt or negotiate(request.headers.get("Accept"), ep.formats)
+        if ep.target == "folder":
+            target = Target(folder=addr.path)
+        else:
+            target = Target(scan=await self._work(self.catalog.scan, addr.path), item=addr.item)
+        plan: Plan = await self._work(ep.plan, target, args)
+        self._check(ep, plan, fmt)
+        exclude = () if fmt == "png" else ep.render_only
+        tag = etag(ep, target, ep.model.canonical(args, exclude), fmt)
+        complete = target.scan is None or target.scan.complete
+        headers = {
+            "ETag": tag,
+            "Cache-Control": "public, max-age=3600" if complete else "no-cache",
+            "Content-Type": CONTENT_TYPES[fmt],
+            "Vary": "Accept",
+        }
+        if ep.target == "folder":
+            headers["Cache-Control"] = "no-cache"
+        if tag in request.headers.get("If-None-Match", ""):
+            self.metrics.not_modified.inc()
+            return web.Response(status=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
+        self.metrics.in_flight.inc()
+        try:
+            result = await self._work(ep.run, target, args, self.catalog)
+            body = await self._work(encode, result, fmt, args)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.frames.inc(plan.frames)
+        self.metrics.bytes_out.labels(ep.name).inc(len(body))
+        if target.scan is not None:
+            stem = target.scan.name.replace("/", "_")
+            item = "" if target.item is None else f"_{target.item}"
+            headers["Content-Disposition"] = f'inline; filename="{ep.name}_{stem}{item}.{fmt}"'
+        return web.Response(body=body, headers=headers)
+
+    def _check(self, ep: Endpoint, plan: Plan, fmt: str) -> None:
+        """Limits and format fit, from the plan alone: nothing has been read yet."""
+        if fmt in PLANE_FORMATS and ep.target == "scan" and len(plan.shape) != 2:
+            raise BadParameter("format", f"{fmt} needs a 2-D answer, this one is {plan.shape}",
+                               "npy, tiff, json, h5 or mat")
+        size = plan.nbytes * TEXT_EXPANSION.get(fmt, 1)
+        if size > self.config.max_output_bytes:
+            raise TooLarge(
+                f"the answer would be about {size} bytes, over the limit of {self.config.max_output_bytes}; "
+                "select a smaller patch (horz, vert) or bin more",
+                limit="max_output_bytes", estimate=size,
+            )
+        if plan.frames > self.config.max_frames:
+            raise TooLarge(
+                f"the answer reads {plan.frames} frames, over the limit of {self.config.max_frames}; "
+                "select a smaller patch (horz, vert)",
+                limit="max_frames", estimate=plan.frames,
+            )

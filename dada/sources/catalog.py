@@ -1,0 +1,182 @@
+"""Map URL paths below the data root(s) to scans, and never anywhere else.
+
+A scan path names, below a data root, an Eiger master (``name`` for
+``name_master.h5``), a plain HDF5 file (with or without its extension), or a
+folder holding exactly one of those. Every path is checked segment by segment
+and again after resolving symlinks: whatever would land outside the root is a
+404 and is never opened.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dada.errors import NotFound
+from dada.sources.eiger import DATA_FILE, open_eiger
+from dada.sources.handles import HandleCache
+from dada.sources.hdf5 import open_hdf5
+from dada.sources.scan import FileStamp, Scan
+
+HDF5_EXTS = (".h5", ".hdf5", ".nxs", ".hdf")
+MASTER = "_master.h5"
+BAD_SEGMENT = re.compile(r"[\\\x00-\x1f]")
+
+
+class Catalog:
+    def __init__(
+        self,
+        roots: Mapping[str, str | os.PathLike[str]],
+        handles: HandleCache | None = None,
+        dataset_paths: Sequence[str] = ("entry/data/data",),
+    ) -> None:
+        if not roots:
+            raise ValueError("at least one data root is needed")
+        if "" in roots and len(roots) > 1:
+            raise ValueError("an unnamed data root cannot be combined with named ones")
+        self.roots = {k: os.path.realpath(v) for k, v in roots.items()}
+        for k, v in self.roots.items():
+            if not os.path.isdir(v):
+                raise ValueError(f"data root {k or '(default)'} is not a folder: {v}")
+        self.handles = handles or HandleCache()
+        self.dataset_paths = tuple(dataset_paths)
+        self._lock = threading.Lock()
+        self._scans: dict[str, Scan] = {}
+
+    # -- paths ----------------------------------------------------------------
+
+    def _split(self, urlpath: str) -> tuple[str, list[str]]:
+        """(real root, checked segments) for a URL path; 404 for anything suspicious."""
+        parts = urlpath.strip("/").split("/") if urlpath.strip("/") else []
+        for p in parts:
+            if p in ("", ".", "..") or BAD_SEGMENT.search(p) or p.startswith("~"):
+                raise NotFound(f"no such path: {urlpath!r}")
+        if "" in self.roots:
+            return self.roots[""], parts
+        if not parts or parts[0] not in self.roots:
+            raise NotFound(f"no data root named {parts[0] if parts else ''!r}", roots=sorted(self.roots))
+        return self.roots[parts[0]], parts[1:]
+
+    @staticmethod
+    def _inside(root: str, path: str) -> str | None:
+        real = os.path.realpath(path)
+        return real if real == root or real.startswith(root + os.sep) else None
+
+    def _stamper(self, root: str):
+        def stamp(path: str) -> FileStamp:
+            st = os.stat(path)
+            return FileStamp(os.path.relpath(path, root), st.st_size, st.st_mtime_ns)
+
+        return stamp
+
+    def locate(self, urlpath: str) -> tuple[str, str, str]:
+        """(root, kind, real file) of the scan a URL path names; 404 if none."""
+        root, parts = self._split(urlpath)
+        base = os.path.join(root, *parts)
+        candidates = [base + MASTER]
+        if base.endswith(HDF5_EXTS):
+            candidates.append(base)
+        candidates += [base + ext for ext in HDF5_EXTS]
+        for c in candidates:
+            real = self._inside(root, c)
+            if real and os.path.isfile(real):
+                return root, _kind(real), real
+        real = self._inside(root, base)
+        if real and os.path.isdir(real) and parts:
+            scans = [e for e in _scan_entries(real)]
+            if len(scans) == 1:
+                inner = self._inside(root, os.path.join(real, scans[0]))
+                if inner:
+                    return root, _kind(inner), inner
+            if len(scans) > 1:
+                raise NotFound(
+                    f"folder {urlpath!r} holds {len(scans)} scans; name one",
+                    scans=[_scan_name(s) for s in scans][:50],
+                )
+        raise NotFound(f"no scan at {urlpath!r}")
+
+    # -- scans ----------------------------------------------------------------
+
+    def scan(self, urlpath: str) -> Scan:
+        """The scan at a URL path, reusing the parsed scan while its files are unchanged."""
+        name = urlpath.strip("/")
+        root, kind, real = self.locate(urlpath)
+        with self._lock:
+            cached = self._scans.get(real)
+        if cached is not None and cached.complete and _unchanged(root, cached):
+            return cached
+        stamp = self._stamper(root)
+        if kind == "eiger":
+            scan = open_eiger(name, real, self.handles, lambda p: self._inside(root, p), stamp)
+        else:
+            scan = open_hdf5(name, real, self.handles, self.dataset_paths, stamp)
+        with self._lock:
+            self._scans[real] = scan
+        return scan
+
+    def browse(self, urlpath: str) -> dict[str, Any]:
+        """Folders and scans directly below a folder of the data root(s)."""
+        if "" not in self.roots and not urlpath.strip("/"):
+            return {"path": "", "folders": sorted(self.roots), "scans": []}
+        root, parts = self._split(urlpath)
+        real = self._inside(root, os.path.join(root, *parts))
+        if real is None or not os.path.isdir(real):
+            raise NotFound(f"no folder at {urlpath!r}")
+        prefix = urlpath.strip("/")
+        folders, scans = [], []
+        with os.scandir(real) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            inside = self._inside(root, e.path)
+            if inside is None:
+                continue
+            if os.path.isdir(inside):
+                folders.append(e.name)
+            elif _is_scan_file(e.name):
+                st = os.stat(inside)
+                scan_name = _scan_name(e.name)
+                scans.append({
+                    "name": scan_name,
+                    "path": f"{prefix}/{scan_name}".strip("/"),
+                    "kind": _kind(e.name),
+                    "size": st.st_size,
+                    "mtime": st.st_mtime,
+                })
+        return {"path": prefix, "folders": folders, "scans": scans}
+
+
+def _kind(path: str) -> str:
+    return "eiger" if path.endswith(MASTER) else "hdf5"
+
+
+def _is_scan_file(name: str) -> bool:
+    return name.endswith(HDF5_EXTS) and not DATA_FILE.search(name)
+
+
+def _scan_entries(folder: str) -> list[str]:
+    names = sorted(n for n in os.listdir(folder) if not n.startswith(".") and _is_scan_file(n))
+    masters = [n for n in names if n.endswith(MASTER)]
+    return masters or names
+
+
+def _scan_name(filename: str) -> str:
+    if filename.endswith(MASTER):
+        return filename[: -len(MASTER)]
+    return str(Path(filename).with_suffix(""))
+
+
+def _unchanged(root: str, scan: Scan) -> bool:
+    for st in scan.stamps:
+        try:
+            s = os.stat(os.path.join(root, st.path))
+        except OSError:
+            return False
+        if s.st_size != st.size or s.st_mtime_ns != st.mtime_ns:
+            return False
+    return True

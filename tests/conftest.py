@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from helpers import Daemon  # noqa: E402
+
+from dada.demo import make_demo  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = str(tmp_path_factory.mktemp("demo"))
+    make_demo(root, "tiny", progress=lambda _msg: None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def daemon(demo_root: str):
+    d = Daemon(["serve", demo_root])
+    yield d
+    d.stop()
