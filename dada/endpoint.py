@@ -27,13 +27,19 @@ PLANE_FORMATS = ("png", "csv")  # need a 2-D answer
 class Plan:
     """What an answer will be, known before reading: checked against the limits."""
 
-    shape: tuple[int, ...] = ()
+    shape: tuple[int, ...] = ()  # of the primary array
     dtype: np.dtype = field(default_factory=lambda: np.dtype("float64"))
     frames: int = 0  # frames the answer reads
+    extra_bytes: int = 0  # of the other arrays (formats like h5 carry them all)
+    plane: bool = False  # png/csv have a 2-D view even though the primary array is not 2-D
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize + self.extra_bytes
+
+    @property
+    def has_plane(self) -> bool:
+        return self.plane or len(self.shape) == 2
 
 
 @dataclass
@@ -45,10 +51,16 @@ class Result:
     document: Any = None  # for JSON-only endpoints
     invalid: np.ndarray | None = None  # pixels a rendering must not show (masked, saturated)
     rgba: np.ndarray | None = None  # an analysis's own png rendering, when a colormap will not do
+    plane: np.ndarray | None = None  # the 2-D view png and csv show, when it is not the primary array
 
     @property
     def primary(self) -> np.ndarray:
         return next(iter(self.arrays.values()))
+
+    @property
+    def view(self) -> np.ndarray:
+        """What 2-D formats (png, csv) show."""
+        return self.primary if self.plane is None else self.plane
 
 
 @dataclass(frozen=True)
@@ -74,29 +86,28 @@ class Endpoint:
     item_optional: ClassVar[bool] = False
     render_only: ClassVar[frozenset[str]] = frozenset()  # parameters that only change png output
 
-    def plan(self, target: Target, args: dict[str, Any]) -> Plan:
+    def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
+        """Validate against the target and say what the answer will be, reading no frame."""
         return Plan()
 
     def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
         raise NotImplementedError
 
-    @classmethod
-    def path_template(cls) -> str:
-        if cls.target == "folder":
-            return f"{cls.prefix}/{{folder}}"
-        tail = f"/{{{cls.item.name}}}" if cls.item is not None else ""
-        return f"{cls.prefix}/{{scan}}{tail}.{{fmt}}"
+    def path_template(self) -> str:
+        if self.target == "folder":
+            return f"{self.prefix}/{{folder}}"
+        tail = f"/{{{self.item.name}}}" if self.item is not None else ""
+        return f"{self.prefix}/{{scan}}{tail}.{{fmt}}"
 
-    @classmethod
-    def describe(cls) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """This endpoint as listed in /api (and read by the GUI)."""
         return {
-            "name": cls.name,
-            "path": cls.path_template(),
-            "summary": cls.summary,
-            "version": cls.version,
-            "formats": list(cls.formats),
-            "item": None if cls.item is None else {**cls.item.schema(), "name": cls.item.name,
-                                                   "optional": cls.item_optional},
-            "parameters": cls.model.schemas(),
+            "name": self.name,
+            "path": self.path_template(),
+            "summary": self.summary,
+            "version": self.version,
+            "formats": list(self.formats),
+            "item": None if self.item is None else {**self.item.schema(), "name": self.item.name,
+                                                    "optional": self.item_optional},
+            "parameters": self.model.schemas(),
         }

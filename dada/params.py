@@ -123,7 +123,9 @@ class Param:
         if self.parser is not None:
             s = {"type": "string", "description": self.doc}
         if self.minimum is not None and self.parser is None:
-            s["exclusiveMinimum" if self.exclusive_minimum else "minimum"] = self.minimum
+            s["minimum"] = self.minimum
+            if self.exclusive_minimum:
+                s["exclusiveMinimum"] = True  # OpenAPI 3.0 style
         if self.maximum is not None and self.parser is None:
             s["maximum"] = self.maximum
         if self.default is not None:

@@ -48,7 +48,7 @@ class Frame(Endpoint):
                                f"row in [0, {grid.vert - 1}], col in [0, {grid.horz - 1}]")
         return int(grid.frame_index(at.vert, at.horz))
 
-    def plan(self, target: Target, args: dict[str, Any]) -> Plan:
+    def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
         scan = target.scan
         n = self.frame_number(target, args)
         scan.check_frame(n, "n" if target.item is not None else "at")
@@ -75,7 +75,7 @@ class Sum(Endpoint):
     model = Model.of(SELECTION, [REDUCE, BIN, MASK], RENDER)
     render_only = RENDER_NAMES
 
-    def plan(self, target: Target, args: dict[str, Any]) -> Plan:
+    def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
         scan = target.scan
         frames = select_or_all(scan, args)
         dtype = np.dtype("float64") if args["reduce"] == "mean" else np.dtype("int64")
@@ -119,7 +119,7 @@ class Composite(Endpoint):
     model = Model.of(SELECTION, [replace(BIN, default=8), MASK], RENDER)
     render_only = RENDER_NAMES
 
-    def plan(self, target: Target, args: dict[str, Any]) -> Plan:
+    def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
         scan = target.scan
         frames, _, _ = select(scan, args)
         th, tw = bin_shape(scan.frame_shape, args["bin"])

@@ -14,7 +14,7 @@ CONTENT_TYPE = "text/csv"
 
 
 def encode(result: Result, render_args: dict[str, Any]) -> bytes:
-    a = result.primary
+    a = result.view
     if a.dtype.kind in "iub":
         fmt = "%d"
     else:

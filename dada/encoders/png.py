@@ -17,7 +17,7 @@ CONTENT_TYPE = "image/png"
 def encode(result: Result, render_args: dict[str, Any]) -> bytes:
     rgba = result.rgba
     if rgba is None:
-        rgba = to_rgba(result.primary, result.invalid, render_args)
+        rgba = to_rgba(result.view, result.invalid, render_args)
     buf = io.BytesIO()
     Image.fromarray(rgba, mode="RGBA").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

@@ -71,3 +71,24 @@ def _limits(good: np.ndarray, args: dict[str, Any]) -> tuple[float, float]:
         if vmax is None:
             vmax = float(np.percentile(good, args.get("phigh", 100.0)))
     return (vmin if vmin is not None else 0.0), (vmax if vmax is not None else 1.0)
+
+
+def plot_rgba(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, args: dict[str, Any]) -> np.ndarray:
+    """A 1-D profile as a line plot (log y with ``log``), rendered off-screen."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ok = np.isfinite(y)
+    ax.plot(x[ok], y[ok], color="C0")
+    if args.get("log"):
+        ax.set_yscale("log")
+    if args.get("vmin") is not None or args.get("vmax") is not None:
+        ax.set_ylim(args.get("vmin"), args.get("vmax"))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()

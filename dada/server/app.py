@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -9,6 +10,7 @@ from aiohttp import web
 
 import dada
 from dada.analysis import ENDPOINTS
+from dada.analysis.engine import warm_up
 from dada.config import Config
 from dada.encoders.json import dumps
 from dada.errors import DadaError
@@ -67,6 +69,10 @@ def make_app(config: Config) -> web.Application:
     async def root(_: web.Request) -> web.Response:
         raise web.HTTPFound("/api")
 
+    async def startup(_: web.Application) -> None:
+        # Compile (or load the cached) numba kernels before the first request, not during it.
+        await asyncio.get_running_loop().run_in_executor(pool, warm_up)
+
     async def shutdown(_: web.Application) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
         handles.close()
@@ -82,6 +88,7 @@ def make_app(config: Config) -> web.Application:
         app.router.add_get(ep.prefix + "/{tail:.*}", handler)
         if ep.target == "folder":
             app.router.add_get(ep.prefix, handler)
+    app.on_startup.append(startup)
     app.on_cleanup.append(shutdown)
     app["catalog"] = catalog
     app["metrics"] = metrics

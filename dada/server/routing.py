@@ -109,7 +109,7 @@ class Dispatcher:
             target = Target(folder=addr.path)
         else:
             target = Target(scan=await self._work(self.catalog.scan, addr.path), item=addr.item)
-        plan: Plan = await self._work(ep.plan, target, args)
+        plan: Plan = await self._work(ep.plan, target, args, self.catalog)
         self._check(ep, plan, fmt)
         exclude = () if fmt == "png" else ep.render_only
         tag = etag(ep, target, ep.model.canonical(args, exclude), fmt)
@@ -141,7 +141,7 @@ class Dispatcher:
 
     def _check(self, ep: Endpoint, plan: Plan, fmt: str) -> None:
         """Limits and format fit, from the plan alone: nothing has been read yet."""
-        if fmt in PLANE_FORMATS and ep.target == "scan" and len(plan.shape) != 2:
+        if fmt in PLANE_FORMATS and ep.target == "scan" and not plan.has_plane:
             raise BadParameter("format", f"{fmt} needs a 2-D answer, this one is {plan.shape}",
                                "npy, tiff, json, h5 or mat")
         size = plan.nbytes * TEXT_EXPANSION.get(fmt, 1)

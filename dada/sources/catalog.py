@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dada.errors import NotFound
+from dada.errors import BadParameter, NotFound
 from dada.sources.eiger import DATA_FILE, open_eiger
 from dada.sources.handles import HandleCache
 from dada.sources.hdf5 import open_hdf5
@@ -98,6 +98,17 @@ class Catalog:
                     scans=[_scan_name(s) for s in scans][:50],
                 )
         raise NotFound(f"no scan at {urlpath!r}")
+
+    def resolve_file(self, urlpath: str, parameter: str) -> str:
+        """A plain file below a data root named by a parameter (e.g. a mask); 400 if there is none."""
+        try:
+            root, parts = self._split(urlpath)
+        except NotFound:
+            raise BadParameter(parameter, f"no file at {urlpath!r}", "a file path below the data root") from None
+        real = self._inside(root, os.path.join(root, *parts))
+        if real is None or not os.path.isfile(real):
+            raise BadParameter(parameter, f"no file at {urlpath!r}", "a file path below the data root")
+        return real
 
     # -- scans ----------------------------------------------------------------
 

@@ -1,0 +1,82 @@
+"""Azimuthal: sector means on a ring; orientation and degree of anisotropy from the second harmonic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.colors import hsv_to_rgb
+
+from dada.analysis.beam import radius_param, ring
+from dada.analysis.engine import SUM, Bins, Channel, Geometry, Moments
+from dada.params import Param
+
+
+def harmonic(sectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(orientation deg in [0, 180), anisotropy in [0, 1]) from sector means (N, ...).
+
+    c2 = Σ s_k e^{2iφ_k} with φ_k the sector centres; sectors without valid pixels (NaN) are left out.
+    """
+    n = sectors.shape[0]
+    phi = (np.arange(n) + 0.5) * 2 * np.pi / n
+    e2 = np.exp(2j * phi).reshape((n,) + (1,) * (sectors.ndim - 1))
+    c2 = np.nansum(sectors * e2, axis=0)
+    total = np.nansum(sectors, axis=0)
+    empty = np.all(np.isnan(sectors), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        orientation = np.mod(np.degrees(np.angle(c2)) / 2, 180.0)
+        anisotropy = np.where(total > 0, np.abs(c2) / total, np.nan)
+    orientation[empty] = np.nan
+    return orientation, anisotropy
+
+
+class Azimuthal(Channel):
+    name = "azimuthal"
+    doc = ("nsectors sectors on the ring rmin..rmax, each its mean count per valid pixel; orientation (deg, from +x "
+           "towards +y, of strongest scattering) = arg(c2)/2 and anisotropy = |c2| / Σ s_k from the second "
+           "harmonic c2 = Σ s_k e^{2iφ_k}.")
+    params = (
+        radius_param("rmin", "Inner radius of the ring.", 10.0),
+        radius_param("rmax", "Outer radius (excluded); default: the largest circle inside the frame.", None),
+        Param("nsectors", "Number of equal sectors, the first starting at +x.", type="integer", default=16,
+              minimum=3, maximum=720),
+    )
+    outputs = ("sectors", "orientation", "anisotropy")
+
+    def check(self, geo: Geometry, args: dict[str, Any]) -> None:
+        ring(geo, args)
+
+    def bins(self, geo: Geometry, args: dict[str, Any]) -> Bins:
+        rmin, rmax = ring(geo, args)
+        r = geo.radius()
+        n = args["nsectors"]
+        sector = np.minimum((geo.angle() / (2 * np.pi) * n).astype(np.int32), n - 1)
+        return Bins(np.where((r >= rmin) & (r < rmax), sector, -1).astype(np.int32), n)
+
+    def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
+        return {"sectors": (args["nsectors"], *points), "orientation": points, "anisotropy": points}
+
+    def finalize(self, m: Moments, geo: Geometry, args: dict[str, Any], context: Any = None) -> dict[str, np.ndarray]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sectors = np.where(m.valid > 0, m.values[..., SUM] / m.valid, np.nan).T  # (N, npoints)
+        orientation, anisotropy = harmonic(sectors)
+        return {"sectors": sectors, "orientation": orientation, "anisotropy": anisotropy}
+
+    def plane(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> np.ndarray | None:
+        if output == "sectors":
+            return arrays["anisotropy"]
+        return arrays[output]
+
+    def rgba(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> np.ndarray | None:
+        """Orientation as hue, anisotropy as saturation (scaled to vmax, default its phigh percentile)."""
+        if output != "sectors":
+            return None
+        ori, ani = arrays["orientation"], arrays["anisotropy"]
+        ok = np.isfinite(ori) & np.isfinite(ani)
+        top = args.get("vmax") or (np.percentile(ani[ok], args.get("phigh", 99.9)) if ok.any() else 1.0)
+        hsv = np.stack([np.where(ok, ori / 180.0, 0), np.clip(np.where(ok, ani, 0) / max(top, 1e-12), 0, 1),
+                        np.ones_like(ori)], axis=-1)
+        rgba = np.empty(ori.shape + (4,), dtype=np.uint8)
+        rgba[..., :3] = np.round(hsv_to_rgb(hsv) * 255)
+        rgba[..., 3] = np.where(ok, 255, 0)
+        return rgba

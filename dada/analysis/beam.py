@@ -1,0 +1,75 @@
+"""Beam geometry for the STXM channels: centre, masks and radius checks, from metadata and URL."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import h5py
+import numpy as np
+
+from dada.analysis.engine import Geometry
+from dada.errors import BadParameter
+from dada.params import Param
+from dada.sources.catalog import Catalog
+from dada.sources.scan import Scan
+
+GEOMETRY = (
+    Param("cx", "Beam centre along columns (x); default from the scan's metadata.", type="number", unit="px"),
+    Param("cy", "Beam centre along rows (y); default from the scan's metadata.", type="number", unit="px"),
+    Param("usermask", "A mask file below the data root (.npy, or HDF5 with one 2-D dataset); non-zero = masked.",
+          example="masks/beamstop.npy"),
+)
+
+
+def load_usermask(catalog: Catalog, path: str, shape: tuple[int, int]) -> np.ndarray:
+    real = catalog.resolve_file(path, "usermask")
+    try:
+        if real.endswith(".npy"):
+            m = np.load(real, allow_pickle=False)
+        else:
+            with h5py.File(real, "r") as f:
+                found: list[np.ndarray] = []
+                f.visititems(lambda _n, o: found.append(o[()]) if isinstance(o, h5py.Dataset) and o.ndim == 2 else None)
+                if len(found) != 1:
+                    raise ValueError(f"holds {len(found)} 2-D datasets, not one")
+                m = found[0]
+    except (OSError, ValueError) as exc:
+        raise BadParameter("usermask", f"{os.path.basename(real)} cannot be read: {exc}", ".npy or HDF5") from None
+    if m.shape != shape:
+        raise BadParameter("usermask", f"its shape {m.shape} is not the frame shape {shape}", f"a {shape} array")
+    return m != 0
+
+
+def geometry(scan: Scan, args: dict[str, Any], catalog: Catalog) -> Geometry:
+    g = scan.geometry
+    cx = args["cx"] if args["cx"] is not None else g.beam_center_x
+    cy = args["cy"] if args["cy"] is not None else g.beam_center_y
+    h, w = scan.frame_shape
+    for name, value, size in (("cx", cx, w), ("cy", cy, h)):
+        if value is None:
+            raise BadParameter(name, "the scan's metadata give no beam centre; say it in the URL", "a number in px")
+        if not -0.5 <= value <= size - 0.5:
+            raise BadParameter(name, f"{value} lies outside the frame", f"a number in [-0.5, {size - 0.5}]")
+    good = ~scan.bad_pixels()
+    if args["usermask"]:
+        good = good & ~load_usermask(catalog, args["usermask"], scan.frame_shape)
+    return Geometry((h, w), float(cx), float(cy), good, g.x_pixel_size, g.detector_distance, g.wavelength)
+
+
+def ring(geo: Geometry, args: dict[str, Any], lo: str = "rmin", hi: str = "rmax") -> tuple[float, float]:
+    """(rmin, rmax) with rmax defaulting to the largest circle inside the frame; 400 if impossible."""
+    rmin = args[lo]
+    rmax = args[hi] if args[hi] is not None else geo.r_inside()
+    limit = geo.r_limit()
+    if rmin >= rmax:
+        raise BadParameter(lo, f"{lo} {rmin} is not below {hi} {rmax:g}", f"0 <= {lo} < {hi}")
+    if rmin >= limit or rmax > np.ceil(limit):
+        name = lo if rmin >= limit else hi
+        raise BadParameter(name, f"{args[name]} px reaches beyond the frame, whose farthest corner is "
+                           f"{limit:.1f} px from the beam centre", f"{hi} <= {np.ceil(limit):g}")
+    return float(rmin), float(rmax)
+
+
+def radius_param(name: str, doc: str, default: float | None) -> Param:
+    return Param(name, doc, type="number", default=default, minimum=0, unit="px")

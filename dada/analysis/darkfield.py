@@ -1,0 +1,32 @@
+"""Darkfield: summed counts in the annulus rmin <= r < rmax; transmission (r < rmin) alongside."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dada.analysis.beam import radius_param, ring
+from dada.analysis.engine import SUM, Bins, Channel, Geometry, Moments
+
+
+class Darkfield(Channel):
+    name = "darkfield"
+    doc = "STXM darkfield: summed valid counts with rmin <= r < rmax; transmission: counts with r < rmin."
+    params = (
+        radius_param("rmin", "Inner radius of the annulus; also the transmission disc's radius.", 10.0),
+        radius_param("rmax", "Outer radius (excluded); default: the largest circle inside the frame.", None),
+    )
+    outputs = ("darkfield", "transmission")
+
+    def check(self, geo: Geometry, args: dict[str, Any]) -> None:
+        ring(geo, args)
+
+    def bins(self, geo: Geometry, args: dict[str, Any]) -> Bins:
+        rmin, rmax = ring(geo, args)
+        r = geo.radius()
+        index = np.where(r < rmin, 1, np.where(r < rmax, 0, -1)).astype(np.int32)
+        return Bins(index, 2)
+
+    def finalize(self, m: Moments, geo: Geometry, args: dict[str, Any], context: Any = None) -> dict[str, np.ndarray]:
+        return {"darkfield": m.values[:, 0, SUM], "transmission": m.values[:, 1, SUM]}

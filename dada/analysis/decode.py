@@ -1,0 +1,121 @@
+"""Bitshuffle-LZ4 chunks decoded block by block, without the GIL.
+
+An HDF5 bitshuffle chunk (filter 32008 with LZ4) is a 12-byte header (total
+bytes, block bytes; big-endian) followed by blocks, each a 4-byte big-endian
+compressed size and an LZ4 block holding ``block`` bitshuffled elements; the
+last ``n % 8`` elements are stored raw. Each block decodes on its own, so a
+kernel can decode only the blocks covering the pixels it needs and process
+each block while it is still in L1 cache.
+
+The LZ4 and bit-transpose routines are the bitshuffle package's own C
+functions (SIMD-dispatched), called from numba so that whole frames decode
+with the GIL released and several threads work at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bitshuffle.ext
+import h5py
+import llvmlite.binding
+import numba
+import numpy as np
+from numba import types
+
+BITSHUFFLE_FILTER = 32008
+BSHUF_LZ4 = 2
+
+llvmlite.binding.load_library_permanently(bitshuffle.ext.__file__)
+_lz4 = types.ExternalFunction(
+    "LZ4_decompress_safe", types.int32(types.voidptr, types.voidptr, types.int32, types.int32)
+)
+_untrans = types.ExternalFunction(
+    "bshuf_untrans_bit_elem", types.int64(types.voidptr, types.voidptr, types.uintp, types.uintp)
+)
+
+# Largest block the decoder accepts (bitshuffle's default is 8 KiB; the format allows more).
+MAX_BLOCK_BYTES = 1 << 20
+
+
+@numba.njit(nogil=True, cache=True)
+def read_header(chunk: np.ndarray) -> tuple[int, int]:
+    total = 0
+    for i in range(8):
+        total = (total << 8) | np.int64(chunk[i])
+    block = 0
+    for i in range(8, 12):
+        block = (block << 8) | np.int64(chunk[i])
+    return total, block
+
+
+@numba.njit(nogil=True, cache=True)
+def decode_block(chunk, pos, clen, nbytes, scratch, out_bytes, itemsize) -> bool:
+    """One LZ4 block at ``chunk[pos:pos+clen]`` into ``out_bytes[:nbytes]`` (un-bitshuffled)."""
+    if pos + clen > chunk.size or nbytes > scratch.size:
+        return False
+    got = _lz4(chunk[pos:].ctypes.data, scratch.ctypes.data, np.int32(clen), np.int32(nbytes))
+    if got != nbytes:
+        return False
+    return _untrans(scratch.ctypes.data, out_bytes.ctypes.data, nbytes // itemsize, itemsize) >= 0
+
+
+@numba.njit(nogil=True, cache=True)
+def decode_into(chunk, out_bytes, itemsize, scratch) -> bool:
+    """A whole chunk into ``out_bytes`` (a uint8 view of the frame); False if it is corrupt."""
+    if chunk.size < 12:
+        return False
+    total, block_bytes = read_header(chunk)
+    if total != out_bytes.size or block_bytes <= 0 or block_bytes % itemsize:
+        return False
+    block = block_bytes // itemsize
+    n = total // itemsize
+    pos = 12
+    e = 0
+    while n - e >= 8:
+        m = min(block, n - e)
+        m -= m % 8
+        if pos + 4 > chunk.size:
+            return False
+        clen = (np.int64(chunk[pos]) << 24) | (np.int64(chunk[pos + 1]) << 16) \
+            | (np.int64(chunk[pos + 2]) << 8) | np.int64(chunk[pos + 3])
+        pos += 4
+        if not decode_block(chunk, pos, clen, m * itemsize, scratch, out_bytes[e * itemsize:], itemsize):
+            return False
+        pos += clen
+        e += m
+    rest = (n - e) * itemsize
+    if pos + rest > chunk.size:
+        return False
+    out_bytes[e * itemsize:e * itemsize + rest] = chunk[pos:pos + rest]
+    return True
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """Whether a dataset's frames can take the direct path: one frame per bitshuffle-LZ4 chunk."""
+
+    direct: bool
+    reason: str = ""
+
+
+def chunk_layout(dset: h5py.Dataset) -> ChunkLayout:
+    if dset.chunks is None or dset.chunks != (1, *dset.shape[1:]):
+        return ChunkLayout(False, "not one frame per chunk")
+    if dset.dtype.itemsize not in (1, 2, 4, 8) or dset.dtype.kind not in "ui":
+        return ChunkLayout(False, f"dtype {dset.dtype}")
+    plist = dset.id.get_create_plist()
+    if plist.get_nfilters() != 1:
+        return ChunkLayout(False, "filter pipeline is not bitshuffle alone")
+    code, _flags, values, _name = plist.get_filter(0)
+    if code != BITSHUFFLE_FILTER or len(values) < 5 or values[4] != BSHUF_LZ4:
+        return ChunkLayout(False, "not bitshuffle-LZ4")
+    return ChunkLayout(True)
+
+
+def decode_chunk(chunk: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """Decode one chunk into a new array (for tests and one-off reads); None if corrupt."""
+    out = np.empty(shape, dtype=dtype)
+    scratch = np.empty(MAX_BLOCK_BYTES, dtype=np.uint8)
+    ok = decode_into(np.frombuffer(chunk, dtype=np.uint8), out.reshape(-1).view(np.uint8), dtype.itemsize, scratch)
+    return out if ok else None

@@ -1,0 +1,84 @@
+"""DPC: centre of mass of the counts within rdpc of the beam centre, as x and y maps."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from dada.analysis.beam import radius_param, ring
+from dada.analysis.engine import SUM, SX, SY, Bins, Channel, Geometry, Moments
+from dada.errors import BadParameter
+from dada.params import Param
+
+
+def centre_of_mass(m: Moments) -> np.ndarray:
+    """(2, npoints): COM x, y in px about the beam centre; NaN where no counts."""
+    v = m.values[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = np.where(v[:, SUM] > 0, v[:, SUM], np.nan)
+        return np.stack([v[:, SX] / total, v[:, SY] / total])
+
+
+class Dpc(Channel):
+    name = "dpc"
+    doc = ("Differential phase contrast: centre of mass of the valid counts with r < rdpc, minus the reference, "
+           "optionally rotated and flipped; (2, V, H) = (x, y).")
+    params = (
+        replace(radius_param("rdpc", "Radius of the disc whose centre of mass is taken.", 10.0),
+                exclusive_minimum=True),
+        Param("reference", "Zero of the shift: the beam centre, or the median centre of mass over the scan.",
+              choices=("beam", "median"), default="beam"),
+        Param("rotation", "Rotate (x, y) counter-clockwise by this angle (scan vs detector axes).", type="number",
+              default=0.0, minimum=-360, maximum=360, unit="deg"),
+        Param("flip", "Mirror the y component (after rotation).", type="boolean", default=False),
+        Param("unit", "px, or mrad (needs pixel size and detector distance).", choices=("px", "mrad"),
+              default="px"),
+        Param("component", "What png and csv show: x, y, magnitude or angle (deg).",
+              choices=("x", "y", "magnitude", "angle"), default="magnitude"),
+    )
+    outputs = ("dpc",)
+
+    def check(self, geo: Geometry, args: dict[str, Any]) -> None:
+        ring(geo, {"r0": 0.0, "rdpc": args["rdpc"]}, "r0", "rdpc")
+        if args["unit"] == "mrad" and not (geo.pixel_size and geo.distance):
+            raise BadParameter("unit", "mrad needs the pixel size and detector distance, which the scan does "
+                               "not record", "px")
+
+    def bins(self, geo: Geometry, args: dict[str, Any]) -> Bins:
+        return Bins(np.where(geo.radius() < args["rdpc"], 0, -1).astype(np.int32), 1, moments=True)
+
+    def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
+        return {"dpc": (2, *points)}
+
+    def needs_whole_scan(self, args: dict[str, Any]) -> bool:
+        return args["reference"] == "median"
+
+    def finalize(self, m: Moments, geo: Geometry, args: dict[str, Any], context: Any = None) -> dict[str, np.ndarray]:
+        com = centre_of_mass(m)
+        if args["reference"] == "median":
+            com = com - np.asarray(context)[:, None]
+        a = np.radians(args["rotation"])
+        x = np.cos(a) * com[0] - np.sin(a) * com[1]
+        y = np.sin(a) * com[0] + np.cos(a) * com[1]
+        if args["flip"]:
+            y = -y
+        out = np.stack([x, y])
+        if args["unit"] == "mrad":
+            out = out * (geo.pixel_size / geo.distance * 1e3)
+        return {"dpc": out}
+
+    def whole_scan(self, m: Moments) -> np.ndarray:
+        """The median centre of mass over the scan's points (x, y)."""
+        return np.nanmedian(centre_of_mass(m), axis=1)
+
+    def plane(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> np.ndarray:
+        dpc, which = arrays["dpc"], args["component"]
+        if which == "x":
+            return dpc[0]
+        if which == "y":
+            return dpc[1]
+        if which == "magnitude":
+            return np.hypot(dpc[0], dpc[1])
+        return np.degrees(np.arctan2(dpc[1], dpc[0]))

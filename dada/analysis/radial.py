@@ -1,0 +1,84 @@
+"""Radial: azimuthally averaged intensity per radius (px) or momentum transfer q (nm^-1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dada.analysis.beam import radius_param, ring
+from dada.analysis.engine import SUM, Bins, Channel, Geometry, Moments
+from dada.encoders.render import plot_rgba
+from dada.errors import BadParameter
+from dada.params import Param
+
+
+def q_of_r(r: np.ndarray | float, geo: Geometry) -> np.ndarray:
+    """q = 4π/λ · sin(θ), 2θ = atan(r · pixel / distance); λ in nm, q in nm^-1."""
+    two_theta = np.arctan(np.asarray(r) * geo.pixel_size / geo.distance)
+    return 4 * np.pi / (geo.wavelength / 10.0) * np.sin(two_theta / 2)
+
+
+class Radial(Channel):
+    name = "radial"
+    doc = ("Mean count per valid pixel in nbins shells between rmin and rmax (given in px), equally spaced in "
+           "radius (unit=px) or in q (unit=q, nm^-1); per point, or summed over the selection (reduce=sum).")
+    params = (
+        radius_param("rmin", "Inner radius of the first bin.", 0.0),
+        radius_param("rmax", "Outer radius of the last bin (excluded); default: the largest circle inside the "
+                     "frame.", None),
+        Param("nbins", "Number of bins.", type="integer", default=100, minimum=1, maximum=4096),
+        Param("unit", "Bin spacing and axis unit: px, or q in nm^-1 (needs pixel size, distance, energy).",
+              choices=("px", "q"), default="px"),
+        Param("reduce", "none: a profile per point; sum: one profile for the whole selection.",
+              choices=("none", "sum"), default="none"),
+    )
+    outputs = ("radial", "axis")
+
+    def check(self, geo: Geometry, args: dict[str, Any]) -> None:
+        ring(geo, args)
+        if args["unit"] == "q" and not (geo.pixel_size and geo.distance and geo.wavelength):
+            raise BadParameter("unit", "q needs the pixel size, detector distance and wavelength, which the scan "
+                               "does not all record", "px")
+
+    def edges(self, geo: Geometry, args: dict[str, Any]) -> np.ndarray:
+        rmin, rmax = ring(geo, args)
+        if args["unit"] == "q":
+            return np.linspace(q_of_r(rmin, geo), q_of_r(rmax, geo), args["nbins"] + 1)
+        return np.linspace(rmin, rmax, args["nbins"] + 1)
+
+    def bins(self, geo: Geometry, args: dict[str, Any]) -> Bins:
+        edges = self.edges(geo, args)
+        u = geo.radius() if args["unit"] == "px" else q_of_r(geo.radius(), geo)
+        idx = np.floor((u - edges[0]) / (edges[-1] - edges[0]) * args["nbins"]).astype(np.int64)
+        inside = (u >= edges[0]) & (u < edges[-1]) & (idx >= 0) & (idx < args["nbins"])
+        return Bins(np.where(inside, idx, -1).astype(np.int32), args["nbins"])
+
+    def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
+        per = (args["nbins"],) if args["reduce"] == "sum" else (args["nbins"], *points)
+        return {"radial": per, "axis": (args["nbins"],)}
+
+    def finalize(self, m: Moments, geo: Geometry, args: dict[str, Any], context: Any = None) -> dict[str, np.ndarray]:
+        total, valid = m.values[..., SUM], m.valid
+        if args["reduce"] == "sum":
+            total = np.nansum(total[m.present], axis=0)[None]
+            valid = np.nansum(valid[m.present], axis=0)[None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            profile = np.where(valid > 0, total / valid, np.nan).T  # (nbins, npoints)
+        edges = self.edges(geo, args)
+        axis = (edges[:-1] + edges[1:]) / 2
+        return {"radial": profile[:, 0] if args["reduce"] == "sum" else profile, "axis": axis}
+
+    def plane(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> np.ndarray | None:
+        """Per point: the (nbins, points) waterfall in scan order; summed: (axis, I) columns."""
+        prof = arrays["radial"]
+        if prof.ndim == 1:
+            return np.stack([arrays["axis"], prof], axis=1)
+        return prof.reshape(prof.shape[0], -1)
+
+    def rgba(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> np.ndarray | None:
+        """A summed profile is drawn as a curve; per-point profiles go through the colormap."""
+        if arrays["radial"].ndim != 1:
+            return None
+        unit = "q (nm$^{-1}$)" if args["unit"] == "q" else "r (px)"
+        return plot_rgba(arrays["axis"], arrays["radial"], unit, "mean counts per pixel", args)
