@@ -1,0 +1,40 @@
+"""A slow, obviously-correct numpy version of every STXM channel, for the tests to hold the code to."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def reference(frames, bad, cutoff, cx, cy, *, rmin, rmax, rdpc, nsectors, nbins, radial_rmin=0.0):
+    """Per frame: darkfield, transmission, COM (x, y), sector means, orientation, anisotropy, radial means."""
+    h, w = frames.shape[1:]
+    rows, cols = np.indices((h, w))
+    x, y = cols - cx, rows - cy
+    r = np.hypot(x, y)
+    phi = np.mod(np.arctan2(y, x), 2 * np.pi)
+    sector = np.minimum((phi / (2 * np.pi) * nsectors).astype(int), nsectors - 1)
+    edges = np.linspace(radial_rmin, rmax, nbins + 1)
+    out = {k: [] for k in ("darkfield", "transmission", "com", "sectors", "orientation", "anisotropy", "radial")}
+    for f in frames.astype(np.float64):
+        ok = ~bad & (f < cutoff)
+        out["darkfield"].append(f[ok & (r >= rmin) & (r < rmax)].sum())
+        out["transmission"].append(f[ok & (r < rmin)].sum())
+        disc = ok & (r < rdpc)
+        total = f[disc].sum()
+        out["com"].append([(f[disc] * x[disc]).sum() / total, (f[disc] * y[disc]).sum() / total])
+        ring = ok & (r >= rmin) & (r < rmax)
+        s = np.array([f[ring & (sector == k)].mean() if (ring & (sector == k)).any() else np.nan
+                      for k in range(nsectors)])
+        out["sectors"].append(s)
+        c2 = 0j
+        for k in range(nsectors):
+            if np.isfinite(s[k]):
+                c2 += s[k] * np.exp(2j * (k + 0.5) * 2 * np.pi / nsectors)
+        out["orientation"].append(np.degrees(np.angle(c2)) / 2 % 180)
+        out["anisotropy"].append(abs(c2) / np.nansum(s))
+        prof = []
+        for k in range(nbins):
+            sel = ok & (r >= edges[k]) & (r < edges[k + 1])
+            prof.append(f[sel].mean() if sel.any() else np.nan)
+        out["radial"].append(prof)
+    return {k: np.array(v) for k, v in out.items()}
