@@ -35,6 +35,7 @@ class ScanSpec:
     frames_per_file: int
     snake: bool = False
     seed: int = 0
+    unique: int | None = None  # benchmarks: repeat the first `unique` frames instead of simulating all
 
 
 def _frames(spec: ScanSpec, truth: Truth, mask: np.ndarray, rng: np.random.Generator):
@@ -44,9 +45,16 @@ def _frames(spec: ScanSpec, truth: Truth, mask: np.ndarray, rng: np.random.Gener
     order = np.empty(grid.npoints, dtype=np.int64)
     vv, hh = np.meshgrid(np.arange(spec.vert), np.arange(spec.horz), indexing="ij")
     order[grid.frame_index(vv, hh).ravel()] = np.arange(grid.npoints)
-    for k in order:
+    made: list[np.ndarray] = []
+    for i, k in enumerate(order):
+        if spec.unique is not None and i >= spec.unique:
+            yield made[i % spec.unique]
+            continue
         v, h = divmod(int(k), spec.horz)
-        yield model.frame(v, h, rng, mask)
+        frame = model.frame(v, h, rng, mask)
+        if spec.unique is not None:
+            made.append(frame)
+        yield frame
 
 
 def _scalar(g: h5py.Group, name: str, value: float, units: str | None = None) -> None:

@@ -160,19 +160,18 @@ class Scan:
                 )
             raise BadParameter(name, f"frame {n} does not exist", f"an integer in [0, {self.nframes - 1}]")
 
-    def locate(self, n: int) -> tuple[Segment, h5py.Dataset, int]:
-        """Where frame ``n`` is stored: its segment, the open dataset and the index within it."""
-        seg = self.segments[bisect.bisect_right(self._starts, n) - 1]
-        return seg, self.handles.get(seg.path)[seg.dataset], n - seg.first
+    def segment_index(self, n: int) -> int:
+        """Which segment holds frame ``n``."""
+        return bisect.bisect_right(self._starts, n) - 1
 
     def read_frame(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
         """Frame ``n`` in its stored dtype; a decode failure is a 422 naming the frame."""
-        seg = self.segments[bisect.bisect_right(self._starts, n) - 1]
+        seg = self.segments[self.segment_index(n)]
         if out is None:
             out = np.empty(self.frame_shape, dtype=self.dtype)
         try:
-            _, dset, local = self.locate(n)
-            dset.read_direct(out, np.s_[local])
+            dset = self.handles.get(seg.path)[seg.dataset]
+            dset.read_direct(out, np.s_[n - seg.first])
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise Unprocessable(
                 f"frame {n} cannot be read from {os.path.basename(seg.path)}: {exc}", frame=n
