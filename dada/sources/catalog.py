@@ -10,12 +10,12 @@ and again after resolving symlinks: whatever would land outside the root is a
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dada.confine import inside, segments
 from dada.errors import BadParameter, NotFound
 from dada.sources.eiger import DATA_FILE, open_eiger
 from dada.sources.handles import HandleCache
@@ -24,7 +24,6 @@ from dada.sources.scan import FileStamp, Scan
 
 HDF5_EXTS = (".h5", ".hdf5", ".nxs", ".hdf")
 MASTER = "_master.h5"
-BAD_SEGMENT = re.compile(r"[\\\x00-\x1f]")
 
 
 class Catalog:
@@ -51,10 +50,9 @@ class Catalog:
 
     def _split(self, urlpath: str) -> tuple[str, list[str]]:
         """(real root, checked segments) for a URL path; 404 for anything suspicious."""
-        parts = urlpath.strip("/").split("/") if urlpath.strip("/") else []
-        for p in parts:
-            if p in ("", ".", "..") or BAD_SEGMENT.search(p) or p.startswith("~"):
-                raise NotFound(f"no such path: {urlpath!r}")
+        parts = segments(urlpath)
+        if parts is None:
+            raise NotFound(f"no such path: {urlpath!r}")
         if "" in self.roots:
             return self.roots[""], parts
         if not parts or parts[0] not in self.roots:
@@ -63,8 +61,7 @@ class Catalog:
 
     @staticmethod
     def _inside(root: str, path: str) -> str | None:
-        real = os.path.realpath(path)
-        return real if real == root or real.startswith(root + os.sep) else None
+        return inside(root, path)
 
     def _stamper(self, root: str):
         def stamp(path: str) -> FileStamp:

@@ -1,0 +1,123 @@
+"""The server's SSD fragment cache: fixed-size pieces of source files, LRU within a byte bound.
+
+A fragment's cache name hashes the file's path, size, mtime and inode with the
+fragment index, so a changed source file simply has other names: nothing
+stale can be found, and old pieces age out of the LRU. Two requests for the
+same missing fragment read the source once (the second waits for the first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+
+@dataclass
+class StoreStats:
+    hits: int = 0
+    misses: int = 0
+    source_reads: int = 0
+    evictions: int = 0
+
+
+class FragmentStore:
+    def __init__(self, directory: str, max_bytes: int, fragment_size: int) -> None:
+        self.dir = directory
+        self.max_bytes = max_bytes
+        self.fragment_size = fragment_size
+        self.stats = StoreStats()
+        self._lock = threading.Lock()
+        self._lru: OrderedDict[str, int] = OrderedDict()
+        self._bytes = 0
+        self._pending: dict[str, Future[bytes]] = {}
+        os.makedirs(directory, exist_ok=True)
+        self._load()
+
+    def _load(self) -> None:
+        """Adopt fragments left by an earlier run, oldest first; drop half-written ones."""
+        found = []
+        for name in os.listdir(self.dir):
+            path = os.path.join(self.dir, name)
+            if name.endswith(".tmp"):
+                os.unlink(path)
+                continue
+            st = os.stat(path)
+            found.append((st.st_mtime, name, st.st_size))
+        for _, name, size in sorted(found):
+            self._lru[name] = size
+            self._bytes += size
+        self._evict()
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def key(self, relpath: str, st: os.stat_result, index: int) -> str:
+        ident = f"{relpath}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{index}\0{self.fragment_size}"
+        return hashlib.sha256(ident.encode()).hexdigest()
+
+    def get(self, source: str, relpath: str, st: os.stat_result, index: int) -> tuple[bytes, bool]:
+        """Fragment ``index`` of ``source`` as it was when ``st`` was taken (the last one may be short),
+        and whether it came from the cache."""
+        name = self.key(relpath, st, index)
+        with self._lock:
+            if name in self._lru:
+                self._lru.move_to_end(name)
+                self.stats.hits += 1
+                hit = True
+            else:
+                hit = False
+                waiting = self._pending.get(name)
+                if waiting is None:
+                    self.stats.misses += 1
+                    mine: Future[bytes] = Future()
+                    self._pending[name] = mine
+        if hit:
+            try:
+                with open(os.path.join(self.dir, name), "rb") as f:
+                    return f.read(), True
+            except FileNotFoundError:  # evicted between lookup and open: read the source
+                return self._read_source(source, index), False
+        if waiting is not None:
+            return waiting.result(), True
+        try:
+            data = self._read_source(source, index)
+            self._put(name, data)
+            mine.set_result(data)
+            return data, False
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._pending.pop(name, None)
+
+    def _read_source(self, source: str, index: int) -> bytes:
+        self.stats.source_reads += 1
+        with open(source, "rb") as f:
+            return os.pread(f.fileno(), self.fragment_size, index * self.fragment_size)
+
+    def _put(self, name: str, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        tmp = os.path.join(self.dir, name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, os.path.join(self.dir, name))
+        with self._lock:
+            self._lru[name] = len(data)
+            self._bytes += len(data)
+            self._evict()
+
+    def _evict(self) -> None:
+        while self._bytes > self.max_bytes and self._lru:
+            name, size = self._lru.popitem(last=False)
+            self._bytes -= size
+            self.stats.evictions += 1
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.dir, name))

@@ -1,0 +1,58 @@
+"""Mounting: FUSE options for large reads, the kernel's read-ahead, and running in the background."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from mfusepy import FUSE
+
+from dadafs.fs import MAX_READ, DadaFS
+
+log = logging.getLogger("dadafs.mount")
+
+
+def raise_readahead(mountpoint: str, kib: int = 1024, wait: float = 10.0) -> None:
+    """Once mounted, raise the mount's backing-device read-ahead (1 MiB kernel requests need it)."""
+    deadline = time.monotonic() + wait
+    while not os.path.ismount(mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    dev = os.stat(mountpoint).st_dev
+    path = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+    try:
+        with open(path, "w") as f:
+            f.write(str(kib))
+    except OSError as exc:
+        log.warning("cannot set %s (%s): the kernel keeps its default read-ahead", path, exc)
+
+
+def mount_foreground(fs: DadaFS, mountpoint: str, attr_ttl: float, immutable: bool) -> None:
+    """Mount and serve until unmounted or SIGINT/SIGTERM (libfuse unmounts cleanly on both)."""
+    threading.Thread(target=raise_readahead, args=(mountpoint,), daemon=True).start()
+    options = dict(
+        foreground=True, ro=True, fsname="dadafs", subtype="dadafs", max_read=MAX_READ,
+        attr_timeout=attr_ttl, entry_timeout=attr_ttl, negative_timeout=fs.negative_ttl,
+    )
+    options["kernel_cache" if immutable else "auto_cache"] = True
+    FUSE(fs, mountpoint, **options)
+
+
+def mount_background(argv: list[str], mountpoint: str, timeout: float = 15.0) -> int:
+    """Start ``dadafs mount --foreground`` detached and wait until the mount is there."""
+    proc = subprocess.Popen([sys.executable, "-m", "dadafs.cli", *argv, "--foreground"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.ismount(mountpoint):
+            return 0
+        if proc.poll() is not None:
+            sys.stderr.write(proc.stderr.read().decode())
+            return proc.returncode or 1
+        time.sleep(0.05)
+    print(f"dadafs: {mountpoint} did not appear within {timeout:.0f} s", file=sys.stderr)
+    return 1

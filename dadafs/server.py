@@ -1,0 +1,192 @@
+"""``dadafs serve``: a read-only HTTP view of a directory tree, with an SSD fragment cache.
+
+    GET /stat/{path}    attributes of one path (JSON)
+    GET /list/{path}    every entry of a folder with its attributes, in one round trip
+    GET /data/{path}    file bytes; Range (one range), If-Range; ETag from size, mtime and inode
+    GET /healthz        {"status": "ok", "fragment_size": …}
+    GET /metrics        Prometheus metrics
+
+Nothing outside the served folder is reachable, symlinks included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from dada.confine import resolve
+from dadafs import FRAGMENT_SIZE
+from dadafs.fragments import FragmentStore
+
+log = logging.getLogger("dadafs.server")
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def etag_of(st: os.stat_result) -> str:
+    return f'"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"'
+
+
+def attrs(st: os.stat_result) -> dict[str, Any]:
+    return {
+        "type": "dir" if stat.S_ISDIR(st.st_mode) else "file",
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "mode": stat.S_IMODE(st.st_mode),
+        "nlink": st.st_nlink,
+        "ino": st.st_ino,
+        "etag": etag_of(st),
+    }
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status)
+
+
+class Served:
+    def __init__(self, root: str, store: FragmentStore) -> None:
+        self.root = os.path.realpath(root)
+        self.store = store
+        self.registry = CollectorRegistry()
+        self.requests = Counter("dadafs_requests", "Requests", ["kind", "status"], registry=self.registry)
+        self.bytes_out = Counter("dadafs_bytes_served", "File bytes sent", registry=self.registry)
+        self.fragments = Counter("dadafs_fragment_requests", "Fragments asked for", ["result"],
+                                 registry=self.registry)
+        self.cache_bytes = Gauge("dadafs_cache_bytes", "Bytes in the SSD fragment cache", registry=self.registry)
+        self.pool = ThreadPoolExecutor(16, thread_name_prefix="dadafs-io")
+
+    def locate(self, tail: str) -> tuple[str, os.stat_result] | None:
+        real = resolve(self.root, tail)
+        if real is None:
+            return None
+        try:
+            st = os.stat(real)
+        except OSError:
+            return None
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return None
+        return real, st
+
+    async def stat(self, request: web.Request) -> web.Response:
+        found = self.locate(request.match_info.get("tail", ""))
+        self.requests.labels("stat", "200" if found else "404").inc()
+        if found is None:
+            return error(404, "no such file or folder")
+        return web.json_response(attrs(found[1]))
+
+    async def list(self, request: web.Request) -> web.Response:
+        found = self.locate(request.match_info.get("tail", ""))
+        if found is None or not stat.S_ISDIR(found[1].st_mode):
+            self.requests.labels("list", "404").inc()
+            return error(404, "no such folder")
+        entries = await asyncio.get_running_loop().run_in_executor(self.pool, self._entries, found[0])
+        self.requests.labels("list", "200").inc()
+        return web.json_response({"entries": entries})
+
+    def _entries(self, folder: str) -> list[dict[str, Any]]:
+        out = []
+        with os.scandir(folder) as it:
+            for e in it:
+                real = resolve(self.root, os.path.relpath(e.path, self.root))
+                if real is None:
+                    continue  # a symlink pointing out: not part of the tree
+                try:
+                    st = os.stat(real)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+                    out.append({"name": e.name, **attrs(st)})
+        return sorted(out, key=lambda a: a["name"])
+
+    async def data(self, request: web.Request) -> web.StreamResponse:
+        tail = request.match_info.get("tail", "")
+        found = self.locate(tail)
+        if found is None or not stat.S_ISREG(found[1].st_mode):
+            self.requests.labels("data", "404").inc()
+            return error(404, "no such file")
+        real, st = found
+        tag = etag_of(st)
+        size = st.st_size
+        headers = {"ETag": tag, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        start, stop = 0, size
+        status = 200
+        spec = request.headers.get("Range")
+        if spec and request.headers.get("If-Range", tag) == tag:
+            parsed = parse_range(spec, size)
+            if parsed is None:
+                self.requests.labels("data", "416").inc()
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+            start, stop = parsed
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        body = await asyncio.get_running_loop().run_in_executor(self.pool, self._read, real, tail, st, start, stop)
+        if body is None:  # the file changed while we read: the client must ask again
+            self.requests.labels("data", "409").inc()
+            return error(409, "the file changed while being read")
+        self.requests.labels("data", str(status)).inc()
+        self.bytes_out.inc(len(body))
+        self.cache_bytes.set(self.store.bytes)
+        return web.Response(body=body, status=status, headers=headers)
+
+    def _read(self, real: str, rel: str, st: os.stat_result, start: int, stop: int) -> bytes | None:
+        f = self.store.fragment_size
+        parts = []
+        for index in range(start // f, (stop - 1) // f + 1 if stop > start else start // f):
+            frag, hit = self.store.get(real, rel, st, index)
+            self.fragments.labels("hit" if hit else "miss").inc()
+            lo = max(start - index * f, 0)
+            hi = min(stop - index * f, len(frag))
+            parts.append(frag[lo:hi])
+        try:
+            now = os.stat(real)
+        except OSError:
+            return None
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
+            return None
+        return b"".join(parts)
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "fragment_size": self.store.fragment_size})
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        self.cache_bytes.set(self.store.bytes)
+        return web.Response(body=generate_latest(self.registry), content_type="text/plain", charset="utf-8")
+
+
+def parse_range(spec: str, size: int) -> tuple[int, int] | None:
+    """One ``bytes=a-b`` / ``a-`` / ``-n`` range as [start, stop), or None if unsatisfiable or malformed."""
+    m = RANGE.match(spec.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    a, b = m.group(1), m.group(2)
+    if not a:
+        n = int(b)
+        if n == 0:
+            return None
+        return max(size - n, 0), size
+    start = int(a)
+    stop = size if not b else min(int(b) + 1, size)
+    if start >= size or stop <= start:
+        return None
+    return start, stop
+
+
+def make_app(root: str, cache_dir: str, cache_bytes: int, fragment_size: int = FRAGMENT_SIZE) -> web.Application:
+    served = Served(root, FragmentStore(cache_dir, cache_bytes, fragment_size))
+    app = web.Application()
+    app.router.add_get("/stat/{tail:.*}", served.stat)
+    app.router.add_get("/stat", served.stat)
+    app.router.add_get("/list/{tail:.*}", served.list)
+    app.router.add_get("/list", served.list)
+    app.router.add_get("/data/{tail:.*}", served.data)
+    app.router.add_get("/healthz", served.healthz)
+    app.router.add_get("/metrics", served.metrics)
+    app["served"] = served
+    return app
