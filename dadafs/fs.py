@@ -99,10 +99,11 @@ class DadaFS(Operations):
 
     @staticmethod
     def _st(a: dict[str, Any]) -> dict[str, Any]:
+        """The source's attributes as they are (writes fail with EROFS whatever the mode bits say)."""
         kind = stat.S_IFDIR if a["type"] == "dir" else stat.S_IFREG
-        mode = a["mode"] & 0o555  # read-only view
-        return {"st_mode": kind | mode, "st_size": a["size"], "st_nlink": a["nlink"], "st_mtime": a["mtime_ns"],
-                "st_ctime": a["mtime_ns"], "st_atime": a["mtime_ns"], "st_uid": os.getuid(), "st_gid": os.getgid()}
+        return {"st_mode": kind | a["mode"], "st_size": a["size"], "st_nlink": a["nlink"], "st_mtime": a["mtime_ns"],
+                "st_ctime": a["mtime_ns"], "st_atime": a["mtime_ns"], "st_uid": a["uid"], "st_gid": a["gid"],
+                "st_blocks": a["blocks"]}
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         if path == STATUS:  # fresh mtime each time, so the kernel never keeps an old copy

@@ -38,7 +38,13 @@ def mount_foreground(fs: DadaFS, mountpoint: str, attr_ttl: float, immutable: bo
         attr_timeout=attr_ttl, entry_timeout=attr_ttl, negative_timeout=fs.negative_ttl,
     )
     options["kernel_cache" if immutable else "auto_cache"] = True
-    FUSE(fs, mountpoint, **options)
+    try:
+        FUSE(fs, mountpoint, **options)
+    except RuntimeError as exc:
+        # libfuse 3 reports leaving its loop on SIGINT/SIGTERM as a non-zero status; unmounted is done.
+        if os.path.ismount(mountpoint):
+            raise
+        log.info("unmounted %s (libfuse status %s)", mountpoint, exc)
 
 
 def mount_background(argv: list[str], mountpoint: str, timeout: float = 15.0) -> int:

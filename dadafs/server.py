@@ -41,6 +41,9 @@ def attrs(st: os.stat_result) -> dict[str, Any]:
         "mtime_ns": st.st_mtime_ns,
         "mode": stat.S_IMODE(st.st_mode),
         "nlink": st.st_nlink,
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "blocks": st.st_blocks,
         "ino": st.st_ino,
         "etag": etag_of(st),
     }

@@ -78,3 +78,101 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+class Proc:
+    """A long-running command of ours in its own process group."""
+
+    def __init__(self, cmd: list[str]) -> None:
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+class FsServer:
+    """``dadafs serve`` on a fixed port, so it can be stopped and started again at the same address."""
+
+    def __init__(self, src: str, cache_dir: str, cache_bytes: int, fragment: int, port: int | None = None) -> None:
+        self.src, self.cache_dir, self.cache_bytes, self.fragment = src, cache_dir, cache_bytes, fragment
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: Proc | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = Proc([sys.executable, "-m", "dadafs.cli", "serve", self.src, "--port", str(self.port),
+                          "--cache-dir", self.cache_dir, "--cache-bytes", str(self.cache_bytes),
+                          "--fragment-size", str(self.fragment)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+            if not self.proc.alive():
+                raise RuntimeError(self.proc.proc.stderr.read().decode())
+        raise RuntimeError("dadafs serve did not come up")
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            r = conn.getresponse()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        finally:
+            conn.close()
+
+    def metric(self, name: str) -> float:
+        total = 0.0
+        for line in self.get("/metrics").body.decode().splitlines():
+            if line.startswith(name):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+class Mount:
+    """``dadafs mount --foreground`` at a folder; stopping it unmounts."""
+
+    def __init__(self, url: str, mountpoint: str, *flags: str) -> None:
+        self.mountpoint = mountpoint
+        os.makedirs(mountpoint, exist_ok=True)
+        self.proc = Proc([sys.executable, "-m", "dadafs.cli", "mount", url, mountpoint, "--foreground", *flags])
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mountpoint):
+            if not self.proc.alive():
+                raise RuntimeError(self.proc.proc.stderr.read().decode())
+            if time.monotonic() > deadline:
+                raise RuntimeError("the mount did not appear")
+            time.sleep(0.05)
+
+    def status(self) -> dict[str, Any]:
+        with open(os.path.join(self.mountpoint, ".dadafs-status"), "rb") as f:
+            return json.loads(f.read())
+
+    def stop(self) -> int:
+        code = self.proc.stop()
+        if os.path.ismount(self.mountpoint):
+            subprocess.run(["fusermount3", "-u", "-z", self.mountpoint], check=False)
+        return code
