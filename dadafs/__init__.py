@@ -7,3 +7,24 @@ when the server is away.
 """
 
 FRAGMENT_SIZE = 4 * 2**20
+
+
+def reuse_freed_memory() -> None:
+    """Keep freed fragment-sized buffers in the heap for reuse instead of returning them to the kernel.
+
+    Every fragment is a fresh multi-MiB buffer; glibc serves those with mmap and unmaps them when
+    freed, so each new one is faulted in page by page (slow on these machines). Raising the mmap
+    and trim thresholds lets the next fragment reuse the memory of the last.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 256 * 2**20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1024 * 2**20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from dadafs import FRAGMENT_SIZE
+from dadafs import FRAGMENT_SIZE, reuse_freed_memory
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -113,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command in ("serve", "mount"):
+        reuse_freed_memory()
     return args.func(args)
 
 

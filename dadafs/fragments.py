@@ -4,17 +4,24 @@ A fragment's cache name hashes the file's path, size, mtime and inode with the
 fragment index, so a changed source file simply has other names: nothing
 stale can be found, and old pieces age out of the LRU. Two requests for the
 same missing fragment read the source once (the second waits for the first).
+Writing a fragment to the cache happens on a writer thread, after the reader
+has its bytes: a cold read costs one source read, not a source read plus a
+disk write; fragments waiting to be written are served from memory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import queue
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
+
+log = logging.getLogger("dadafs.server")
 
 
 @dataclass
@@ -35,8 +42,11 @@ class FragmentStore:
         self._lru: OrderedDict[str, int] = OrderedDict()
         self._bytes = 0
         self._pending: dict[str, Future[bytes]] = {}
+        self._writing: dict[str, bytes] = {}
+        self._queue: queue.Queue[str] = queue.Queue(maxsize=64)
         os.makedirs(directory, exist_ok=True)
         self._load()
+        threading.Thread(target=self._writer, name="dadafs-cache-writer", daemon=True).start()
 
     def _load(self) -> None:
         """Adopt fragments left by an earlier run, oldest first; drop half-written ones."""
@@ -66,6 +76,10 @@ class FragmentStore:
         and whether it came from the cache."""
         name = self.key(relpath, st, index)
         with self._lock:
+            written = self._writing.get(name)
+            if written is not None:
+                self.stats.hits += 1
+                return written, True
             if name in self._lru:
                 self._lru.move_to_end(name)
                 self.stats.hits += 1
@@ -103,16 +117,42 @@ class FragmentStore:
             return os.pread(f.fileno(), self.fragment_size, index * self.fragment_size)
 
     def _put(self, name: str, data: bytes) -> None:
+        """Hand a fragment to the writer; if it is behind, the fragment is simply not cached."""
         if len(data) > self.max_bytes:
             return
-        tmp = os.path.join(self.dir, name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, os.path.join(self.dir, name))
         with self._lock:
-            self._lru[name] = len(data)
-            self._bytes += len(data)
-            self._evict()
+            self._writing[name] = data
+        try:
+            self._queue.put_nowait(name)
+        except queue.Full:
+            with self._lock:
+                self._writing.pop(name, None)
+
+    def _writer(self) -> None:
+        while True:
+            name = self._queue.get()
+            try:
+                with self._lock:
+                    data = self._writing[name]
+                tmp = os.path.join(self.dir, name + ".tmp")
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, os.path.join(self.dir, name))
+                with self._lock:
+                    if name not in self._lru:
+                        self._lru[name] = len(data)
+                        self._bytes += len(data)
+                    self._evict()
+            except OSError as exc:  # a full or failing cache disk must not stop serving
+                log.warning("fragment cache write failed: %s", exc)
+            finally:
+                with self._lock:
+                    self._writing.pop(name, None)
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every fragment handed to the writer is on disk."""
+        self._queue.join()
 
     def _evict(self) -> None:
         while self._bytes > self.max_bytes and self._lru:

@@ -108,12 +108,14 @@ def test_fragment_store_reads_source_once_and_stays_bounded(tmp_path):
     assert store.stats.source_reads == 1
     for i in range(10):
         assert store.get(str(tmp_path / "f"), "f", st, i)[0] == data[i * 4096:(i + 1) * 4096]
+    store.flush()
     assert store.bytes <= 5 * 4096
     assert sum(p.stat().st_size for p in (tmp_path / "c").iterdir()) <= 5 * 4096
     # a changed file has other fragment names: nothing stale is found
     (tmp_path / "f").write_bytes(data[::-1])
     st2 = os.stat(tmp_path / "f")
     assert store.get(str(tmp_path / "f"), "f", st2, 9)[0] == data[::-1][9 * 4096:]
+    store.flush()
     # an earlier run's fragments are adopted, within the bound
     again = FragmentStore(str(tmp_path / "c"), 5 * 4096, 4096)
     assert again.bytes == store.bytes and again.get(str(tmp_path / "f"), "f", st2, 9)[1]
