@@ -70,6 +70,22 @@ class Target:
     scan: Scan | None = None
     folder: str | None = None
     item: int | None = None  # trailing path segment, e.g. a frame number
+    tomo: Any = None  # a TomoScan for the tomography routes
+
+    @property
+    def identity(self) -> str:
+        source = self.scan if self.scan is not None else self.tomo
+        return source.identity if source is not None else ""
+
+    @property
+    def complete(self) -> bool:
+        source = self.scan if self.scan is not None else self.tomo
+        return source is None or source.complete
+
+    @property
+    def name(self) -> str | None:
+        source = self.scan if self.scan is not None else self.tomo
+        return None if source is None else source.name
 
 
 class Endpoint:
@@ -85,6 +101,12 @@ class Endpoint:
     item: ClassVar[Param | None] = None  # a trailing path segment after the scan
     item_optional: ClassVar[bool] = False
     render_only: ClassVar[frozenset[str]] = frozenset()  # parameters that only change png output
+
+    def resolve(self, catalog: Catalog, path: str, item: int | None) -> Target:
+        """What the URL path names; runs in a worker thread (it may open files)."""
+        if self.target == "folder":
+            return Target(folder=path)
+        return Target(scan=catalog.scan(path), item=item)
 
     def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
         """Validate against the target and say what the answer will be, reading no frame."""

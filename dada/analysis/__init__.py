@@ -10,6 +10,7 @@ from dada.analysis.frames import COMPOSITE, FRAME, SUM
 from dada.analysis.listing import BROWSE, META
 from dada.analysis.radial import Radial
 from dada.analysis.stxm import StxmEndpoint
+from dada.analysis.tomo import CENTER_EP, SINOGRAM, SLICE
 from dada.endpoint import Endpoint
 
 CHANNELS: tuple[Channel, ...] = (
@@ -27,4 +28,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     COMPOSITE,
     *(StxmEndpoint((c,), multi=False) for c in CHANNELS),
     StxmEndpoint(CHANNELS, multi=True),
+    SINOGRAM,
+    SLICE,
+    CENTER_EP,
 )

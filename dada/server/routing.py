@@ -63,8 +63,7 @@ def split_tail(ep: Endpoint, tail: str) -> Address:
 
 
 def etag(ep: Endpoint, target: Target, canonical: str, fmt: str) -> str:
-    ident = target.scan.identity if target.scan is not None else ""
-    key = f"{dada.__version__}|{ep.name}/{ep.version}|{ident}|{target.item}|{canonical}|{fmt}"
+    key = f"{dada.__version__}|{ep.name}/{ep.version}|{target.identity}|{target.item}|{canonical}|{fmt}"
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 
@@ -105,15 +104,12 @@ class Dispatcher:
         args = ep.model.parse(request.query)
         check_render(args)
         fmt = addr.fmt or negotiate(request.headers.get("Accept"), ep.formats)
-        if ep.target == "folder":
-            target = Target(folder=addr.path)
-        else:
-            target = Target(scan=await self._work(self.catalog.scan, addr.path), item=addr.item)
+        target = await self._work(ep.resolve, self.catalog, addr.path, addr.item)
         plan: Plan = await self._work(ep.plan, target, args, self.catalog)
         self._check(ep, plan, fmt)
         exclude = () if fmt == "png" else ep.render_only
         tag = etag(ep, target, ep.model.canonical(args, exclude), fmt)
-        complete = target.scan is None or target.scan.complete
+        complete = target.complete
         headers = {
             "ETag": tag,
             "Cache-Control": "public, max-age=3600" if complete else "no-cache",
@@ -133,15 +129,15 @@ class Dispatcher:
             self.metrics.in_flight.dec()
         self.metrics.frames.inc(plan.frames)
         self.metrics.bytes_out.labels(ep.name).inc(len(body))
-        if target.scan is not None:
-            stem = target.scan.name.replace("/", "_")
+        if target.name is not None:
+            stem = target.name.replace("/", "_")
             item = "" if target.item is None else f"_{target.item}"
             headers["Content-Disposition"] = f'inline; filename="{ep.name}_{stem}{item}.{fmt}"'
         return web.Response(body=body, headers=headers)
 
     def _check(self, ep: Endpoint, plan: Plan, fmt: str) -> None:
         """Limits and format fit, from the plan alone: nothing has been read yet."""
-        if fmt in PLANE_FORMATS and ep.target == "scan" and not plan.has_plane:
+        if fmt in PLANE_FORMATS and ep.target != "folder" and not plan.has_plane:
             raise BadParameter("format", f"{fmt} needs a 2-D answer, this one is {plan.shape}",
                                "npy, tiff, json, h5 or mat")
         size = plan.nbytes * TEXT_EXPANSION.get(fmt, 1)

@@ -21,6 +21,7 @@ from dada.sources.eiger import DATA_FILE, open_eiger
 from dada.sources.handles import HandleCache
 from dada.sources.hdf5 import open_hdf5
 from dada.sources.scan import FileStamp, Scan
+from dada.sources.tomo import TomoScan, open_tomo
 
 HDF5_EXTS = (".h5", ".hdf5", ".nxs", ".hdf")
 MASTER = "_master.h5"
@@ -45,6 +46,7 @@ class Catalog:
         self.dataset_paths = tuple(dataset_paths)
         self._lock = threading.Lock()
         self._scans: dict[str, Scan] = {}
+        self._tomos: dict[tuple[str, int, int], TomoScan] = {}
 
     # -- paths ----------------------------------------------------------------
 
@@ -125,6 +127,19 @@ class Catalog:
         with self._lock:
             self._scans[real] = scan
         return scan
+
+    def tomo(self, urlpath: str) -> TomoScan:
+        """The tomography file (NXtomo or TDF) at a URL path, reused while it is unchanged."""
+        root, _, real = self.locate(urlpath)
+        st = os.stat(real)
+        key = (real, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            cached = self._tomos.get(key)
+        if cached is None:
+            cached = open_tomo(urlpath.strip("/"), real, root, self.handles)
+            with self._lock:
+                self._tomos[key] = cached
+        return cached
 
     def browse(self, urlpath: str) -> dict[str, Any]:
         """Folders and scans directly below a folder of the data root(s)."""

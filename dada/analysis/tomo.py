@@ -1,0 +1,216 @@
+"""Tomography preview routes: /tomo/sinogram, /tomo/slice, /tomo/center.
+
+One pipeline per requested row: read a band of rows for every projection (cached, so
+neighbouring slices reuse it), flat/dark-correct, optionally Paganin-filter the intensities,
+-log, optionally remove rings, then reconstruct by Fourier-gridding FBP about the given or
+estimated rotation axis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dada.analysis.stxm import Memo
+from dada.analysis.tomo_fbp import FILTERS, reconstruct
+from dada.analysis.tomo_prep import (
+    find_center,
+    flat_field,
+    flat_for_projections,
+    minus_log,
+    paganin,
+    paganin_margin,
+    reduce_stack,
+    remove_rings,
+)
+from dada.encoders.render import RENDER, RENDER_NAMES
+from dada.endpoint import Endpoint, Plan, Result, Target
+from dada.errors import BadParameter
+from dada.params import Model, Param
+from dada.sources.catalog import Catalog
+from dada.sources.tomo import TomoScan
+
+BAND = 16  # rows read together: neighbouring slices come from the same pass over the projections
+
+PREP = (
+    Param("reduce", "How flats and darks are combined.", choices=("mean", "median"), default="mean"),
+    Param("every", "Use every n-th projection (speed).", type="integer", default=1, minimum=1, maximum=64),
+    Param("bin", "Average b×b detector pixels (speed); the row in the path counts binned rows.", type="integer",
+          default=1, minimum=1, maximum=16),
+    Param("angles", "Projection angles: from the file, or evenly spaced over 180° or 360°.",
+          choices=("file", "180", "360"), default="file"),
+    Param("rings", "Remove ring artefacts (Vo's sorting-based stripe removal).", type="boolean", default=False),
+    Param("ring_size", "Median filter width across columns for ring removal.", type="integer", default=21,
+          minimum=3, maximum=201),
+    Param("paganin", "Single-distance Paganin phase retrieval on the intensities before -log.", type="boolean",
+          default=False),
+    Param("delta_beta", "δ/β of the sample, for Paganin.", type="number", default=100.0, minimum=0,
+          exclusive_minimum=True),
+    Param("energy", "Photon energy for Paganin; default from the file.", type="number", minimum=0,
+          exclusive_minimum=True, unit="keV"),
+    Param("distance", "Sample-detector distance for Paganin; default from the file.", type="number", minimum=0,
+          exclusive_minimum=True, unit="m"),
+    Param("pixel_size", "Detector pixel size for Paganin; default from the file.", type="number", minimum=0,
+          exclusive_minimum=True, unit="m"),
+)
+CENTER = Param("center", "Rotation axis in (binned) detector columns, or auto.", default="auto",
+               parser=lambda s: "auto" if s == "auto" else float(s), syntax="auto or a number of pixels")
+ROW = Param("row", "Detector row (after binning).", type="integer", minimum=0)
+
+SINOGRAMS = Memo(32)
+
+
+def paganin_geometry(tomo: TomoScan, args: dict[str, Any]) -> tuple[float, float, float]:
+    values = {}
+    for name, from_file in (("energy", tomo.energy), ("distance", tomo.distance), ("pixel_size", tomo.pixel_size)):
+        v = args[name] if args[name] is not None else from_file
+        if v is None:
+            raise BadParameter(name, "Paganin needs it and the file does not record it", "a positive number")
+        values[name] = v
+    return values["pixel_size"] * args["bin"], values["distance"], values["energy"]
+
+
+def check(tomo: TomoScan, args: dict[str, Any], row: int | None) -> None:
+    n, rows, cols = tomo.shape
+    b = args["bin"]
+    if rows // b < 1 or cols // b < 8:
+        raise BadParameter("bin", f"{b} leaves nothing of the {rows}x{cols} detector", f"an integer <= {rows}")
+    if row is not None and not 0 <= row < rows // b:
+        raise BadParameter("row", f"row {row} does not exist", f"an integer in [0, {rows // b - 1}]")
+    if (n + args["every"] - 1) // args["every"] < 8:
+        raise BadParameter("every", f"{args['every']} leaves fewer than 8 of {n} projections",
+                           f"an integer <= {max(1, n // 8)}")
+    if args["paganin"]:
+        paganin_geometry(tomo, args)
+    center = args.get("center")
+    if isinstance(center, float) and not 0 <= center <= cols // b - 1:
+        raise BadParameter("center", f"{center} lies outside the {cols // b} columns",
+                           f"auto or a number in [0, {cols // b - 1}]")
+
+
+def angles_of(tomo: TomoScan, args: dict[str, Any]) -> np.ndarray:
+    n = tomo.shape[0]
+    if args["angles"] == "file" and tomo.angles is not None:
+        a = tomo.angles
+    else:
+        span = 360.0 if args["angles"] == "360" else 180.0
+        a = np.arange(n) * span / n
+    return a[:: args["every"]]
+
+
+def _bin(a: np.ndarray, b: int) -> np.ndarray:
+    if b == 1:
+        return a
+    n, h, w = a.shape
+    return a[:, : h // b * b, : w // b * b].reshape(n, h // b, b, w // b, b).mean(axis=(2, 4))
+
+
+def sinograms(tomo: TomoScan, args: dict[str, Any], band: int) -> np.ndarray:
+    """-log sinograms (rows, angles, cols) of one band of binned rows, cached."""
+    keys = ("reduce", "every", "bin", "paganin", "delta_beta", "energy", "distance", "pixel_size")
+    key = (tomo.identity, band, tuple(args[k] for k in keys))
+
+    def make() -> np.ndarray:
+        b = args["bin"]
+        rows = tomo.shape[1] // b
+        lo, hi = band * BAND, min(rows, (band + 1) * BAND)
+        margin = 0
+        if args["paganin"]:
+            pixel, distance, energy = paganin_geometry(tomo, args)
+            margin = paganin_margin(pixel, distance, energy, args["delta_beta"])
+        r0, r1 = max(0, lo - margin), min(rows, hi + margin)
+        proj, flats, darks, ppos, fpos = tomo.rows(r0 * b, r1 * b)
+        step = args["every"]
+        proj, ppos = proj[::step], ppos[::step]
+        flat = flat_for_projections(flats, fpos, ppos, args["reduce"])
+        dark = reduce_stack(darks, args["reduce"])[None] if darks.shape[0] else np.zeros_like(proj[:1])
+        trans = _bin(flat_field(proj, flat, dark), b)
+        if args["paganin"]:
+            trans = paganin(trans, pixel, distance, energy, args["delta_beta"])
+        return np.ascontiguousarray(np.transpose(minus_log(trans[:, lo - r0:hi - r0]), (1, 0, 2)))
+
+    return SINOGRAMS.get(key, make)
+
+
+def sinogram(tomo: TomoScan, args: dict[str, Any], row: int) -> np.ndarray:
+    s = sinograms(tomo, args, row // BAND)[row % BAND]
+    return remove_rings(s, args["ring_size"]) if args["rings"] else s
+
+
+class TomoEndpoint(Endpoint):
+    target = "tomo"
+    render_only = RENDER_NAMES
+
+    def resolve(self, catalog: Catalog, path: str, item: int | None) -> Target:
+        return Target(tomo=catalog.tomo(path), item=item)
+
+    def attrs(self, tomo: TomoScan, args: dict[str, Any]) -> dict[str, Any]:
+        return {"scan": tomo.name, "scan_identity": tomo.identity,
+                **{k: v for k, v in args.items() if k not in RENDER_NAMES and v is not None}}
+
+
+class Sinogram(TomoEndpoint):
+    name = "tomo-sinogram"
+    prefix = "/tomo/sinogram"
+    summary = "Flat/dark-corrected -log sinogram (angles × columns) of one detector row, float32."
+    model = Model.of(PREP, RENDER)
+    item = ROW
+
+    def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
+        tomo = target.tomo
+        check(tomo, args, target.item)
+        n = len(angles_of(tomo, args))
+        return Plan((n, tomo.shape[2] // args["bin"]), np.dtype("float32"), tomo.shape[0])
+
+    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+        s = sinogram(target.tomo, args, target.item).astype(np.float32)
+        return Result({"sinogram": s, "angles": angles_of(target.tomo, args)},
+                      {**self.attrs(target.tomo, args), "row": target.item})
+
+
+class Slice(TomoEndpoint):
+    name = "tomo-slice"
+    prefix = "/tomo/slice"
+    summary = "Reconstructed slice of one detector row (filtered back-projection by Fourier gridding), float32."
+    model = Model.of(PREP, [CENTER, Param("filter", "FBP filter.", choices=FILTERS, default="ramp")], RENDER)
+    item = ROW
+
+    def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
+        tomo = target.tomo
+        check(tomo, args, target.item)
+        w = tomo.shape[2] // args["bin"]
+        return Plan((w, w), np.dtype("float32"), tomo.shape[0])
+
+    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+        tomo = target.tomo
+        s = sinogram(tomo, args, target.item)
+        center = args["center"]
+        if center == "auto":
+            center, _ = find_center(s)
+        image = reconstruct(s, angles_of(tomo, args), float(center), filter_name=args["filter"])
+        return Result({"slice": image}, {**self.attrs(tomo, args), "row": target.item, "center": center})
+
+
+class Center(TomoEndpoint):
+    name = "tomo-center"
+    prefix = "/tomo/center"
+    summary = "Rotation-axis estimate (Vo's Fourier metric on the -log sinogram of a row, to 0.25 px)."
+    formats = ("json",)
+    model = Model.of(PREP, [Param("row", "Detector row (after binning); default the middle.", type="integer",
+                                  minimum=0)])
+
+    def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
+        check(target.tomo, args, args["row"])
+        return Plan((), np.dtype("float64"), target.tomo.shape[0])
+
+    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+        tomo = target.tomo
+        row = args["row"] if args["row"] is not None else tomo.shape[1] // args["bin"] // 2
+        center, metric = find_center(sinogram(tomo, args, row))
+        return Result(document={"scan": tomo.name, "row": row, "center": center, "metric": metric,
+                                "unit": "px (binned columns)" if args["bin"] > 1 else "px",
+                                "method": "vo-fourier", "columns": tomo.shape[2] // args["bin"]})
+
+
+SINOGRAM, SLICE, CENTER_EP = Sinogram(), Slice(), Center()
