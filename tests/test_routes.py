@@ -181,8 +181,8 @@ def test_meta_and_browse(daemon, demo_root):
     assert len(m["files"]) == 1 + -(-V * H // PER_FILE)
     b = daemon.get("/browse/eiger/u16").json()
     assert b["scans"][0]["path"] == "eiger/u16/scan_0001"
-    assert daemon.get("/browse").json()["folders"] == ["eiger", "generic", "live"]
-    assert daemon.get("/browse/").json()["folders"] == ["eiger", "generic", "live"]
+    assert daemon.get("/browse").json()["folders"] == ["eiger", "generic", "live", "tomo"]
+    assert daemon.get("/browse/").json()["folders"] == ["eiger", "generic", "live", "tomo"]
 
 
 def test_generic_scan_with_grid_override(daemon, demo_root):
