@@ -34,6 +34,17 @@ class Response:
         return self.headers.get("content-type", "").split(";")[0]
 
 
+def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 60) -> Response:
+    """GET a raw path on loopback (sent as given, no client-side normalisation)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        r = conn.getresponse()
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        conn.close()
+
+
 class Daemon:
     """``dada serve`` in its own process; requests go over real HTTP on 127.0.0.1."""
 
@@ -55,14 +66,7 @@ class Daemon:
         raise RuntimeError("dada did not come up within 60 s")
 
     def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 60) -> Response:
-        """GET a raw path (sent as given, no client-side normalisation)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("GET", path, headers=headers or {})
-            r = conn.getresponse()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
-        finally:
-            conn.close()
+        return http_get(self.port, path, headers, timeout)
 
     def url(self, path: str, **query: Any) -> str:
         q = urllib.parse.urlencode(query)
@@ -132,13 +136,7 @@ class FsServer:
         raise RuntimeError("dadafs serve did not come up")
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request("GET", path, headers=headers or {})
-            r = conn.getresponse()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
-        finally:
-            conn.close()
+        return http_get(self.port, path, headers)
 
     def metric(self, name: str) -> float:
         total = 0.0

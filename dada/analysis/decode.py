@@ -49,6 +49,15 @@ def read_header(chunk: np.ndarray) -> tuple[int, int]:
     return total, block
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def block_length(chunk, pos) -> int:
+    """The compressed size stored before the block at ``pos`` (4 bytes, big-endian); -1 past the end."""
+    if pos + 4 > chunk.size:
+        return -1
+    return (np.int64(chunk[pos]) << 24) | (np.int64(chunk[pos + 1]) << 16) | (np.int64(chunk[pos + 2]) << 8) \
+        | np.int64(chunk[pos + 3])
+
+
 @numba.njit(nogil=True, cache=True)
 def decode_block(chunk, pos, clen, nbytes, scratch, out_bytes, itemsize) -> bool:
     """One LZ4 block at ``chunk[pos:pos+clen]`` into ``out_bytes[:nbytes]`` (un-bitshuffled)."""
@@ -75,10 +84,9 @@ def decode_into(chunk, out_bytes, itemsize, scratch) -> bool:
     while n - e >= 8:
         m = min(block, n - e)
         m -= m % 8
-        if pos + 4 > chunk.size:
+        clen = block_length(chunk, pos)
+        if clen < 0:
             return False
-        clen = (np.int64(chunk[pos]) << 24) | (np.int64(chunk[pos + 1]) << 16) \
-            | (np.int64(chunk[pos + 2]) << 8) | np.int64(chunk[pos + 3])
         pos += 4
         if not decode_block(chunk, pos, clen, m * itemsize, scratch, out_bytes[e * itemsize:], itemsize):
             return False

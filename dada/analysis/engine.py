@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numba
 import numpy as np
 
-from dada.analysis.decode import MAX_BLOCK_BYTES, _lz4, _untrans, chunk_layout, read_header
+from dada.analysis.decode import MAX_BLOCK_BYTES, _lz4, _untrans, block_length, chunk_layout, read_header
 from dada.errors import Unprocessable
 from dada.params import Param
 from dada.sources.scan import Scan
@@ -213,20 +213,25 @@ def fuse(bins: Sequence[Bins], geo: Geometry) -> PixelMaps:
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
+def _pixel(v, p, cls, cls_mom, width, cx, cy, cutoff, acc, csat):
+    """One pixel's count into its class (saturated ones only counted). Neighbours mostly share a
+    class: four banks of accumulators break the add-store-load chain through one slot."""
+    fv = np.float64(v)
+    c = cls[p]
+    if fv >= cutoff:
+        csat[c] += 1.0
+    else:
+        acc[p & 3, c, 0] += fv
+        if cls_mom[c]:
+            acc[p & 3, c, 1] += fv * (p % width - cx)
+            acc[p & 3, c, 2] += fv * (p // width - cy)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
 def _run(frame, e0, e1, base, cls, cls_mom, width, cx, cy, cutoff, acc, csat):
-    """Pixels e0..e1 into their classes, zeros included (they add nothing; a branch each costs more)."""
+    """Pixels e0..e1, zeros included (they add nothing; a branch each costs more)."""
     for e in range(e0, e1):
-        fv = np.float64(frame[e])
-        p = base + e
-        c = cls[p]
-        if fv >= cutoff:
-            csat[c] += 1.0
-        else:
-            # Neighbours mostly share a class: four banks break the add-store-load chain through one slot.
-            acc[e & 3, c, 0] += fv
-            if cls_mom[c]:
-                acc[e & 3, c, 1] += fv * (p % width - cx)
-                acc[e & 3, c, 2] += fv * (p // width - cy)
+        _pixel(frame[e], base + e, cls, cls_mom, width, cx, cy, cutoff, acc, csat)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -253,19 +258,6 @@ def _add_pixels(frame, e0, e1, base, cls, cls_mom, width, cx, cy, cutoff, acc, c
 POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.int64)
 BIT_POSITIONS = np.array([[i for i in range(8) if b >> i & 1] + [0] * (8 - bin(b).count("1")) for b in range(256)],
                          dtype=np.int64)
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _pixel(v, p, cls, cls_mom, width, cx, cy, cutoff, acc, csat):
-    fv = np.float64(v)
-    c = cls[p]
-    if fv >= cutoff:
-        csat[c] += 1.0
-    else:
-        acc[p & 3, c, 0] += fv
-        if cls_mom[c]:
-            acc[p & 3, c, 1] += fv * (p % width - cx)
-            acc[p & 3, c, 2] += fv * (p // width - cy)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -352,10 +344,9 @@ def accumulate_chunk(chunk, block_buf, scratch, cls, cls_mom, cls_bins, width, c
     while n - e >= 8 and e < last:
         m = min(block, n - e)
         m -= m % 8
-        if pos + 4 > chunk.size:
+        clen = block_length(chunk, pos)
+        if clen < 0:
             return False
-        clen = (np.int64(chunk[pos]) << 24) | (np.int64(chunk[pos + 1]) << 16) \
-            | (np.int64(chunk[pos + 2]) << 8) | np.int64(chunk[pos + 3])
         pos += 4
         if e + m > first:
             if not _decode_nonzero(chunk, pos, clen, m, scratch, out_bytes, itemsize, nonzero):

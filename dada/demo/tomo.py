@@ -78,18 +78,22 @@ def line_integrals(z: float, angles_deg: np.ndarray, t: np.ndarray) -> np.ndarra
     return out
 
 
-def phantom_slice(spec: TomoSpec, row: int, size: int | None = None) -> np.ndarray:
-    """The phantom's attenuation (per pixel) on the reconstruction grid of a row: pixel (i, j) at
-    x = j - size//2, y = size//2 - i pixels from the rotation axis."""
+def phantom_slice(spec: TomoSpec, row: int, size: int | None = None, oversample: int = 4,
+                  origin: float | None = None) -> np.ndarray:
+    """The phantom's attenuation (per pixel) on the reconstruction grid of a row, averaged over each
+    pixel (``oversample``² samples): pixel (i, j) at x = j - origin, y = origin - i pixels from the axis
+    (origin default size//2, dada's and scikit-image's grid; (size-1)/2 is algotom's)."""
     size = size or spec.cols
-    j = (np.arange(size) - size // 2) / spec.radius
+    origin = size // 2 if origin is None else origin
+    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
+    j = ((np.arange(size) - origin)[:, None] + sub[None, :]).ravel() / spec.radius
     x, y = np.meshgrid(j, -j)
-    img = np.zeros((size, size))
+    img = np.zeros((size * oversample, size * oversample))
     for rho, a, b, x0, y0, phi in _slice_ellipses(spec.z(row)):
         c, s = np.cos(np.radians(phi)), np.sin(np.radians(phi))
         xr, yr = (x - x0) * c + (y - y0) * s, -(x - x0) * s + (y - y0) * c
         img += rho * ((xr / a) ** 2 + (yr / b) ** 2 <= 1)
-    return img * spec.mu
+    return img.reshape(size, oversample, size, oversample).mean(axis=(1, 3)) * spec.mu
 
 
 def simulate(spec: TomoSpec) -> dict[str, np.ndarray]:
