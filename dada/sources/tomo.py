@@ -23,6 +23,7 @@ import numpy as np
 
 from dada.errors import NotFound, Unprocessable
 from dada.sources.handles import HandleCache
+from dada.sources.patches import read_slab
 
 NX_DATA = ("entry/data/data", "entry/instrument/detector/data")
 NX_KEY = ("entry/data/image_key", "entry/instrument/detector/image_key")
@@ -51,6 +52,7 @@ class TomoScan:
     distance: float | None  # m
     energy: float | None  # keV
     _ident: str = field(default="", init=False)
+    readers: set[int] = field(default_factory=set, init=False)  # processes that read the last band
 
     @property
     def identity(self) -> str:
@@ -63,12 +65,16 @@ class TomoScan:
         return True
 
     def _band(self, role: str, r0: int, r1: int) -> np.ndarray:
-        """All images of a role's stack for rows r0..r1, as (images, rows, cols)."""
+        """All images of a role's stack for rows r0..r1, as (images, rows, cols); projection-major stacks
+        are read as patches of images in parallel processes when that is worth it."""
         d = self.handles.get(self.path)[self.datasets[role]]
         try:
             if self.sinogram_major[role]:
                 return np.transpose(d[r0:r1, :, :], (1, 0, 2))
-            return d[:, r0:r1, :]
+            chunk = d.chunks or d.shape
+            touched = int(np.prod(chunk[1:])) * d.dtype.itemsize  # bytes decoded per image for a band
+            slab, self.readers = read_slab(self.path, d.name, d.shape[0], r0, r1, d.shape[2], d.dtype, touched)
+            return slab
         except (OSError, ValueError) as exc:
             raise Unprocessable(f"rows {r0}..{r1 - 1} of {role} cannot be read: {exc}") from None
 
