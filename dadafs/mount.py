@@ -37,7 +37,11 @@ def mount_foreground(fs: DadaFS, mountpoint: str, attr_ttl: float, immutable: bo
         foreground=True, ro=True, fsname="dadafs", subtype="dadafs", max_read=MAX_READ,
         attr_timeout=attr_ttl, entry_timeout=attr_ttl, negative_timeout=fs.negative_ttl,
     )
-    options["kernel_cache" if immutable else "auto_cache"] = True
+    # Files that may change bypass the kernel's page cache: it is one per path, shared by readers
+    # that opened different versions, so pages one version's reader filled would be served to the
+    # other's (a mix). dadafs's own RAM cache is keyed by version and still serves repeat reads.
+    # Immutable files keep the page cache.
+    options["kernel_cache" if immutable else "direct_io"] = True
     try:
         FUSE(fs, mountpoint, **options)
     except RuntimeError as exc:
