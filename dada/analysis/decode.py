@@ -58,13 +58,18 @@ def block_length(chunk, pos) -> int:
         | np.int64(chunk[pos + 3])
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def lz4_block(chunk, pos, clen, nbytes, scratch) -> bool:
+    """The LZ4 block at ``chunk[pos:pos+clen]`` into ``scratch[:nbytes]``: still bitshuffled."""
+    if pos + clen > chunk.size or nbytes > scratch.size:
+        return False
+    return _lz4(chunk[pos:].ctypes.data, scratch.ctypes.data, np.int32(clen), np.int32(nbytes)) == nbytes
+
+
 @numba.njit(nogil=True, cache=True)
 def decode_block(chunk, pos, clen, nbytes, scratch, out_bytes, itemsize) -> bool:
     """One LZ4 block at ``chunk[pos:pos+clen]`` into ``out_bytes[:nbytes]`` (un-bitshuffled)."""
-    if pos + clen > chunk.size or nbytes > scratch.size:
-        return False
-    got = _lz4(chunk[pos:].ctypes.data, scratch.ctypes.data, np.int32(clen), np.int32(nbytes))
-    if got != nbytes:
+    if not lz4_block(chunk, pos, clen, nbytes, scratch):
         return False
     return _untrans(scratch.ctypes.data, out_bytes.ctypes.data, nbytes // itemsize, itemsize) >= 0
 

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numba
 import numpy as np
 
-from dada.analysis.decode import MAX_BLOCK_BYTES, _lz4, _untrans, block_length, chunk_layout, read_header
+from dada.analysis.decode import MAX_BLOCK_BYTES, _untrans, block_length, chunk_layout, lz4_block, read_header
 from dada.errors import Unprocessable
 from dada.params import Param
 from dada.sources.scan import Scan
@@ -260,6 +260,17 @@ BIT_POSITIONS = np.array([[i for i in range(8) if b >> i & 1] + [0] * (8 - bin(b
                          dtype=np.int64)
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _or_planes(planes, out, n, count):
+    """out[:n] = OR of ``count`` consecutive planes of n items each."""
+    for k in range(n):
+        out[k] = planes[k]
+    for j in range(1, count):
+        base = j * n
+        for k in range(n):
+            out[k] |= planes[base + k]
+
+
 @numba.njit(nogil=True, cache=True)
 def _decode_nonzero(chunk, pos, clen, m, scratch, out_bytes, itemsize, nonzero):
     """One block: LZ4 into bit planes, their OR into a bitmap of nonzero elements, then un-bitshuffle.
@@ -267,29 +278,13 @@ def _decode_nonzero(chunk, pos, clen, m, scratch, out_bytes, itemsize, nonzero):
     Bitshuffle stores plane after plane, each ``m / 8`` bytes where bit i of byte k is element 8k+i,
     so the OR of the planes marks exactly the nonzero elements.
     """
-    nbytes = m * itemsize
-    if pos + clen > chunk.size or nbytes > scratch.size:
-        return False
-    if _lz4(chunk[pos:].ctypes.data, scratch.ctypes.data, np.int32(clen), np.int32(nbytes)) != nbytes:
+    if not lz4_block(chunk, pos, clen, m * itemsize, scratch):
         return False
     plane = m // 8
     if plane % 8 == 0:  # whole 64-bit words per plane (every block but maybe the last)
-        pw = plane // 8
-        sw = scratch.view(np.uint64)
-        nw = nonzero.view(np.uint64)
-        for k in range(pw):
-            nw[k] = sw[k]
-        for j in range(1, 8 * itemsize):
-            base = j * pw
-            for k in range(pw):
-                nw[k] |= sw[base + k]
+        _or_planes(scratch.view(np.uint64), nonzero.view(np.uint64), plane // 8, 8 * itemsize)
     else:
-        for k in range(plane):
-            nonzero[k] = scratch[k]
-        for j in range(1, 8 * itemsize):
-            base = j * plane
-            for k in range(plane):
-                nonzero[k] |= scratch[base + k]
+        _or_planes(scratch, nonzero, plane, 8 * itemsize)
     return _untrans(scratch.ctypes.data, out_bytes.ctypes.data, m, itemsize) >= 0
 
 
