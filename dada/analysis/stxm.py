@@ -9,6 +9,7 @@ built once per scan geometry and parameters and kept; whole-scan references
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -36,8 +37,6 @@ def engine() -> Engine:
     global _engine
     with _engine_lock:
         if _engine is None:
-            import os
-
             _engine = Engine(os.cpu_count() or 2)
         return _engine
 
