@@ -171,6 +171,10 @@ def test_composite_mosaic(daemon, demo_root, scan, dtype):
             np.testing.assert_allclose(got[i * th:(i + 1) * th, j * tw:(j + 1) * tw], want, rtol=1e-6)
     png = daemon.get(f"/composite/{scan}.png?vert=2:5&horz=1:4&bin={b}")
     assert np.asarray(Image.open(io.BytesIO(png.body))).shape == (3 * th, 3 * tw, 4)
+    for fmt in FORMATS:
+        r = daemon.get(f"/composite/{scan}.{fmt}?vert=2:5&horz=1:4&bin={b}")
+        assert r.status == 200 and r.content_type == CONTENT_TYPES[fmt], fmt
+        np.testing.assert_allclose(decode(fmt, r.body, "composite"), got, rtol=1e-6)
 
 
 def test_meta_and_browse(daemon, demo_root):

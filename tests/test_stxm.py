@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 
 import h5py
 import numpy as np
@@ -199,11 +200,15 @@ def test_usermask_excludes_pixels(daemon, demo_root):
     frames, bad, cutoff, cx, cy, vh = load(demo_root, "eiger/u16/scan_0001")
     user = np.zeros(frames.shape[1:], dtype=np.uint8)
     user[:, :30] = 1
-    os.makedirs(os.path.join(demo_root, "masks"), exist_ok=True)
-    np.save(os.path.join(demo_root, "masks/left.npy"), user)
-    ref = reference(frames[:8], bad | (user != 0), cutoff, cx, cy, **PARAMS)
-    got = npy(daemon, "/darkfield/eiger/u16/scan_0001.npy?vert=0&rmin=6&rmax=24&usermask=masks/left.npy")
-    np.testing.assert_allclose(got.ravel(), ref["darkfield"])
+    folder = os.path.join(demo_root, "masks")
+    os.makedirs(folder, exist_ok=True)
+    try:
+        np.save(os.path.join(folder, "left.npy"), user)
+        ref = reference(frames[:8], bad | (user != 0), cutoff, cx, cy, **PARAMS)
+        got = npy(daemon, "/darkfield/eiger/u16/scan_0001.npy?vert=0&rmin=6&rmax=24&usermask=masks/left.npy")
+        np.testing.assert_allclose(got.ravel(), ref["darkfield"])
+    finally:
+        shutil.rmtree(folder)  # the demo root is shared by the other tests
 
 
 def test_incomplete_scan_maps_fill_in(daemon):
@@ -280,3 +285,33 @@ def test_radial_matches_pyfai(truth_daemon):
     np.testing.assert_allclose(res.radial / (pix * 1e3), np.linspace(rmin, rmax, nbins + 1)[:-1] + (rmax - rmin)
                                / nbins / 2, rtol=1e-6)
     np.testing.assert_allclose(ours, res.sum_signal / res.count, rtol=1e-9)
+
+
+@pytest.mark.parametrize("route", ["darkfield", "dpc", "azimuthal", "radial", "stxm"])
+@pytest.mark.parametrize("scan", ["eiger/u16/scan_0001", "eiger/u32/scan_0002"])
+def test_every_stxm_route_in_every_format(daemon, route, scan):
+    """npy is the reference; the other formats carry the same numbers (tiff as float32)."""
+    want = npy(daemon, f"/{route}/{scan}.npy?vert=1:4")
+    name = {"stxm": "darkfield.darkfield"}.get(route, {"darkfield": "darkfield", "dpc": "dpc",
+                                                          "azimuthal": "sectors", "radial": "radial"}.get(route))
+    for fmt, ctype in (("tiff", "image/tiff"), ("json", "application/json"), ("h5", "application/x-hdf5"),
+                       ("mat", "application/x-matlab-data"), ("png", "image/png"), ("csv", "text/csv")):
+        r = daemon.get(f"/{route}/{scan}.{fmt}?vert=1:4")
+        assert r.status == 200 and r.content_type == ctype, (route, fmt, r.body[:200])
+        if fmt == "tiff":
+            np.testing.assert_allclose(tifffile.imread(io.BytesIO(r.body)), want.astype(np.float32))
+        elif fmt == "json":
+            data = r.json()["arrays"][name]["data"]
+            got = np.array(data, dtype=object)
+            got = np.where(got == None, np.nan, got).astype(float)  # noqa: E711  (null is NaN in JSON)
+            np.testing.assert_allclose(got, want)
+        elif fmt == "h5":
+            with h5py.File(io.BytesIO(r.body)) as f:
+                np.testing.assert_allclose(f[name][()], want)
+        elif fmt == "mat":
+            key = name.replace(".", "_")
+            np.testing.assert_allclose(scipy.io.loadmat(io.BytesIO(r.body))[key].reshape(want.shape), want)
+        elif fmt == "png":
+            assert Image.open(io.BytesIO(r.body)).size[0] > 0
+        else:
+            assert len(r.body.decode().splitlines()) > 0

@@ -183,6 +183,9 @@ def test_tomo_formats_and_options(daemon):
     np.testing.assert_array_equal(scipy.io.loadmat(io.BytesIO(daemon.get(base + ".mat").body))["slice"], ref)
     assert np.asarray(Image.open(io.BytesIO(daemon.get(base + ".png").body))).shape == (96, 96, 4)
     assert daemon.get(base + ".csv").status == 200
+    j = daemon.get(base + ".json").json()["arrays"]["slice"]
+    assert j["dtype"] == "float32" and j["shape"] == [96, 96]
+    np.testing.assert_allclose(np.array(j["data"], dtype=np.float32), ref)
     binned = npy(daemon, "/tomo/slice/tomo/nxtomo_0001/4.npy?bin=2&every=2")
     assert binned.shape == (48, 48)
     pag = npy(daemon, base + ".npy?paganin=true&delta_beta=50")
