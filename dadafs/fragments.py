@@ -18,8 +18,9 @@ import os
 import queue
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
 from dataclasses import dataclass
+
+from dadafs.singleflight import SingleFlight
 
 log = logging.getLogger("dadafs.server")
 
@@ -41,7 +42,7 @@ class FragmentStore:
         self._lock = threading.Lock()
         self._lru: OrderedDict[str, int] = OrderedDict()
         self._bytes = 0
-        self._pending: dict[str, Future[bytes]] = {}
+        self._flight = SingleFlight()
         self._writing: dict[str, bytes] = {}
         self._queue: queue.Queue[str] = queue.Queue(maxsize=64)
         os.makedirs(directory, exist_ok=True)
@@ -75,41 +76,40 @@ class FragmentStore:
         """Fragment ``index`` of ``source`` as it was when ``st`` was taken (the last one may be short),
         and whether it came from the cache."""
         name = self.key(relpath, st, index)
+        data = self._lookup(name)
+        if data is not None:
+            return data, True
+
+        def read_and_keep() -> tuple[bytes, bool]:
+            again = self._lookup(name)  # cached by another request since our lookup
+            if again is not None:
+                return again, True
+            self.stats.misses += 1
+            got = self._read_source(source, index)
+            self._put(name, got)
+            return got, False
+
+        (data, cached), shared = self._flight.run(name, read_and_keep)
+        if shared:
+            self.stats.hits += 1
+        return data, cached or shared
+
+    def _lookup(self, name: str) -> bytes | None:
+        """A fragment from memory (being written) or the cache folder; counts a hit."""
         with self._lock:
-            written = self._writing.get(name)
-            if written is not None:
-                self.stats.hits += 1
-                return written, True
-            if name in self._lru:
+            data = self._writing.get(name)
+            on_disk = data is None and name in self._lru
+            if on_disk:
                 self._lru.move_to_end(name)
-                self.stats.hits += 1
-                hit = True
-            else:
-                hit = False
-                waiting = self._pending.get(name)
-                if waiting is None:
-                    self.stats.misses += 1
-                    mine: Future[bytes] = Future()
-                    self._pending[name] = mine
-        if hit:
+        if on_disk:
             try:
                 with open(os.path.join(self.dir, name), "rb") as f:
-                    return f.read(), True
-            except FileNotFoundError:  # evicted between lookup and open: read the source
-                return self._read_source(source, index), False
-        if waiting is not None:
-            return waiting.result(), True
-        try:
-            data = self._read_source(source, index)
-            self._put(name, data)
-            mine.set_result(data)
-            return data, False
-        except BaseException as exc:
-            mine.set_exception(exc)
-            raise
-        finally:
-            with self._lock:
-                self._pending.pop(name, None)
+                    data = f.read()
+            except FileNotFoundError:  # evicted between lookup and open
+                return None
+        if data is not None:
+            self.stats.hits += 1
+        return data
 
     def _read_source(self, source: str, index: int) -> bytes:
         self.stats.source_reads += 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future
+
+from dadafs.singleflight import SingleFlight
 
 
 class FragmentCache:
@@ -17,41 +18,44 @@ class FragmentCache:
         self.fetches = 0
         self._lock = threading.Lock()
         self._items: OrderedDict[Hashable, bytes] = OrderedDict()
-        self._pending: dict[Hashable, Future[bytes]] = {}
+        self._flight = SingleFlight()
 
     def peek(self, key: Hashable) -> bool:
         with self._lock:
-            return key in self._items or key in self._pending
+            if key in self._items:
+                return True
+        return self._flight.busy(key)
 
-    def get(self, key: Hashable, fetch: Callable[[], bytes]) -> bytes:
+    def _lookup(self, key: Hashable) -> bytes | None:
         with self._lock:
             data = self._items.get(key)
             if data is not None:
                 self._items.move_to_end(key)
-                self.hits += 1
-                return data
-            waiting = self._pending.get(key)
-            if waiting is None:
-                self.misses += 1
-                mine: Future[bytes] = Future()
-                self._pending[key] = mine
-        if waiting is not None:
-            return waiting.result()
-        try:
+            return data
+
+    def get(self, key: Hashable, fetch: Callable[[], bytes]) -> bytes:
+        data = self._lookup(key)
+        if data is not None:
+            self.hits += 1
+            return data
+
+        def fetch_and_keep() -> bytes:
+            again = self._lookup(key)  # finished by another reader since our lookup
+            if again is not None:
+                return again
+            self.misses += 1
             self.fetches += 1
-            data = fetch()
+            got = fetch()
             with self._lock:
-                if len(data) <= self.max_bytes:
-                    self._items[key] = data
-                    self.bytes += len(data)
+                if len(got) <= self.max_bytes:
+                    self._items[key] = got
+                    self.bytes += len(got)
                     while self.bytes > self.max_bytes:
                         _, old = self._items.popitem(last=False)
                         self.bytes -= len(old)
-            mine.set_result(data)
-            return data
-        except BaseException as exc:
-            mine.set_exception(exc)
-            raise
-        finally:
-            with self._lock:
-                self._pending.pop(key, None)
+            return got
+
+        data, shared = self._flight.run(key, fetch_and_keep)
+        if shared:
+            self.hits += 1
+        return data

@@ -59,6 +59,15 @@ def block_length(chunk, pos) -> int:
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
+def next_block(chunk, pos, e, n, block) -> tuple[int, int]:
+    """Elements in the block starting at element ``e`` (a multiple of 8; the last n % 8 are raw) and its
+    compressed length stored at ``pos``; the length is -1 if the chunk ends early."""
+    m = min(block, n - e)
+    m -= m % 8
+    return m, block_length(chunk, pos)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
 def lz4_block(chunk, pos, clen, nbytes, scratch) -> bool:
     """The LZ4 block at ``chunk[pos:pos+clen]`` into ``scratch[:nbytes]``: still bitshuffled."""
     if pos + clen > chunk.size or nbytes > scratch.size:
@@ -87,9 +96,7 @@ def decode_into(chunk, out_bytes, itemsize, scratch) -> bool:
     pos = 12
     e = 0
     while n - e >= 8:
-        m = min(block, n - e)
-        m -= m % 8
-        clen = block_length(chunk, pos)
+        m, clen = next_block(chunk, pos, e, n, block)
         if clen < 0:
             return False
         pos += 4

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numba
 import numpy as np
 
-from dada.analysis.decode import MAX_BLOCK_BYTES, _untrans, block_length, chunk_layout, lz4_block, read_header
+from dada.analysis.decode import MAX_BLOCK_BYTES, _untrans, chunk_layout, lz4_block, next_block, read_header
 from dada.errors import Unprocessable
 from dada.params import Param
 from dada.sources.scan import Scan
@@ -337,9 +337,7 @@ def accumulate_chunk(chunk, block_buf, scratch, cls, cls_mom, cls_bins, width, c
     pos = 12
     e = 0
     while n - e >= 8 and e < last:
-        m = min(block, n - e)
-        m -= m % 8
-        clen = block_length(chunk, pos)
+        m, clen = next_block(chunk, pos, e, n, block)
         if clen < 0:
             return False
         pos += 4
