@@ -2,16 +2,25 @@
 
 A fragment's cache name hashes the file's path, size, mtime and inode with the
 fragment index, so a changed source file simply has other names: nothing
-stale can be found, and old pieces age out of the LRU. Two requests for the
-same missing fragment read the source once (the second waits for the first).
+stale can be found, and old pieces age out of the LRU. A source read is
+checked against the version asked for before it is kept, so a file that
+changes mid-read never lands in the cache under its old name. Two requests
+for the same missing fragment read the source once (the second waits for the
+first).
+
 Writing a fragment to the cache happens on a writer thread, after the reader
-has its bytes: a cold read costs one source read, not a source read plus a
-disk write; fragments waiting to be written are served from memory.
+has its bytes, and bypasses the page cache (O_DIRECT where the cache folder's
+filesystem allows it): filling the cache then costs the CPU almost nothing,
+where a buffered write of every fragment would cost as much as serving it.
+Fragments waiting to be written are served from memory; cached ones are
+handed out as open files, for the server to send with sendfile.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import logging
 import os
@@ -19,10 +28,16 @@ import queue
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from dadafs.singleflight import SingleFlight
 
 log = logging.getLogger("dadafs.server")
+ALIGN = 4096  # O_DIRECT wants buffer address, offset and length aligned to the device's block size
+
+
+class SourceChanged(Exception):
+    """The source file is not the version asked for any more."""
 
 
 @dataclass
@@ -31,6 +46,37 @@ class StoreStats:
     misses: int = 0
     source_reads: int = 0
     evictions: int = 0
+
+
+@dataclass
+class Piece:
+    """One fragment: bytes in memory (just read, or not yet written to disk) or an open cache file."""
+
+    size: int
+    memory: memoryview | None = None
+    file: BinaryIO | None = None
+
+    def read(self) -> bytes:
+        if self.memory is not None:
+            return bytes(self.memory)
+        assert self.file is not None
+        return os.pread(self.file.fileno(), self.size, 0)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def aligned_buffer(size: int) -> memoryview:
+    """A writable buffer of ``size`` bytes (rounded up to ALIGN) starting at an ALIGN boundary."""
+    size = -(-size // ALIGN) * ALIGN
+    raw = bytearray(size + ALIGN)
+    skip = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % ALIGN
+    return memoryview(raw)[skip:skip + size]
+
+
+def identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 class FragmentStore:
@@ -43,8 +89,9 @@ class FragmentStore:
         self._lru: OrderedDict[str, int] = OrderedDict()
         self._bytes = 0
         self._flight = SingleFlight()
-        self._writing: dict[str, bytes] = {}
+        self._writing: dict[str, tuple[memoryview, int]] = {}  # name -> (aligned buffer, bytes used)
         self._queue: queue.Queue[str] = queue.Queue(maxsize=64)
+        self._direct = getattr(os, "O_DIRECT", 0)
         os.makedirs(directory, exist_ok=True)
         self._load()
         threading.Thread(target=self._writer, name="dadafs-cache-writer", daemon=True).start()
@@ -72,76 +119,108 @@ class FragmentStore:
         ident = f"{relpath}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{index}\0{self.fragment_size}"
         return hashlib.sha256(ident.encode()).hexdigest()
 
-    def get(self, source: str, relpath: str, st: os.stat_result, index: int) -> tuple[bytes, bool]:
+    def get(self, source: str, relpath: str, st: os.stat_result, index: int) -> tuple[Piece, bool]:
         """Fragment ``index`` of ``source`` as it was when ``st`` was taken (the last one may be short),
-        and whether it came from the cache."""
+        and whether it came from the cache. SourceChanged if the file is another version now.
+        The caller closes the piece."""
         name = self.key(relpath, st, index)
-        data = self._lookup(name)
-        if data is not None:
-            return data, True
+        while True:
+            piece = self._lookup(name)
+            if piece is not None:
+                return piece, True
+            piece, shared = self._flight.run(name, lambda: self._fill(name, source, st, index))
+            if piece is not None:
+                if shared:
+                    self.stats.hits += 1
+                return piece, shared
+            # another request cached it since our lookup: look again
 
-        def read_and_keep() -> tuple[bytes, bool]:
-            again = self._lookup(name)  # cached by another request since our lookup
-            if again is not None:
-                return again, True
-            self.stats.misses += 1
-            got = self._read_source(source, index)
-            self._put(name, got)
-            return got, False
+    def _fill(self, name: str, source: str, st: os.stat_result, index: int) -> Piece | None:
+        """Read a missing fragment and hand it to the writer; None if another request cached it meanwhile."""
+        with self._lock:
+            if name in self._writing or name in self._lru:
+                return None
+        self.stats.misses += 1
+        buf, n = self._read_source(source, st, index)
+        self._put(name, buf, n)
+        return Piece(n, memory=buf[:n])
 
-        (data, cached), shared = self._flight.run(name, read_and_keep)
-        if shared:
-            self.stats.hits += 1
-        return data, cached or shared
-
-    def _lookup(self, name: str) -> bytes | None:
+    def _lookup(self, name: str) -> Piece | None:
         """A fragment from memory (being written) or the cache folder; counts a hit."""
         with self._lock:
-            data = self._writing.get(name)
-            on_disk = data is None and name in self._lru
+            pending = self._writing.get(name)
+            on_disk = pending is None and name in self._lru
             if on_disk:
                 self._lru.move_to_end(name)
-        if on_disk:
+        if pending is not None:
+            piece = Piece(pending[1], memory=pending[0][:pending[1]])
+        elif on_disk:
             try:
-                with open(os.path.join(self.dir, name), "rb") as f:
-                    data = f.read()
+                f = open(os.path.join(self.dir, name), "rb")  # noqa: SIM115 - the caller closes it
             except FileNotFoundError:  # evicted between lookup and open
                 return None
-        if data is not None:
-            self.stats.hits += 1
-        return data
+            piece = Piece(os.fstat(f.fileno()).st_size, file=f)
+        else:
+            return None
+        self.stats.hits += 1
+        return piece
 
-    def _read_source(self, source: str, index: int) -> bytes:
+    def _read_source(self, source: str, st: os.stat_result, index: int) -> tuple[memoryview, int]:
+        """Read one fragment of the version ``st`` into an aligned buffer."""
         self.stats.source_reads += 1
+        buf = aligned_buffer(self.fragment_size)
         with open(source, "rb") as f:
-            return os.pread(f.fileno(), self.fragment_size, index * self.fragment_size)
+            if identity(os.fstat(f.fileno())) != identity(st):
+                raise SourceChanged(source)
+            n = os.preadv(f.fileno(), [buf[:self.fragment_size]], index * self.fragment_size)
+            if identity(os.fstat(f.fileno())) != identity(st):
+                raise SourceChanged(source)
+        return buf, n
 
-    def _put(self, name: str, data: bytes) -> None:
+    def _put(self, name: str, buf: memoryview, n: int) -> None:
         """Hand a fragment to the writer; if it is behind, the fragment is simply not cached."""
-        if len(data) > self.max_bytes:
+        if n > self.max_bytes:
             return
         with self._lock:
-            self._writing[name] = data
+            self._writing[name] = (buf, n)
         try:
             self._queue.put_nowait(name)
         except queue.Full:
             with self._lock:
                 self._writing.pop(name, None)
 
+    def _write_file(self, path: str, buf: memoryview, n: int) -> None:
+        """Write ``buf[:n]`` to a new file, bypassing the page cache when the filesystem allows."""
+        if self._direct:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | self._direct, 0o644)
+                try:
+                    os.write(fd, buf[:-(-n // ALIGN) * ALIGN])
+                    os.ftruncate(fd, n)
+                finally:
+                    os.close(fd)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                log.info("the fragment cache's filesystem refuses O_DIRECT; writing through the page cache")
+                self._direct = 0
+        with open(path, "wb") as f:
+            f.write(buf[:n])
+
     def _writer(self) -> None:
         while True:
             name = self._queue.get()
             try:
                 with self._lock:
-                    data = self._writing[name]
+                    buf, n = self._writing[name]
                 tmp = os.path.join(self.dir, name + ".tmp")
-                with open(tmp, "wb") as f:
-                    f.write(data)
+                self._write_file(tmp, buf, n)
                 os.replace(tmp, os.path.join(self.dir, name))
                 with self._lock:
                     if name not in self._lru:
-                        self._lru[name] = len(data)
-                        self._bytes += len(data)
+                        self._lru[name] = n
+                        self._bytes += n
                     self._evict()
             except OSError as exc:  # a full or failing cache disk must not stop serving
                 log.warning("fragment cache write failed: %s", exc)

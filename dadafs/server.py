@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from dada.confine import resolve
 from dadafs import FRAGMENT_SIZE
-from dadafs.fragments import FragmentStore
+from dadafs.fragments import FragmentStore, Piece, SourceChanged
 
 log = logging.getLogger("dadafs.server")
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -129,31 +129,46 @@ class Served:
             start, stop = parsed
             status = 206
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-        body = await asyncio.get_running_loop().run_in_executor(self.pool, self._read, real, tail, st, start, stop)
-        if body is None:  # the file changed while we read: the client must ask again
+        if request.method == "HEAD":
+            return web.Response(status=status, headers={**headers, "Content-Length": str(stop - start)})
+        loop = asyncio.get_running_loop()
+        try:
+            pieces = await loop.run_in_executor(self.pool, self._pieces, real, tail, st, start, stop)
+        except SourceChanged:  # the file changed while we read: the client must ask again
             self.requests.labels("data", "409").inc()
             return error(409, "the file changed while being read")
-        self.requests.labels("data", str(status)).inc()
-        self.bytes_out.inc(len(body))
-        self.cache_bytes.set(self.store.bytes)
-        return web.Response(body=body, status=status, headers=headers)
-
-    def _read(self, real: str, rel: str, st: os.stat_result, start: int, stop: int) -> bytes | None:
-        f = self.store.fragment_size
-        parts = []
-        for index in range(start // f, (stop - 1) // f + 1 if stop > start else start // f):
-            frag, hit = self.store.get(real, rel, st, index)
-            self.fragments.labels("hit" if hit else "miss").inc()
-            lo = max(start - index * f, 0)
-            hi = min(stop - index * f, len(frag))
-            parts.append(frag[lo:hi])
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = stop - start
         try:
-            now = os.stat(real)
-        except OSError:
-            return None
-        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
-            return None
-        return b"".join(parts)
+            await response.prepare(request)
+            for piece, lo, hi in pieces:
+                if piece.memory is not None:
+                    await response.write(piece.memory[lo:hi])
+                else:  # a cache file: the kernel sends it
+                    await loop.sendfile(request.transport, piece.file, lo, hi - lo)
+            await response.write_eof()
+        finally:
+            for piece, _, _ in pieces:
+                piece.close()
+        self.requests.labels("data", str(status)).inc()
+        self.bytes_out.inc(stop - start)
+        self.cache_bytes.set(self.store.bytes)
+        return response
+
+    def _pieces(self, real: str, rel: str, st: os.stat_result, start: int, stop: int) -> list[tuple[Piece, int, int]]:
+        """The fragments covering [start, stop) of version ``st``, each with the part of it to send."""
+        f = self.store.fragment_size
+        out: list[tuple[Piece, int, int]] = []
+        try:
+            for index in range(start // f, (stop - 1) // f + 1):
+                piece, hit = self.store.get(real, rel, st, index)
+                self.fragments.labels("hit" if hit else "miss").inc()
+                out.append((piece, max(start - index * f, 0), min(stop - index * f, piece.size)))
+        except BaseException:
+            for piece, _, _ in out:
+                piece.close()
+            raise
+        return out
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "fragment_size": self.store.fragment_size})
