@@ -19,7 +19,6 @@ handed out as open files, for the server to send with sendfile.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import hashlib
 import logging
@@ -30,10 +29,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from dadafs.buffers import ALIGN, Buffer, BufferPool
 from dadafs.singleflight import SingleFlight
 
 log = logging.getLogger("dadafs.server")
-ALIGN = 4096  # O_DIRECT wants buffer address, offset and length aligned to the device's block size
 
 
 class SourceChanged(Exception):
@@ -50,10 +49,11 @@ class StoreStats:
 
 @dataclass
 class Piece:
-    """One fragment: bytes in memory (just read, or not yet written to disk) or an open cache file."""
+    """One fragment: bytes in memory (a pinned buffer) or an open cache file. Close it when done."""
 
     size: int
     memory: memoryview | None = None
+    buffer: Buffer | None = None
     file: BinaryIO | None = None
 
     def read(self) -> bytes:
@@ -65,14 +65,13 @@ class Piece:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+        if self.buffer is not None:
+            self.buffer.unpin()
+            self.buffer = self.memory = None
 
-
-def aligned_buffer(size: int) -> memoryview:
-    """A writable buffer of ``size`` bytes (rounded up to ALIGN) starting at an ALIGN boundary."""
-    size = -(-size // ALIGN) * ALIGN
-    raw = bytearray(size + ALIGN)
-    skip = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % ALIGN
-    return memoryview(raw)[skip:skip + size]
+    @classmethod
+    def of(cls, buf: Buffer, n: int) -> Piece:
+        return cls(n, memory=buf.view[:n], buffer=buf)
 
 
 def identity(st: os.stat_result) -> tuple[int, int, int]:
@@ -89,7 +88,8 @@ class FragmentStore:
         self._lru: OrderedDict[str, int] = OrderedDict()
         self._bytes = 0
         self._flight = SingleFlight()
-        self._writing: dict[str, tuple[memoryview, int]] = {}  # name -> (aligned buffer, bytes used)
+        self._writing: dict[str, tuple[Buffer, int]] = {}  # name -> (pinned buffer, bytes used)
+        self._pool = BufferPool(fragment_size)
         self._queue: queue.Queue[str] = queue.Queue(maxsize=64)
         self._direct = getattr(os, "O_DIRECT", 0)
         os.makedirs(directory, exist_ok=True)
@@ -129,11 +129,9 @@ class FragmentStore:
             if piece is not None:
                 return piece, True
             piece, shared = self._flight.run(name, lambda: self._fill(name, source, st, index))
-            if piece is not None:
-                if shared:
-                    self.stats.hits += 1
-                return piece, shared
-            # another request cached it since our lookup: look again
+            if piece is not None and not shared:
+                return piece, False
+            # another request read it (the piece is theirs) or had cached it: look it up, pinned
 
     def _fill(self, name: str, source: str, st: os.stat_result, index: int) -> Piece | None:
         """Read a missing fragment and hand it to the writer; None if another request cached it meanwhile."""
@@ -143,17 +141,19 @@ class FragmentStore:
         self.stats.misses += 1
         buf, n = self._read_source(source, st, index)
         self._put(name, buf, n)
-        return Piece(n, memory=buf[:n])
+        return Piece.of(buf, n)
 
     def _lookup(self, name: str) -> Piece | None:
         """A fragment from memory (being written) or the cache folder; counts a hit."""
         with self._lock:
             pending = self._writing.get(name)
+            if pending is not None:
+                pending[0].pin()
             on_disk = pending is None and name in self._lru
             if on_disk:
                 self._lru.move_to_end(name)
         if pending is not None:
-            piece = Piece(pending[1], memory=pending[0][:pending[1]])
+            piece = Piece.of(pending[0], pending[1])
         elif on_disk:
             try:
                 f = open(os.path.join(self.dir, name), "rb")  # noqa: SIM115 - the caller closes it
@@ -165,37 +165,45 @@ class FragmentStore:
         self.stats.hits += 1
         return piece
 
-    def _read_source(self, source: str, st: os.stat_result, index: int) -> tuple[memoryview, int]:
-        """Read one fragment of the version ``st`` into an aligned buffer."""
+    def _read_source(self, source: str, st: os.stat_result, index: int) -> tuple[Buffer, int]:
+        """Read one fragment of the version ``st`` into a pinned buffer."""
         self.stats.source_reads += 1
-        buf = aligned_buffer(self.fragment_size)
-        with open(source, "rb") as f:
-            if identity(os.fstat(f.fileno())) != identity(st):
-                raise SourceChanged(source)
-            n = os.preadv(f.fileno(), [buf[:self.fragment_size]], index * self.fragment_size)
-            if identity(os.fstat(f.fileno())) != identity(st):
-                raise SourceChanged(source)
+        buf = self._pool.take(self.fragment_size)
+        try:
+            with open(source, "rb") as f:
+                if identity(os.fstat(f.fileno())) != identity(st):
+                    raise SourceChanged(source)
+                n = os.preadv(f.fileno(), [buf.view], index * self.fragment_size)
+                if identity(os.fstat(f.fileno())) != identity(st):
+                    raise SourceChanged(source)
+        except BaseException:
+            buf.unpin()
+            raise
         return buf, n
 
-    def _put(self, name: str, buf: memoryview, n: int) -> None:
+    def _put(self, name: str, buf: Buffer, n: int) -> None:
         """Hand a fragment to the writer; if it is behind, the fragment is simply not cached."""
         if n > self.max_bytes:
             return
         with self._lock:
-            self._writing[name] = (buf, n)
+            self._writing[name] = (buf.pin(), n)
         try:
             self._queue.put_nowait(name)
         except queue.Full:
-            with self._lock:
-                self._writing.pop(name, None)
+            self._done_writing(name)
 
-    def _write_file(self, path: str, buf: memoryview, n: int) -> None:
+    def _done_writing(self, name: str) -> None:
+        with self._lock:
+            buf, _ = self._writing.pop(name)
+        buf.unpin()
+
+    def _write_file(self, path: str, buf: Buffer, n: int) -> None:
         """Write ``buf[:n]`` to a new file, bypassing the page cache when the filesystem allows."""
         if self._direct:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | self._direct, 0o644)
                 try:
-                    os.write(fd, buf[:-(-n // ALIGN) * ALIGN])
+                    os.write(fd, buf.block[:-(-n // ALIGN) * ALIGN])
                     os.ftruncate(fd, n)
                 finally:
                     os.close(fd)
@@ -206,7 +214,7 @@ class FragmentStore:
                 log.info("the fragment cache's filesystem refuses O_DIRECT; writing through the page cache")
                 self._direct = 0
         with open(path, "wb") as f:
-            f.write(buf[:n])
+            f.write(buf.view[:n])
 
     def _writer(self) -> None:
         while True:
@@ -225,8 +233,7 @@ class FragmentStore:
             except OSError as exc:  # a full or failing cache disk must not stop serving
                 log.warning("fragment cache write failed: %s", exc)
             finally:
-                with self._lock:
-                    self._writing.pop(name, None)
+                self._done_writing(name)
                 self._queue.task_done()
 
     def flush(self) -> None:

@@ -11,6 +11,7 @@ served; anything else fails with EIO after the remote's bounded retry.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import itertools
 import json
@@ -19,12 +20,14 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from mfusepy import FuseOSError, Operations
 
+from dadafs.buffers import Buffer
 from dadafs.ramcache import FragmentCache
 from dadafs.remote import Changed, Remote, ServerAway
 
@@ -52,7 +55,7 @@ class DadaFS(Operations):
         self.attr_ttl = attr_ttl
         self.negative_ttl = negative_ttl
         self.fragment = remote.fragment_size()
-        self.cache = FragmentCache(cache_bytes)
+        self.cache = FragmentCache(cache_bytes, self.fragment)
         self.readahead_max = readahead
         self.immutable = immutable
         self._attrs: dict[str, tuple[dict[str, Any] | None, float]] = {}
@@ -158,21 +161,31 @@ class DadaFS(Operations):
             self._handles.pop(fh, None)
         return 0
 
-    def _fragment(self, h: Handle, index: int) -> bytes:
+    @contextlib.contextmanager
+    def _fragment(self, h: Handle, index: int) -> Iterator[Buffer]:
+        """Fragment ``index`` of the version ``h`` opened, pinned in the RAM cache while in use."""
         start = index * self.fragment
-        stop = min(start + self.fragment, h.size)
-        return self.cache.get((h.path, h.etag, index), lambda: self.remote.read(h.path, h.etag, start, stop))
 
-    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        def fill(buf: memoryview) -> None:
+            self.remote.read_into(h.path, h.etag, start, buf)
+
+        with self.cache.pinned((h.path, h.etag, index), min(self.fragment, h.size - start), fill) as frag:
+            yield frag
+
+    def read_into(self, path: str, buf: int, size: int, offset: int, fh: int) -> int:
+        """Copy up to ``size`` bytes at ``offset`` to the address ``buf`` (libfuse's reply buffer),
+        straight from the cached fragments; the copy runs without the GIL. Returns the count."""
         if path == STATUS:
-            return self.status_bytes()[offset:offset + size]
+            data = self.status_bytes()[offset:offset + size]
+            ctypes.memmove(buf, data, len(data))
+            return len(data)
         with self._lock:
             h = self._handles.get(fh)
         if h is None:
             raise FuseOSError(errno.EBADF)
         stop = min(offset + size, h.size)
         if offset >= stop:
-            return b""
+            return 0
         first, last = offset // self.fragment, (stop - 1) // self.fragment
         h.window = min(max(1, h.window * 2), self.readahead_max) if offset == h.next_offset else 0
         h.next_offset = stop
@@ -181,7 +194,11 @@ class DadaFS(Operations):
                 self.readaheads += 1
                 self._ahead.submit(self._prefetch, h, i)
         try:
-            parts = [self._fragment(h, i) for i in range(first, last + 1)]
+            for i in range(first, last + 1):
+                lo = max(offset - i * self.fragment, 0)
+                hi = min(stop - i * self.fragment, self.fragment)
+                with self._fragment(h, i) as frag:
+                    ctypes.memmove(buf + i * self.fragment + lo - offset, frag.address + lo, hi - lo)
         except ServerAway:
             raise FuseOSError(errno.EIO) from None
         except Changed:
@@ -189,13 +206,17 @@ class DadaFS(Operations):
                 self._attrs.pop(h.path, None)
             log.warning("%s changed while open; reopen it to read the new version", h.path)
             raise FuseOSError(errno.EIO) from None
-        data = b"".join(parts)
-        lo = offset - first * self.fragment
-        return data[lo:lo + (stop - offset)]
+        return stop - offset
+
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        """mfusepy's read, for a plain ``mfusepy.FUSE`` (its presence is also what makes mfusepy register
+        the read callback); dadafs's own FUSE calls read_into instead and saves a copy."""
+        out = ctypes.create_string_buffer(size)
+        return out.raw[:self.read_into(path, ctypes.addressof(out), size, offset, fh)]
 
     def _prefetch(self, h: Handle, index: int) -> None:
-        with contextlib.suppress(ServerAway, Changed):  # the read that needs it will say so
-            self._fragment(h, index)
+        with contextlib.suppress(ServerAway, Changed), self._fragment(h, index):
+            pass  # the read that needs it will say what went wrong
 
     # -- status ----------------------------------------------------------------------------------
 

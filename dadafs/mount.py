@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import subprocess
@@ -9,14 +10,23 @@ import sys
 import threading
 import time
 
-from mfusepy import FUSE
+import mfusepy
 
 from dadafs.fs import MAX_READ, DadaFS
 
 log = logging.getLogger("dadafs.mount")
 
 
-def raise_readahead(mountpoint: str, kib: int = 1024, wait: float = 10.0) -> None:
+class FUSE(mfusepy.FUSE):
+    """mfusepy's FUSE with reads copied straight from dadafs's cached fragments into libfuse's reply
+    buffer (mfusepy's own read wants a bytes object per answer: one more copy, made holding the GIL)."""
+
+    def read(self, path: bytes, buf, size: int, offset: int, fip) -> int:
+        return self.operations.read_into(path.decode(self.encoding, self.errors), ctypes.addressof(buf.contents),
+                                         size, offset, fip.contents.fh)
+
+
+def raise_readahead(mountpoint: str, kib: int = 16384, wait: float = 10.0) -> None:
     """Once mounted, raise the mount's backing-device read-ahead (1 MiB kernel requests need it)."""
     deadline = time.monotonic() + wait
     while not os.path.ismount(mountpoint) and time.monotonic() < deadline:
