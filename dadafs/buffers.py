@@ -53,10 +53,16 @@ class BufferPool:
 
     lock = threading.Lock()  # pins are few and brief: one lock for every pool
 
-    def __init__(self, size: int, keep: int = 8) -> None:
+    def __init__(self, size: int, keep: int = 8, prefill: int = 0) -> None:
+        """Keep up to ``keep`` spare buffers; allocate ``prefill`` of them now, so that first reads do not
+        pay for fresh memory."""
         self.size = size
         self.keep = keep
         self.spare: list[Buffer] = []
+        for _ in range(min(prefill, keep)):
+            buf = Buffer(self, size)
+            buf.pins = 0
+            self.spare.append(buf)
 
     def take(self, size: int) -> Buffer:
         """A buffer of ``size`` bytes, pinned once for the caller."""

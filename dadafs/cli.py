@@ -99,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--attr-ttl", type=float, default=1.0, help="seconds attributes and listings are trusted")
     m.add_argument("--negative-ttl", type=float, default=0.5, help="seconds a missing path is remembered")
     m.add_argument("--cache-bytes", type=int, default=128 * 2**20, help="RAM fragment cache bound (default 128 MiB)")
-    m.add_argument("--readahead", type=int, default=8, help="most fragments read ahead of a sequential reader")
+    m.add_argument("--readahead", type=int, default=4, help="most fragments read ahead of a sequential reader")
     m.add_argument("--retry", type=float, default=3.0, help="seconds to retry an unreachable server before EIO")
     m.add_argument("--immutable", action="store_true", help="files never change: let the kernel keep their pages")
     m.set_defaults(func=cmd_mount)

@@ -50,7 +50,7 @@ class DadaFS(Operations):
     use_ns = True
 
     def __init__(self, remote: Remote, attr_ttl: float = 1.0, negative_ttl: float = 0.5,
-                 cache_bytes: int = 128 * 2**20, readahead: int = 8, immutable: bool = False) -> None:
+                 cache_bytes: int = 128 * 2**20, readahead: int = 4, immutable: bool = False) -> None:
         self.remote = remote
         self.attr_ttl = attr_ttl
         self.negative_ttl = negative_ttl

@@ -1,6 +1,7 @@
 """Byte-bounded LRU of file fragments in pooled buffers, one fetch per missing fragment.
 
-The cache holds a pin on each fragment it keeps; a reader pins a fragment for
+Its buffers are allocated when the mount starts, so reads never wait for fresh
+memory. The cache holds a pin on each fragment it keeps; a reader pins a fragment for
 as long as it copies out of it (``with cache.pinned(...)``). An evicted
 fragment's buffer is reused only when its last reader lets go.
 """
@@ -25,7 +26,9 @@ class FragmentCache:
         self.fetches = 0
         self._lock = threading.Lock()
         self._items: OrderedDict[Hashable, Buffer] = OrderedDict()
-        self._pool = BufferPool(fragment_size)
+        # every buffer the cache can hold, allocated up front and never given back
+        slots = max_bytes // fragment_size
+        self._pool = BufferPool(fragment_size, keep=slots + 16, prefill=slots)
         self._flight = SingleFlight()
 
     def peek(self, key: Hashable) -> bool:
