@@ -12,8 +12,8 @@ Writing a fragment to the cache happens on a writer thread, after the reader
 has its bytes, and bypasses the page cache (O_DIRECT where the cache folder's
 filesystem allows it): filling the cache then costs the CPU almost nothing,
 where a buffered write of every fragment would cost as much as serving it.
-Fragments waiting to be written are served from memory; cached ones are
-handed out as open files, for the server to send with sendfile.
+Fragments waiting to be written are served from memory; cached ones are read
+into a pooled buffer on the calling (worker) thread.
 """
 
 from __future__ import annotations
@@ -49,29 +49,23 @@ class StoreStats:
 
 @dataclass
 class Piece:
-    """One fragment: bytes in memory (a pinned buffer) or an open cache file. Close it when done."""
+    """One fragment's bytes, in a pinned buffer. A fragment just read from the source also carries the
+    source file, open, and where the fragment starts in it: those pages are in memory, so the server can
+    send them with sendfile instead of copying the buffer into the socket. Close the piece when done."""
 
-    size: int
-    memory: memoryview | None = None
-    buffer: Buffer | None = None
-    file: BinaryIO | None = None
+    memory: memoryview
+    buffer: Buffer
+    source: BinaryIO | None = None
+    offset: int = 0
 
-    def read(self) -> bytes:
-        if self.memory is not None:
-            return bytes(self.memory)
-        assert self.file is not None
-        return os.pread(self.file.fileno(), self.size, 0)
+    @property
+    def size(self) -> int:
+        return len(self.memory)
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        if self.buffer is not None:
-            self.buffer.unpin()
-            self.buffer = self.memory = None
-
-    @classmethod
-    def of(cls, buf: Buffer, n: int) -> Piece:
-        return cls(n, memory=buf.view[:n], buffer=buf)
+        if self.source is not None:
+            self.source.close()
+        self.buffer.unpin()
 
 
 def identity(st: os.stat_result) -> tuple[int, int, int]:
@@ -139,12 +133,13 @@ class FragmentStore:
             if name in self._writing or name in self._lru:
                 return None
         self.stats.misses += 1
-        buf, n = self._read_source(source, st, index)
+        buf, n, f = self._read_source(source, st, index)
         self._put(name, buf, n)
-        return Piece.of(buf, n)
+        return Piece(buf.view[:n], buf, f, index * self.fragment_size)
 
     def _lookup(self, name: str) -> Piece | None:
-        """A fragment from memory (being written) or the cache folder; counts a hit."""
+        """A fragment from memory (being written) or the cache folder; counts a hit. A cached fragment
+        is read here, on the caller's thread, so that disk reads never stall the server's event loop."""
         with self._lock:
             pending = self._writing.get(name)
             if pending is not None:
@@ -153,33 +148,36 @@ class FragmentStore:
             if on_disk:
                 self._lru.move_to_end(name)
         if pending is not None:
-            piece = Piece.of(pending[0], pending[1])
+            buf, n = pending
         elif on_disk:
+            buf = self._pool.take(self.fragment_size)
             try:
-                f = open(os.path.join(self.dir, name), "rb")  # noqa: SIM115 - the caller closes it
+                with open(os.path.join(self.dir, name), "rb") as f:
+                    n = os.preadv(f.fileno(), [buf.view], 0)
             except FileNotFoundError:  # evicted between lookup and open
+                buf.unpin()
                 return None
-            piece = Piece(os.fstat(f.fileno()).st_size, file=f)
         else:
             return None
         self.stats.hits += 1
-        return piece
+        return Piece(buf.view[:n], buf)
 
-    def _read_source(self, source: str, st: os.stat_result, index: int) -> tuple[Buffer, int]:
-        """Read one fragment of the version ``st`` into a pinned buffer."""
+    def _read_source(self, source: str, st: os.stat_result, index: int) -> tuple[Buffer, int, BinaryIO]:
+        """Read one fragment of the version ``st`` into a pinned buffer; the source stays open."""
         self.stats.source_reads += 1
         buf = self._pool.take(self.fragment_size)
+        f = open(source, "rb")  # noqa: SIM115 - handed on in the piece, which closes it
         try:
-            with open(source, "rb") as f:
-                if identity(os.fstat(f.fileno())) != identity(st):
-                    raise SourceChanged(source)
-                n = os.preadv(f.fileno(), [buf.view], index * self.fragment_size)
-                if identity(os.fstat(f.fileno())) != identity(st):
-                    raise SourceChanged(source)
+            if identity(os.fstat(f.fileno())) != identity(st):
+                raise SourceChanged(source)
+            n = os.preadv(f.fileno(), [buf.view], index * self.fragment_size)
+            if identity(os.fstat(f.fileno())) != identity(st):
+                raise SourceChanged(source)
         except BaseException:
+            f.close()
             buf.unpin()
             raise
-        return buf, n
+        return buf, n, f
 
     def _put(self, name: str, buf: Buffer, n: int) -> None:
         """Hand a fragment to the writer; if it is behind, the fragment is simply not cached."""

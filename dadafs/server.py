@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from dada.confine import resolve
 from dadafs import FRAGMENT_SIZE
-from dadafs.fragments import FragmentStore, Piece, SourceChanged
+from dadafs.fragments import FragmentStore, Piece, SourceChanged, identity
 
 log = logging.getLogger("dadafs.server")
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -142,10 +142,17 @@ class Served:
         try:
             await response.prepare(request)
             for piece, lo, hi in pieces:
-                if piece.memory is not None:
+                if piece.source is None:
                     await response.write(piece.memory[lo:hi])
-                else:  # a cache file: the kernel sends it
-                    await loop.sendfile(request.transport, piece.file, lo, hi - lo)
+                    continue
+                # just read from the source: its pages are in memory, the kernel sends them
+                await loop.sendfile(request.transport, piece.source, piece.offset + lo, hi - lo)
+                if identity(os.fstat(piece.source.fileno())) != identity(st):
+                    # changed after our read: what went out may not be the bytes we keep; cut the answer
+                    log.warning("%s changed while being sent; answer cut short", tail)
+                    self.requests.labels("data", "cut").inc()
+                    request.transport.close()
+                    return response
             await response.write_eof()
         finally:
             for piece, _, _ in pieces:

@@ -97,33 +97,42 @@ def test_ranges_etags_and_confinement(server, src):
         os.unlink(src / "etc-link")
 
 
+def fetched(store: FragmentStore, path, st: os.stat_result, index: int) -> tuple[bytes, bool]:
+    """A fragment's bytes from the store, and whether it was a cache hit (the piece is closed)."""
+    piece, hit = store.get(str(path), "f", st, index)
+    try:
+        return bytes(piece.memory), hit
+    finally:
+        piece.close()
+
+
 def test_fragment_store_reads_source_once_and_stays_bounded(tmp_path):
     data = os.urandom(10 * 4096 - 123)  # a short last fragment: written unaligned-length, read back exact
     (tmp_path / "f").write_bytes(data)
     store = FragmentStore(str(tmp_path / "c"), 5 * 4096, 4096)
     st = os.stat(tmp_path / "f")
     with ThreadPoolExecutor(16) as ex:
-        got = list(ex.map(lambda _: store.get(str(tmp_path / "f"), "f", st, 3)[0].read(), range(64)))
+        got = list(ex.map(lambda _: fetched(store, tmp_path / "f", st, 3)[0], range(64)))
     assert all(g == data[3 * 4096:4 * 4096] for g in got)
     assert store.stats.source_reads == 1
     for i in range(10):
-        assert store.get(str(tmp_path / "f"), "f", st, i)[0].read() == data[i * 4096:(i + 1) * 4096]
+        assert fetched(store, tmp_path / "f", st, i)[0] == data[i * 4096:(i + 1) * 4096]
     store.flush()
     assert store.bytes <= 5 * 4096
     assert sum(p.stat().st_size for p in (tmp_path / "c").iterdir()) <= 5 * 4096
     # a changed file has other fragment names: nothing stale is found
     (tmp_path / "f").write_bytes(data[::-1])
     st2 = os.stat(tmp_path / "f")
-    assert store.get(str(tmp_path / "f"), "f", st2, 9)[0].read() == data[::-1][9 * 4096:]
+    assert fetched(store, tmp_path / "f", st2, 9)[0] == data[::-1][9 * 4096:]
     with pytest.raises(SourceChanged):  # asked for the old version: refused, nothing cached under its name
-        store.get(str(tmp_path / "f"), "f", st, 0)
+        fetched(store, tmp_path / "f", st, 0)
     store.flush()
     cached = {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()}
     assert cached[store.key("f", st2, 9)] == data[::-1][9 * 4096:]
     assert store.key("f", st, 0) not in cached
     # an earlier run's fragments are adopted, within the bound
     again = FragmentStore(str(tmp_path / "c"), 5 * 4096, 4096)
-    assert again.bytes == store.bytes and again.get(str(tmp_path / "f"), "f", st2, 9)[1]
+    assert again.bytes == store.bytes and fetched(again, tmp_path / "f", st2, 9)[1]
 
 
 # -- through the mount -----------------------------------------------------------------------------
