@@ -26,7 +26,7 @@ class FUSE(mfusepy.FUSE):
                                          size, offset, fip.contents.fh)
 
 
-def raise_readahead(mountpoint: str, kib: int = 16384, wait: float = 10.0) -> None:
+def raise_readahead(mountpoint: str, kib: int = 1024, wait: float = 10.0) -> None:
     """Once mounted, raise the mount's backing-device read-ahead (1 MiB kernel requests need it)."""
     deadline = time.monotonic() + wait
     while not os.path.ismount(mountpoint) and time.monotonic() < deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import http.client
 import io
 import os
 import shutil
@@ -21,6 +22,7 @@ import pytest
 from helpers import Daemon, FsServer, Mount
 
 from dadafs.fragments import FragmentStore, SourceChanged
+from dadafs.ramcache import FragmentCache
 
 FRAGMENT = 1 << 20  # small fragments keep the tests quick and multi-fragment
 SERVER_CACHE = 24 << 20
@@ -78,6 +80,19 @@ def test_ranges_etags_and_confinement(server, src):
     assert server.get("/data/odd.bin", {"Range": "bytes=-5"}).body == blob[-5:]
     across = server.get("/data/odd.bin", {"Range": f"bytes={FRAGMENT - 3}-{2 * FRAGMENT + 3}"})
     assert across.body == blob[FRAGMENT - 3:2 * FRAGMENT + 4]
+    assert server.get("/data/odd.bin").body == blob  # first reads: sent from the source's pages
+    deadline = time.monotonic() + 10
+    while server.metric("dadafs_cache_bytes") < len(blob) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the writer puts the fragments on disk
+    hits = server.metric('dadafs_fragment_requests_total{result="hit"}')
+    assert server.get("/data/odd.bin").body == blob  # now read back from the cache files
+    assert server.get("/data/odd.bin", {"Range": f"bytes={FRAGMENT - 3}-{2 * FRAGMENT + 3}"}).body == across.body
+    assert server.metric('dadafs_fragment_requests_total{result="hit"}') - hits == 4 + 3  # every fragment of both
+    conn = http.client.HTTPConnection("127.0.0.1", server.port)
+    conn.request("HEAD", "/data/odd.bin", headers={"Range": "bytes=5-"})
+    head = conn.getresponse()
+    assert head.status == 206 and head.getheader("Content-Length") == str(len(blob) - 5) and head.read() == b""
+    conn.close()
     for bad in (f"bytes={len(blob)}-", "bytes=5-2", "bytes=x-y", "bytes=-0", "lines=1-2"):
         assert server.get("/data/odd.bin", {"Range": bad}).status == 416, bad
     tag = r.headers["etag"]
@@ -104,6 +119,31 @@ def fetched(store: FragmentStore, path, st: os.stat_result, index: int) -> tuple
         return bytes(piece.memory), hit
     finally:
         piece.close()
+
+
+def test_ram_cache_never_reuses_a_buffer_a_reader_holds():
+    cache = FragmentCache(2 * 4096, 4096)
+    fills = []
+
+    def fill(value: int):
+        def write(buf: memoryview) -> None:
+            fills.append(value)
+            buf[:] = bytes([value]) * len(buf)
+        return write
+
+    with cache.pinned("a", 4096, fill(1)) as a:
+        for k in range(2, 12):  # evicts "a" many times over while we hold it
+            with cache.pinned(str(k), 4096, fill(k)) as b:
+                assert bytes(b.view) == bytes([k]) * 4096 and b is not a
+        assert bytes(a.view) == b"\x01" * 4096
+    assert cache.bytes <= 2 * 4096 and fills == list(range(1, 12))
+    with cache.pinned("11", 4096, fill(99)) as again:  # still cached: no new fill
+        assert bytes(again.view) == bytes([11]) * 4096
+    with cache.pinned("x", 100, fill(7)) as short:  # a short last fragment: exact size
+        assert short.size == 100 and bytes(short.view) == b"\x07" * 100
+    with pytest.raises(OSError), cache.pinned("bad", 4096, lambda buf: (_ for _ in ()).throw(OSError("away"))):
+        pass
+    assert not cache.peek("bad")
 
 
 def test_fragment_store_reads_source_once_and_stays_bounded(tmp_path):
