@@ -132,50 +132,61 @@ class Served:
         if request.method == "HEAD":
             return web.Response(status=status, headers={**headers, "Content-Length": str(stop - start)})
         loop = asyncio.get_running_loop()
+        f = self.store.fragment_size
+        indices = range(start // f, (stop - 1) // f + 1 if stop > start else start // f)
+        # fragments are read one ahead of the one being sent: a whole-file GET never holds more than two
+        ahead = [loop.run_in_executor(self.pool, self._piece, real, tail, st, i) for i in indices[:1]]
         try:
-            pieces = await loop.run_in_executor(self.pool, self._pieces, real, tail, st, start, stop)
-        except SourceChanged:  # the file changed while we read: the client must ask again
+            if ahead:
+                await ahead[0]
+        except SourceChanged:  # the file changed before we could answer: the client must ask again
             self.requests.labels("data", "409").inc()
             return error(409, "the file changed while being read")
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = stop - start
         try:
             await response.prepare(request)
-            for piece, lo, hi in pieces:
-                if piece.source is None:
-                    await response.write(piece.memory[lo:hi])
-                    continue
-                # just read from the source: its pages are in memory, the kernel sends them
-                await loop.sendfile(request.transport, piece.source, piece.offset + lo, hi - lo)
-                if identity(os.fstat(piece.source.fileno())) != identity(st):
-                    # changed after our read: what went out may not be the bytes we keep; cut the answer
-                    log.warning("%s changed while being sent; answer cut short", tail)
-                    self.requests.labels("data", "cut").inc()
-                    request.transport.close()
-                    return response
+            for k, index in enumerate(indices):
+                piece = await ahead.pop()
+                if k + 1 < len(indices):
+                    ahead.append(loop.run_in_executor(self.pool, self._piece, real, tail, st, indices[k + 1]))
+                try:
+                    lo, hi = max(start - index * f, 0), min(stop - index * f, piece.size)
+                    if not await self._send(request, response, piece, lo, hi, st):
+                        log.warning("%s changed while being sent; answer cut short", tail)
+                        self.requests.labels("data", "cut").inc()
+                        request.transport.close()
+                        return response
+                finally:
+                    piece.close()
             await response.write_eof()
+        except SourceChanged:
+            log.warning("%s changed while being sent; answer cut short", tail)
+            self.requests.labels("data", "cut").inc()
+            request.transport.close()
+            return response
         finally:
-            for piece, _, _ in pieces:
-                piece.close()
+            for fut in ahead:  # read but never sent (the client went away): let its buffer go
+                fut.add_done_callback(release)
         self.requests.labels("data", str(status)).inc()
         self.bytes_out.inc(stop - start)
         self.cache_bytes.set(self.store.bytes)
         return response
 
-    def _pieces(self, real: str, rel: str, st: os.stat_result, start: int, stop: int) -> list[tuple[Piece, int, int]]:
-        """The fragments covering [start, stop) of version ``st``, each with the part of it to send."""
-        f = self.store.fragment_size
-        out: list[tuple[Piece, int, int]] = []
-        try:
-            for index in range(start // f, (stop - 1) // f + 1):
-                piece, hit = self.store.get(real, rel, st, index)
-                self.fragments.labels("hit" if hit else "miss").inc()
-                out.append((piece, max(start - index * f, 0), min(stop - index * f, piece.size)))
-        except BaseException:
-            for piece, _, _ in out:
-                piece.close()
-            raise
-        return out
+    async def _send(self, request: web.Request, response: web.StreamResponse, piece: Piece, lo: int, hi: int,
+                    st: os.stat_result) -> bool:
+        """Send bytes [lo, hi) of a piece; False if they may not be the version ``st`` any more."""
+        if piece.source is None:
+            await response.write(piece.memory[lo:hi])
+            return True
+        # just read from the source: its pages are in memory, the kernel sends them
+        await asyncio.get_running_loop().sendfile(request.transport, piece.source, piece.offset + lo, hi - lo)
+        return identity(os.fstat(piece.source.fileno())) == identity(st)
+
+    def _piece(self, real: str, rel: str, st: os.stat_result, index: int) -> Piece:
+        piece, hit = self.store.get(real, rel, st, index)
+        self.fragments.labels("hit" if hit else "miss").inc()
+        return piece
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "fragment_size": self.store.fragment_size})
@@ -183,6 +194,12 @@ class Served:
     async def metrics(self, _: web.Request) -> web.Response:
         self.cache_bytes.set(self.store.bytes)
         return web.Response(body=generate_latest(self.registry), content_type="text/plain", charset="utf-8")
+
+
+def release(done: asyncio.Future) -> None:
+    """Close the piece a finished read produced, if it produced one."""
+    if not done.cancelled() and done.exception() is None:
+        done.result().close()
 
 
 def parse_range(spec: str, size: int) -> tuple[int, int] | None:

@@ -40,6 +40,7 @@ def src(tmp_path_factory, demo_root):
     for k in range(2):
         (root / "big" / f"blob{k}.bin").write_bytes(rng.integers(0, 256, BIG // 2, dtype=np.uint8).tobytes())
     (root / "odd.bin").write_bytes(rng.integers(0, 256, 3 * FRAGMENT + 12345, dtype=np.uint8).tobytes())
+    (root / "empty.bin").write_bytes(b"")
     return root
 
 
@@ -88,6 +89,10 @@ def test_ranges_etags_and_confinement(server, src):
     assert server.get("/data/odd.bin").body == blob  # now read back from the cache files
     assert server.get("/data/odd.bin", {"Range": f"bytes={FRAGMENT - 3}-{2 * FRAGMENT + 3}"}).body == across.body
     assert server.metric('dadafs_fragment_requests_total{result="hit"}') - hits == 4 + 3  # every fragment of both
+    whole = server.get("/data/big/blob1.bin")  # 20 fragments, streamed two at a time
+    assert whole.status == 200 and whole.body == (src / "big/blob1.bin").read_bytes()
+    empty = server.get("/data/empty.bin")
+    assert empty.status == 200 and empty.body == b""
     conn = http.client.HTTPConnection("127.0.0.1", server.port)
     conn.request("HEAD", "/data/odd.bin", headers={"Range": "bytes=5-"})
     head = conn.getresponse()
