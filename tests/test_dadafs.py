@@ -180,6 +180,26 @@ def test_fragment_store_reads_source_once_and_stays_bounded(tmp_path):
     assert again.bytes == store.bytes and fetched(again, tmp_path / "f", st2, 9)[1]
 
 
+def test_fragment_store_writes_through_the_page_cache_where_o_direct_is_refused(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def refusing_open(path, flags, *args):  # what a filesystem without O_DIRECT answers
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    data = os.urandom(3 * 4096 + 5)
+    (tmp_path / "f").write_bytes(data)
+    st = os.stat(tmp_path / "f")
+    store = FragmentStore(str(tmp_path / "c"), 10 * 4096, 4096)
+    assert [fetched(store, tmp_path / "f", st, i)[0] for i in range(4)] == [data[i * 4096:(i + 1) * 4096]
+                                                                           for i in range(4)]
+    store.flush()
+    assert sorted(p.read_bytes() for p in (tmp_path / "c").iterdir()) == sorted(
+        data[i * 4096:(i + 1) * 4096] for i in range(4))
+
+
 # -- through the mount -----------------------------------------------------------------------------
 
 
