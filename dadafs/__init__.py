@@ -10,11 +10,12 @@ FRAGMENT_SIZE = 4 * 2**20
 
 
 def reuse_freed_memory() -> None:
-    """Keep freed fragment-sized buffers in the heap for reuse instead of returning them to the kernel.
+    """Keep freed multi-MiB buffers in the heap for reuse instead of returning them to the kernel.
 
-    Every fragment is a fresh multi-MiB buffer; glibc serves those with mmap and unmaps them when
-    freed, so each new one is faulted in page by page (slow on these machines). Raising the mmap
-    and trim thresholds lets the next fragment reuse the memory of the last.
+    Fragment buffers are pooled (dadafs.buffers), but other large buffers come and go: the event
+    loop's send buffers, short last fragments, listings. glibc serves those with mmap and unmaps
+    them when freed, so each new one is faulted in page by page (slow on these machines). Raising
+    the mmap and trim thresholds lets the next one reuse the memory of the last.
     """
     import ctypes
     import ctypes.util
