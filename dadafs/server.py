@@ -2,7 +2,8 @@
 
     GET /stat/{path}    attributes of one path (JSON)
     GET /list/{path}    every entry of a folder with its attributes, in one round trip
-    GET /data/{path}    file bytes; Range (one range), If-Range; ETag from size, mtime and inode
+    GET /data/{path}    file bytes; Range (one range), If-Range; ETag from size, mtime and inode;
+                        409 if the file changed while being read (the answer is cut if it changes later)
     GET /healthz        {"status": "ok", "fragment_size": …}
     GET /metrics        Prometheus metrics
 
