@@ -134,7 +134,7 @@ class Served:
             return web.Response(status=status, headers={**headers, "Content-Length": str(stop - start)})
         loop = asyncio.get_running_loop()
         f = self.store.fragment_size
-        indices = range(start // f, (stop - 1) // f + 1 if stop > start else start // f)
+        indices = range(start // f, -(-stop // f))
         # fragments are read one ahead of the one being sent: a whole-file GET never holds more than two
         ahead = [loop.run_in_executor(self.pool, self._piece, real, tail, st, i) for i in indices[:1]]
         try:
@@ -152,16 +152,12 @@ class Served:
                 if k + 1 < len(indices):
                     ahead.append(loop.run_in_executor(self.pool, self._piece, real, tail, st, indices[k + 1]))
                 try:
-                    lo, hi = max(start - index * f, 0), min(stop - index * f, piece.size)
-                    if not await self._send(request, response, piece, lo, hi, st):
-                        log.warning("%s changed while being sent; answer cut short", tail)
-                        self.requests.labels("data", "cut").inc()
-                        request.transport.close()
-                        return response
+                    await self._send(request, response, piece, max(start - index * f, 0),
+                                     min(stop - index * f, piece.size), st)
                 finally:
                     piece.close()
             await response.write_eof()
-        except SourceChanged:
+        except SourceChanged:  # headers are out: what went out may not be one version, so cut the answer
             log.warning("%s changed while being sent; answer cut short", tail)
             self.requests.labels("data", "cut").inc()
             request.transport.close()
@@ -175,14 +171,15 @@ class Served:
         return response
 
     async def _send(self, request: web.Request, response: web.StreamResponse, piece: Piece, lo: int, hi: int,
-                    st: os.stat_result) -> bool:
-        """Send bytes [lo, hi) of a piece; False if they may not be the version ``st`` any more."""
+                    st: os.stat_result) -> None:
+        """Send bytes [lo, hi) of a piece; SourceChanged if they may not be the version ``st``."""
         if piece.source is None:
             await response.write(piece.memory[lo:hi])
-            return True
+            return
         # just read from the source: its pages are in memory, the kernel sends them
         await asyncio.get_running_loop().sendfile(request.transport, piece.source, piece.offset + lo, hi - lo)
-        return identity(os.fstat(piece.source.fileno())) == identity(st)
+        if identity(os.fstat(piece.source.fileno())) != identity(st):
+            raise SourceChanged(piece.source.name)
 
     def _piece(self, real: str, rel: str, st: os.stat_result, index: int) -> Piece:
         piece, hit = self.store.get(real, rel, st, index)

@@ -174,3 +174,16 @@ class Mount:
         if os.path.ismount(self.mountpoint):
             subprocess.run(["fusermount3", "-u", "-z", self.mountpoint], check=False)
         return code
+
+
+def expect(d: Daemon, path: str, status: int, **fields: Any) -> dict:
+    """GET an error: the status, a JSON body naming it with a message, no traceback, and ``fields``."""
+    r = d.get(path)
+    assert r.status == status, (path, r.status, r.body)
+    assert r.content_type == "application/json", path
+    body = r.json()
+    assert body["status"] == status and body["message"]
+    assert "Traceback" not in r.body.decode()
+    for k, v in fields.items():
+        assert body.get(k) == v, (path, body)
+    return body

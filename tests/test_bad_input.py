@@ -8,7 +8,7 @@ import shutil
 import h5py
 import hdf5plugin  # noqa: F401
 import pytest
-from helpers import Daemon
+from helpers import Daemon, expect
 
 from dada.demo import SIZES
 
@@ -46,18 +46,6 @@ def strict(bad_root):
     d = Daemon(["serve", str(bad_root), "--max-output-bytes", "50000", "--max-frames", "40"])
     yield d
     d.stop()
-
-
-def expect(d: Daemon, path: str, status: int, **fields) -> dict:
-    r = d.get(path)
-    assert r.status == status, (path, r.status, r.body)
-    assert r.content_type == "application/json", path
-    body = r.json()
-    assert body["status"] == status and body["message"]
-    assert "Traceback" not in r.body.decode()
-    for k, v in fields.items():
-        assert body.get(k) == v, (path, body)
-    return body
 
 
 TRAVERSALS = [

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 import tifffile
-from helpers import Daemon
+from helpers import Daemon, expect
 from PIL import Image
 from stxm_reference import reference
 
@@ -182,9 +182,7 @@ IMPOSSIBLE = [
 
 @pytest.mark.parametrize(("url", "param"), IMPOSSIBLE)
 def test_impossible_parameters_are_400(daemon, url, param):
-    r = daemon.get(url)
-    assert r.status == 400, (url, r.body)
-    assert r.json()["parameter"] == param
+    expect(daemon, url, 400, parameter=param)
 
 
 def test_generic_scan_with_given_centre(daemon, demo_root):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 import tifffile
+from helpers import expect
 from PIL import Image
 from scipy import ndimage
 from skimage.data import shepp_logan_phantom
@@ -210,9 +211,7 @@ BAD = [
 
 @pytest.mark.parametrize(("url", "param"), BAD)
 def test_tomo_bad_parameters(daemon, url, param):
-    r = daemon.get(url)
-    assert r.status == 400, (url, r.body)
-    assert r.json()["parameter"] == param
+    expect(daemon, url, 400, parameter=param)
 
 
 def test_not_a_tomography_file(daemon):
