@@ -33,11 +33,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from common import Table, eiger_file, median_time  # noqa: E402
 
-from dada.analysis import CHANNELS  # noqa: E402
-from dada.analysis.beam import geometry  # noqa: E402
-from dada.analysis.decode import MAX_BLOCK_BYTES, decode_into  # noqa: E402
-from dada.analysis.engine import Engine, fuse, warm_up  # noqa: E402
+from dada.registry import CHANNELS  # noqa: E402
 from dada.sources.catalog import Catalog  # noqa: E402
+from dada.stxm.beam import geometry  # noqa: E402
+from dada.stxm.decode import MAX_BLOCK_BYTES, decode_into  # noqa: E402
+from dada.stxm.engine import Engine, warm_up
+from dada.stxm.pixelmaps import fuse  # noqa: E402
 
 CH = {c.name: c for c in CHANNELS}
 ARGS = {"cx": None, "cy": None, "usermask": None, "rmin": 10.0, "rmax": None, "rdpc": 10.0, "nsectors": 16,

@@ -23,9 +23,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from common import median_time  # noqa: E402
 
-from dada.analysis.tomo_fbp import reconstruct  # noqa: E402
-from dada.analysis.tomo_prep import find_center  # noqa: E402
 from dada.demo.tomo import TomoSpec, line_integrals, phantom_slice  # noqa: E402
+from dada.tomo.fbp import reconstruct  # noqa: E402
+from dada.tomo.prep import find_center  # noqa: E402
 
 
 def detector_sinogram(spec: TomoSpec, angles: np.ndarray, sub: int = 4) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 from dada.params import Model, Param
 from dada.sources.catalog import Catalog
 from dada.sources.scan import Scan
+from dada.views import Drawing
 
 ARRAY_FORMATS = ("npy", "png", "tiff", "json", "csv", "h5", "mat")
 PLANE_FORMATS = ("png", "csv")  # need a 2-D answer
@@ -50,7 +51,7 @@ class Result:
     attrs: dict[str, Any] = field(default_factory=dict)
     document: Any = None  # for JSON-only endpoints
     invalid: np.ndarray | None = None  # pixels a rendering must not show (masked, saturated)
-    rgba: np.ndarray | None = None  # an analysis's own png rendering, when a colormap will not do
+    drawing: Drawing | None = None  # an analysis's own png, when a colormap will not do
     plane: np.ndarray | None = None  # the 2-D view png and csv show, when it is not the primary array
 
     @property

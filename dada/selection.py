@@ -9,11 +9,15 @@ select a patch: an index or a half-open range ``start:stop[:step]``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dada.errors import BadParameter
 from dada.params import Param
+
+if TYPE_CHECKING:
+    from dada.sources.scan import Scan
 
 
 @dataclass(frozen=True)
@@ -149,3 +153,29 @@ HORZ = Param("horz", "Points along each line to select (fast axis).", parser=Spa
 GRID = Param("grid", "Scan shape lines x points, where the files do not record it.", parser=GridShape.parse,
              syntax="VxH, e.g. 100x200", example="100x200")
 SELECTION = (VERT, HORZ, GRID)
+
+
+ALL = Span(None, None)
+
+
+def select(scan: Scan, args: dict[str, Any]) -> tuple[np.ndarray, range, range]:
+    """Frame numbers of the selected patch as a (lines, points) array, with the two ranges."""
+    grid = scan.grid_for(args.get("grid"))
+    vert = (args.get("vert") or ALL).resolve("vert", grid.vert)
+    horz = (args.get("horz") or ALL).resolve("horz", grid.horz)
+    return grid.patch(vert, horz), vert, horz
+
+
+def select_or_all(scan: Scan, args: dict[str, Any]) -> np.ndarray:
+    """Like :func:`select`, but with no selection and no grid given, every frame (1-D)."""
+    if args.get("vert") is None and args.get("horz") is None and args.get("grid") is None:
+        return np.arange(scan.expected_frames or scan.nframes, dtype=np.int64)
+    return select(scan, args)[0]
+
+
+def provenance(scan: Scan, frames: np.ndarray) -> dict[str, Any]:
+    return {
+        "scan": scan.name,
+        "scan_identity": scan.identity,
+        "frames_selected": int(frames.size),
+    }

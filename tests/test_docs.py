@@ -9,7 +9,7 @@ from pathlib import Path
 
 from openapi_spec_validator import validate
 
-from dada.analysis import ENDPOINTS
+from dada.registry import ENDPOINTS
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

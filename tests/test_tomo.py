@@ -17,8 +17,10 @@ from scipy import ndimage
 from skimage.data import shepp_logan_phantom
 from skimage.transform import iradon, radon, rescale
 
-from dada.analysis.tomo_fbp import reconstruct
-from dada.analysis.tomo_prep import (
+from dada.demo import TOMO_SIZES
+from dada.demo.tomo import TomoSpec, phantom_slice
+from dada.tomo.fbp import reconstruct
+from dada.tomo.prep import (
     HC_KEV_NM,
     find_center,
     flat_field,
@@ -27,8 +29,6 @@ from dada.analysis.tomo_prep import (
     paganin,
     remove_rings,
 )
-from dada.demo import TOMO_SIZES
-from dada.demo.tomo import TomoSpec, phantom_slice
 
 N = 256
 THETA = np.linspace(0.0, 180.0, 360, endpoint=False)

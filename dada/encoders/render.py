@@ -12,6 +12,7 @@ from matplotlib import colormaps
 
 from dada.errors import BadParameter
 from dada.params import Param
+from dada.views import Curve, Drawing, HueSaturation
 
 CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "gray_r", "hot", "jet", "turbo",
          "coolwarm", "RdBu_r", "twilight", "hsv")
@@ -73,7 +74,7 @@ def _limits(good: np.ndarray, args: dict[str, Any]) -> tuple[float, float]:
     return (vmin if vmin is not None else 0.0), (vmax if vmax is not None else 1.0)
 
 
-def plot_rgba(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, args: dict[str, Any]) -> np.ndarray:
+def _curve(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, args: dict[str, Any]) -> np.ndarray:
     """A 1-D profile as a line plot (log y with ``log``), rendered off-screen."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -92,3 +93,23 @@ def plot_rgba(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, args: dict
     fig.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def _hue_saturation(h: HueSaturation, args: dict[str, Any]) -> np.ndarray:
+    from matplotlib.colors import hsv_to_rgb
+
+    ok = np.isfinite(h.angle) & np.isfinite(h.strength)
+    top = args.get("vmax") or (np.percentile(h.strength[ok], args.get("phigh", 99.9)) if ok.any() else 1.0)
+    hsv = np.stack([np.where(ok, np.mod(h.angle, h.period) / h.period, 0),
+                    np.clip(np.where(ok, h.strength, 0) / max(top, 1e-12), 0, 1), np.ones_like(h.angle)], axis=-1)
+    rgba = np.empty(h.angle.shape + (4,), dtype=np.uint8)
+    rgba[..., :3] = np.round(hsv_to_rgb(hsv) * 255)
+    rgba[..., 3] = np.where(ok, 255, 0)
+    return rgba
+
+
+def draw(drawing: Drawing, args: dict[str, Any]) -> np.ndarray:
+    """An analysis's own png description as (H, W, 4) uint8."""
+    if isinstance(drawing, Curve):
+        return _curve(drawing.x, drawing.y, drawing.xlabel, drawing.ylabel, args)
+    return _hue_saturation(drawing, args)

@@ -9,16 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 import dada
-from dada.analysis import ENDPOINTS
-from dada.analysis.engine import warm_up
 from dada.config import Config
 from dada.encoders.json import dumps
 from dada.errors import DadaError
+from dada.registry import ENDPOINTS
 from dada.server.metrics import Metrics
 from dada.server.openapi import index, openapi
 from dada.server.routing import Dispatcher
 from dada.sources.catalog import Catalog
 from dada.sources.handles import HandleCache
+from dada.stxm.engine import warm_up
 
 log = logging.getLogger("dada.server")
 

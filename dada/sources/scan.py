@@ -25,7 +25,7 @@ HC_KEV_ANGSTROM = 12.398419843320026
 
 
 @dataclass(frozen=True)
-class Geometry:
+class RecordedGeometry:
     """Detector geometry as recorded; any field may be unknown (None)."""
 
     beam_center_x: float | None = None  # pixels, along columns
@@ -76,7 +76,7 @@ class Scan:
     dtype: np.dtype
     expected_frames: int | None
     grid: ScanGrid | None
-    geometry: Geometry
+    geometry: RecordedGeometry
     stamps: tuple[FileStamp, ...]
     handles: HandleCache
     mask_source: tuple[str, str] | None = None  # (file, dataset) of the detector pixel mask
@@ -241,8 +241,8 @@ def read_scalar(f: h5py.File, paths: tuple[str, ...]) -> float | None:
     return None
 
 
-def read_geometry(f: h5py.File) -> Geometry:
-    return Geometry(**{k: read_scalar(f, paths) for k, paths in GEOMETRY_PATHS.items()})
+def read_geometry(f: h5py.File) -> RecordedGeometry:
+    return RecordedGeometry(**{k: read_scalar(f, paths) for k, paths in GEOMETRY_PATHS.items()})
 
 
 def read_grid(f: h5py.File) -> ScanGrid | None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dada.analysis.azimuthal import Azimuthal
-from dada.analysis.darkfield import Darkfield
-from dada.analysis.dpc import Dpc
-from dada.analysis.engine import Channel
-from dada.analysis.frames import COMPOSITE, FRAME, SUM
-from dada.analysis.listing import BROWSE, META
-from dada.analysis.radial import Radial
-from dada.analysis.stxm import StxmEndpoint
-from dada.analysis.tomo import CENTER_EP, SINOGRAM, SLICE
 from dada.endpoint import Endpoint
+from dada.frames.listing import BROWSE, META
+from dada.frames.routes import COMPOSITE, FRAME, SUM
+from dada.stxm.azimuthal import Azimuthal
+from dada.stxm.channel import Channel
+from dada.stxm.darkfield import Darkfield
+from dada.stxm.dpc import Dpc
+from dada.stxm.radial import Radial
+from dada.stxm.routes import StxmEndpoint
+from dada.tomo.routes import CENTER_EP, SINOGRAM, SLICE
 
 CHANNELS: tuple[Channel, ...] = (
     Darkfield(),

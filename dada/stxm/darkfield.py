@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from dada.analysis.beam import radius_param, ring
-from dada.analysis.engine import SUM, Bins, Channel, Geometry, Moments
+from dada.stxm.beam import BeamGeometry, radius_param, ring
+from dada.stxm.channel import SUM, Bins, Channel, Moments
 
 
 class Darkfield(Channel):
@@ -19,14 +19,15 @@ class Darkfield(Channel):
     )
     outputs = ("darkfield", "transmission")
 
-    def check(self, geo: Geometry, args: dict[str, Any]) -> None:
+    def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, args)
 
-    def bins(self, geo: Geometry, args: dict[str, Any]) -> Bins:
+    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
         r = geo.radius()
         index = np.where(r < rmin, 1, np.where(r < rmax, 0, -1)).astype(np.int32)
         return Bins(index, 2)
 
-    def finalize(self, m: Moments, geo: Geometry, args: dict[str, Any], context: Any = None) -> dict[str, np.ndarray]:
+    def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
+                 context: Any = None) -> dict[str, np.ndarray]:
         return {"darkfield": m.values[:, 0, SUM], "transmission": m.values[:, 1, SUM]}

@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from dada.analysis.beam import radius_param, ring
-from dada.analysis.engine import SUM, Bins, Channel, Geometry, Moments
-from dada.encoders.render import plot_rgba
 from dada.errors import BadParameter
 from dada.params import Param
+from dada.stxm.beam import BeamGeometry, radius_param, ring
+from dada.stxm.channel import SUM, Bins, Channel, Moments
+from dada.views import Curve, Drawing
 
 
-def q_of_r(r: np.ndarray | float, geo: Geometry) -> np.ndarray:
+def q_of_r(r: np.ndarray | float, geo: BeamGeometry) -> np.ndarray:
     """q = 4π/λ · sin(θ), 2θ = atan(r · pixel / distance); λ in nm, q in nm^-1."""
     two_theta = np.arctan(np.asarray(r) * geo.pixel_size / geo.distance)
     return 4 * np.pi / (geo.wavelength / 10.0) * np.sin(two_theta / 2)
@@ -35,19 +35,19 @@ class Radial(Channel):
     )
     outputs = ("radial", "axis")
 
-    def check(self, geo: Geometry, args: dict[str, Any]) -> None:
+    def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, args)
         if args["unit"] == "q" and not (geo.pixel_size and geo.distance and geo.wavelength):
             raise BadParameter("unit", "q needs the pixel size, detector distance and wavelength, which the scan "
                                "does not all record", "px")
 
-    def edges(self, geo: Geometry, args: dict[str, Any]) -> np.ndarray:
+    def edges(self, geo: BeamGeometry, args: dict[str, Any]) -> np.ndarray:
         rmin, rmax = ring(geo, args)
         if args["unit"] == "q":
             return np.linspace(q_of_r(rmin, geo), q_of_r(rmax, geo), args["nbins"] + 1)
         return np.linspace(rmin, rmax, args["nbins"] + 1)
 
-    def bins(self, geo: Geometry, args: dict[str, Any]) -> Bins:
+    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         edges = self.edges(geo, args)
         u = geo.radius() if args["unit"] == "px" else q_of_r(geo.radius(), geo)
         idx = np.floor((u - edges[0]) / (edges[-1] - edges[0]) * args["nbins"]).astype(np.int64)
@@ -58,7 +58,8 @@ class Radial(Channel):
         per = (args["nbins"],) if args["reduce"] == "sum" else (args["nbins"], *points)
         return {"radial": per, "axis": (args["nbins"],)}
 
-    def finalize(self, m: Moments, geo: Geometry, args: dict[str, Any], context: Any = None) -> dict[str, np.ndarray]:
+    def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
+                 context: Any = None) -> dict[str, np.ndarray]:
         total, valid = m.values[..., SUM], m.valid
         if args["reduce"] == "sum":
             total = np.nansum(total[m.present], axis=0)[None]
@@ -76,9 +77,9 @@ class Radial(Channel):
             return np.stack([arrays["axis"], prof], axis=1)
         return prof.reshape(prof.shape[0], -1)
 
-    def rgba(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> np.ndarray | None:
+    def drawing(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> Drawing | None:
         """A summed profile is drawn as a curve; per-point profiles go through the colormap."""
         if arrays["radial"].ndim != 1:
             return None
         unit = "q (nm$^{-1}$)" if args["unit"] == "q" else "r (px)"
-        return plot_rgba(arrays["axis"], arrays["radial"], unit, "mean counts per pixel", args)
+        return Curve(arrays["axis"], arrays["radial"], unit, "mean counts per pixel")

@@ -12,9 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from dada.analysis.stxm import Memo
-from dada.analysis.tomo_fbp import FILTERS, reconstruct
-from dada.analysis.tomo_prep import (
+from dada.encoders.render import RENDER, RENDER_NAMES
+from dada.endpoint import Endpoint, Plan, Result, Target
+from dada.errors import BadParameter
+from dada.memo import Memo
+from dada.params import Model, Param
+from dada.sources.catalog import Catalog
+from dada.sources.tomo import TomoScan
+from dada.tomo.fbp import FILTERS, reconstruct
+from dada.tomo.prep import (
     find_center,
     flat_field,
     flat_for_projections,
@@ -24,12 +30,6 @@ from dada.analysis.tomo_prep import (
     reduce_stack,
     remove_rings,
 )
-from dada.encoders.render import RENDER, RENDER_NAMES
-from dada.endpoint import Endpoint, Plan, Result, Target
-from dada.errors import BadParameter
-from dada.params import Model, Param
-from dada.sources.catalog import Catalog
-from dada.sources.tomo import TomoScan
 
 BAND = 16  # rows read together: neighbouring slices come from the same pass over the projections
 

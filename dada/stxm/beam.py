@@ -1,18 +1,72 @@
-"""Beam geometry for the STXM channels: centre, masks and radius checks, from metadata and URL."""
+"""Beam geometry for the STXM channels: centre, masks and radius checks, from metadata and URL.
+
+:class:`BeamGeometry` is what a channel builds its pixel bins from; the scan's recorded detector
+metadata (``dada.sources.scan.RecordedGeometry``) plus the URL's ``cx``, ``cy`` and ``usermask`` give it.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import h5py
 import numpy as np
 
-from dada.analysis.engine import Geometry
 from dada.errors import BadParameter
 from dada.params import Param
 from dada.sources.catalog import Catalog
 from dada.sources.scan import Scan
+
+
+@dataclass(frozen=True)
+class BeamGeometry:
+    """What channels need to build pixel maps: frame shape, beam centre, validity, calibration."""
+
+    shape: tuple[int, int]
+    cx: float
+    cy: float
+    good: np.ndarray  # (H, W) bool: not masked by detector or user mask
+    pixel_size: float | None  # m
+    distance: float | None  # m
+    wavelength: float | None  # Å
+
+    @cached_property
+    def _offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(self.shape[0], dtype=np.float64)[:, None] - self.cy
+        x = np.arange(self.shape[1], dtype=np.float64)[None, :] - self.cx
+        return x, y
+
+    @cached_property
+    def _radius(self) -> np.ndarray:
+        x, y = self._offsets
+        return np.hypot(x, y)
+
+    @cached_property
+    def _angle(self) -> np.ndarray:
+        x, y = self._offsets
+        return np.mod(np.arctan2(y, x), 2 * np.pi)
+
+    def radius(self) -> np.ndarray:
+        """Distance of each pixel centre from the beam centre, px (computed once per geometry)."""
+        return self._radius
+
+    def angle(self) -> np.ndarray:
+        """Azimuth in radians, [0, 2π), counted from +x (columns) towards +y (rows)."""
+        return self._angle
+
+    def r_limit(self) -> float:
+        """Distance from the beam centre to the farthest frame corner: no radius lies beyond."""
+        h, w = self.shape
+        return float(max(np.hypot(x - self.cx, y - self.cy) for x in (-0.5, w - 0.5) for y in (-0.5, h - 0.5)))
+
+    def r_inside(self) -> float:
+        """Largest circle about the beam centre inside the frame (the default outer radius)."""
+        h, w = self.shape
+        return float(max(1.0, min(self.cx + 0.5, w - 0.5 - self.cx, self.cy + 0.5, h - 0.5 - self.cy)))
+
+
 
 GEOMETRY = (
     Param("cx", "Beam centre along columns (x); default from the scan's metadata.", type="number", unit="px"),
@@ -41,7 +95,7 @@ def load_usermask(catalog: Catalog, path: str, shape: tuple[int, int]) -> np.nda
     return m != 0
 
 
-def geometry(scan: Scan, args: dict[str, Any], catalog: Catalog) -> Geometry:
+def geometry(scan: Scan, args: dict[str, Any], catalog: Catalog) -> BeamGeometry:
     g = scan.geometry
     cx = args["cx"] if args["cx"] is not None else g.beam_center_x
     cy = args["cy"] if args["cy"] is not None else g.beam_center_y
@@ -54,10 +108,10 @@ def geometry(scan: Scan, args: dict[str, Any], catalog: Catalog) -> Geometry:
     good = ~scan.bad_pixels()
     if args["usermask"]:
         good = good & ~load_usermask(catalog, args["usermask"], scan.frame_shape)
-    return Geometry((h, w), float(cx), float(cy), good, g.x_pixel_size, g.detector_distance, g.wavelength)
+    return BeamGeometry((h, w), float(cx), float(cy), good, g.x_pixel_size, g.detector_distance, g.wavelength)
 
 
-def ring(geo: Geometry, args: dict[str, Any], lo: str = "rmin", hi: str = "rmax") -> tuple[float, float]:
+def ring(geo: BeamGeometry, args: dict[str, Any], lo: str = "rmin", hi: str = "rmax") -> tuple[float, float]:
     """(rmin, rmax) with rmax defaulting to the largest circle inside the frame; 400 if impossible."""
     rmin = args[lo]
     rmax = args[hi] if args[hi] is not None else geo.r_inside()

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from dada.analysis.patch import MASK, bin_shape, bin_sum, provenance, select, select_or_all, valid_pixels
 from dada.encoders.render import RENDER, RENDER_NAMES
 from dada.endpoint import Endpoint, Plan, Result, Target
 from dada.errors import BadParameter
+from dada.frames.pixels import MASK, bin_shape, bin_sum, valid_pixels
 from dada.params import Model, Param
-from dada.selection import GRID, SELECTION, Point
+from dada.selection import GRID, SELECTION, Point, provenance, select, select_or_all
 from dada.sources.catalog import Catalog
 
 BIN = Param("bin", "Bin b×b pixels into one (edge rows/columns that do not fill a bin are dropped).",

@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from dada.analysis.beam import GEOMETRY, geometry
-from dada.analysis.engine import Channel, Engine, Geometry, Moments, PixelMaps, fuse
-from dada.analysis.patch import provenance, select
 from dada.encoders.render import RENDER, RENDER_NAMES
 from dada.endpoint import Endpoint, Plan, Result, Target
 from dada.errors import BadParameter
 from dada.params import Model, Param
-from dada.selection import SELECTION
+from dada.selection import SELECTION, provenance, select
 from dada.sources.catalog import Catalog
+from dada.stxm.beam import GEOMETRY, BeamGeometry, geometry
+from dada.stxm.channel import Channel, Moments
+from dada.stxm.engine import Engine
+from dada.stxm.pixelmaps import PixelMaps, fuse
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
@@ -41,26 +40,7 @@ def engine() -> Engine:
         return _engine
 
 
-class Memo:
-    """A small thread-safe LRU of computed values (pixel maps, whole-scan references)."""
-
-    def __init__(self, size: int = 16) -> None:
-        self.size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
+from dada.memo import Memo  # noqa: E402
 
 MAPS = Memo(16)
 WHOLE_SCAN = Memo(64)
@@ -118,7 +98,7 @@ class StxmEndpoint(Endpoint):
                                f"an output of {', '.join(args['channels'])}")
         return self.channels[name], sub
 
-    def _checked(self, channel: Channel, geo: Geometry, cargs: dict[str, Any]) -> None:
+    def _checked(self, channel: Channel, geo: BeamGeometry, cargs: dict[str, Any]) -> None:
         try:
             channel.check(geo, cargs)
         except BadParameter as exc:
@@ -148,12 +128,12 @@ class StxmEndpoint(Endpoint):
         return Plan(shape, np.dtype("float64"), int(frames_read), extra_bytes=8 * nbytes - 8 * int(np.prod(shape)),
                     plane=True)
 
-    def _maps(self, scan, geo: Geometry, channels: list[Channel], args: dict[str, Any]) -> PixelMaps:
+    def _maps(self, scan, geo: BeamGeometry, channels: list[Channel], args: dict[str, Any]) -> PixelMaps:
         key = (scan.identity, geo.cx, geo.cy, args["usermask"],
                tuple((c.name, c.version, self.model.canonical(self.channel_args(c, args))) for c in channels))
         return MAPS.get(key, lambda: fuse([c.bins(geo, self.channel_args(c, args)) for c in channels], geo))
 
-    def _context(self, scan, geo: Geometry, channel: Channel, cargs: dict[str, Any]) -> Any:
+    def _context(self, scan, geo: BeamGeometry, channel: Channel, cargs: dict[str, Any]) -> Any:
         if not channel.needs_whole_scan(cargs):
             return None
         key = (scan.identity, channel.name, channel.version, geo.cx, geo.cy, cargs["usermask"],
@@ -194,5 +174,5 @@ class StxmEndpoint(Endpoint):
         cargs = self.channel_args(channel, args)
         plane = channel.plane(per_channel[channel.name], sub, cargs)
         result.plane = plane
-        result.rgba = channel.rgba(per_channel[channel.name], sub, cargs)
+        result.drawing = channel.drawing(per_channel[channel.name], sub, cargs)
         return result

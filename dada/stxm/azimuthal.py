@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from matplotlib.colors import hsv_to_rgb
 
-from dada.analysis.beam import radius_param, ring
-from dada.analysis.engine import SUM, Bins, Channel, Geometry, Moments
 from dada.params import Param
+from dada.stxm.beam import BeamGeometry, radius_param, ring
+from dada.stxm.channel import SUM, Bins, Channel, Moments
+from dada.views import Drawing, HueSaturation
 
 
 def harmonic(sectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,10 +43,10 @@ class Azimuthal(Channel):
     )
     outputs = ("sectors", "orientation", "anisotropy")
 
-    def check(self, geo: Geometry, args: dict[str, Any]) -> None:
+    def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, args)
 
-    def bins(self, geo: Geometry, args: dict[str, Any]) -> Bins:
+    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
         r = geo.radius()
         n = args["nsectors"]
@@ -56,7 +56,8 @@ class Azimuthal(Channel):
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         return {"sectors": (args["nsectors"], *points), "orientation": points, "anisotropy": points}
 
-    def finalize(self, m: Moments, geo: Geometry, args: dict[str, Any], context: Any = None) -> dict[str, np.ndarray]:
+    def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
+                 context: Any = None) -> dict[str, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
             sectors = np.where(m.valid > 0, m.values[..., SUM] / m.valid, np.nan).T  # (N, npoints)
         orientation, anisotropy = harmonic(sectors)
@@ -67,16 +68,8 @@ class Azimuthal(Channel):
             return arrays["anisotropy"]
         return arrays[output]
 
-    def rgba(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> np.ndarray | None:
-        """Orientation as hue, anisotropy as saturation (scaled to vmax, default its phigh percentile)."""
+    def drawing(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> Drawing | None:
+        """Orientation as hue, anisotropy as saturation."""
         if output != "sectors":
             return None
-        ori, ani = arrays["orientation"], arrays["anisotropy"]
-        ok = np.isfinite(ori) & np.isfinite(ani)
-        top = args.get("vmax") or (np.percentile(ani[ok], args.get("phigh", 99.9)) if ok.any() else 1.0)
-        hsv = np.stack([np.where(ok, ori / 180.0, 0), np.clip(np.where(ok, ani, 0) / max(top, 1e-12), 0, 1),
-                        np.ones_like(ori)], axis=-1)
-        rgba = np.empty(ori.shape + (4,), dtype=np.uint8)
-        rgba[..., :3] = np.round(hsv_to_rgb(hsv) * 255)
-        rgba[..., 3] = np.where(ok, 255, 0)
-        return rgba
+        return HueSaturation(arrays["orientation"], 180.0, arrays["anisotropy"])

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from dada.analysis.beam import radius_param, ring
-from dada.analysis.engine import SUM, SX, SY, Bins, Channel, Geometry, Moments
 from dada.errors import BadParameter
 from dada.params import Param
+from dada.stxm.beam import BeamGeometry, radius_param, ring
+from dada.stxm.channel import SUM, SX, SY, Bins, Channel, Moments
 
 
 def centre_of_mass(m: Moments) -> np.ndarray:
@@ -40,13 +40,13 @@ class Dpc(Channel):
     )
     outputs = ("dpc",)
 
-    def check(self, geo: Geometry, args: dict[str, Any]) -> None:
+    def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, {"r0": 0.0, "rdpc": args["rdpc"]}, "r0", "rdpc")
         if args["unit"] == "mrad" and not (geo.pixel_size and geo.distance):
             raise BadParameter("unit", "mrad needs the pixel size and detector distance, which the scan does "
                                "not record", "px")
 
-    def bins(self, geo: Geometry, args: dict[str, Any]) -> Bins:
+    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         return Bins(np.where(geo.radius() < args["rdpc"], 0, -1).astype(np.int32), 1, moments=True)
 
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
@@ -55,7 +55,8 @@ class Dpc(Channel):
     def needs_whole_scan(self, args: dict[str, Any]) -> bool:
         return args["reference"] == "median"
 
-    def finalize(self, m: Moments, geo: Geometry, args: dict[str, Any], context: Any = None) -> dict[str, np.ndarray]:
+    def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
+                 context: Any = None) -> dict[str, np.ndarray]:
         com = centre_of_mass(m)
         if args["reference"] == "median":
             com = com - np.asarray(context)[:, None]
