@@ -1,4 +1,4 @@
-"""Command line: ``dada serve`` and ``dada demo``."""
+"""Command line: ``dada serve`` (the front), ``dada node`` (an analysis node) and ``dada demo``."""
 
 from __future__ import annotations
 
@@ -25,24 +25,51 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, help="413 for requests reading more frames than this")
 
 
+def _add_front_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nodes", help="analysis nodes as URL,URL,... (default: start one local node per core)")
+    p.add_argument("--lb", metavar="URL", help="one load balancer in front of the nodes, instead of --nodes")
+    p.add_argument("--local-nodes", type=int, help="how many local nodes to start when no nodes are given")
+    p.add_argument("--block-frames", type=int, help="frames per block (default: about a second of a node's work)")
+    p.add_argument("--cache-dir", help="on-disk result cache (default ~/.cache/dada; 'none' for no disk cache)")
+    p.add_argument("--cache-bytes", type=int, help="bound of the on-disk result cache")
+    p.add_argument("--aerospike", metavar="HOST:PORT,...", help="Aerospike cluster for the result cache")
+
+
 def _config(args: argparse.Namespace, roots: dict[str, str] | None):
     from dada.config import Config
 
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    nodes = tuple(u for u in (get("nodes") or "").split(",") if u) or None
+    cache_dir = get("cache_dir")
     return Config.load(
         args.config, roots=roots or None, host=args.host, port=args.port, threads=args.threads,
-        max_output_bytes=args.max_output_bytes, max_frames=args.max_frames,
+        max_output_bytes=args.max_output_bytes, max_frames=args.max_frames, nodes=nodes, lb=get("lb"),
+        local_nodes=get("local_nodes"), block_frames=get("block_frames"), cache_disk_bytes=get("cache_bytes"),
+        aerospike=get("aerospike"),
+        **({"cache_dir": None if cache_dir == "none" else cache_dir} if cache_dir else {}),
     )
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from dada.server.app import serve
-
+def _roots(args: argparse.Namespace) -> dict[str, str]:
     roots: dict[str, str] = {}
     if args.data_root:
         roots[""] = args.data_root
     for name, path in args.root or ():
         roots[name] = path
-    serve(_config(args, roots))
+    return roots
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dada.server.app import serve
+
+    serve(_config(args, _roots(args)), "front")
+    return 0
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from dada.server.app import serve
+
+    serve(_config(args, _roots(args)), "node")
     return 0
 
 
@@ -78,7 +105,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--root", action="append", type=_root_arg, metavar="NAME=PATH",
                    help="a named data root (repeatable); URLs then start with NAME")
     _add_server_flags(s)
+    _add_front_flags(s)
     s.set_defaults(func=cmd_serve)
+
+    n = sub.add_parser("node", help="serve as an analysis node behind a front",
+                       description="An ordinary daemon on DATA_ROOT that also answers the front's patch URLs.")
+    n.add_argument("data_root", nargs="?", metavar="DATA_ROOT", help="folder whose scans are served")
+    n.add_argument("--root", action="append", type=_root_arg, metavar="NAME=PATH",
+                   help="a named data root (repeatable); URLs then start with NAME")
+    _add_server_flags(n)
+    n.set_defaults(func=cmd_node)
 
     d = sub.add_parser("demo", help="generate synthetic scans with planted truth (and serve them)",
                        description="Generate Eiger-like demo scans with ground-truth maps into DIR "
@@ -90,6 +126,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="regenerate even if the data exist")
     d.add_argument("--serve", action="store_true", help="then run dada serve on it")
     _add_server_flags(d)
+    _add_front_flags(d)
     d.set_defaults(func=cmd_demo)
     return top
 

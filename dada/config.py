@@ -32,6 +32,21 @@ class Config:
     threads: int = max(2, os.cpu_count() or 2)
     handle_cache: int = 64
     dataset_paths: tuple[str, ...] = ("entry/data/data",)
+    # cluster (the front): nodes as URLs, or one load balancer; neither: local nodes, one per core
+    nodes: tuple[str, ...] = ()
+    lb: str | None = None
+    local_nodes: int = max(1, os.cpu_count() or 1)
+    node_threads: int = 1  # threads of each local node
+    per_node: int = 2  # patches in flight per node
+    patch_timeout: float = 60.0  # s, before a patch is retried elsewhere
+    block_frames: int | None = None  # frames per block; default from the frame size and node_rate
+    node_rate: float = 2e9  # raw (decoded) bytes/s one node thread analyses; sizes blocks to about a second
+    # result cache: memory, then disk (embedded default), then Aerospike when named ("host:port,…")
+    cache_memory_bytes: int = 512 * 2**20
+    cache_dir: str | None = os.path.join(os.path.expanduser("~"), ".cache", "dada")
+    cache_disk_bytes: int = 10 * 2**30
+    aerospike: str | None = None
+    aerospike_namespace: str = "dada"
 
     @classmethod
     def load(cls, path: str | None = None, **overrides: Any) -> Config:
@@ -44,8 +59,9 @@ class Config:
             unknown = sorted(set(values) - known)
             if unknown:
                 raise ValueError(f"{path}: unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-            if "dataset_paths" in values:
-                values["dataset_paths"] = tuple(values["dataset_paths"])
+            for name in ("dataset_paths", "nodes"):
+                if name in values:
+                    values[name] = tuple(values[name])
         cfg = replace(cls(), **values)
         cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
         if not cfg.roots:

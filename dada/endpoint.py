@@ -10,8 +10,9 @@ and ``/api`` describe them from the same declarations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from dada.params import Model, Param
 from dada.sources.catalog import Catalog
 from dada.sources.scan import Scan
 from dada.views import Drawing
+
+if TYPE_CHECKING:
+    from dada.stxm.partials import MomentSource
 
 ARRAY_FORMATS = ("npy", "png", "tiff", "json", "csv", "h5", "mat")
 PLANE_FORMATS = ("png", "csv")  # need a 2-D answer
@@ -65,6 +69,16 @@ class Result:
 
 
 @dataclass(frozen=True)
+class Context:
+    """What a computation may use besides its target: the catalog, where STXM moments come from (this
+    process's engine, or the cluster's nodes), and the request's progress stream, if anyone listens."""
+
+    catalog: Catalog
+    moments: MomentSource
+    progress: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass(frozen=True)
 class Target:
     """The object an endpoint acts on, resolved from the URL path."""
 
@@ -102,6 +116,7 @@ class Endpoint:
     item: ClassVar[Param | None] = None  # a trailing path segment after the scan
     item_optional: ClassVar[bool] = False
     render_only: ClassVar[frozenset[str]] = frozenset()  # parameters that only change png output
+    cache_results: ClassVar[bool] = False  # keep computed arrays in the result cache (worth it: costly to compute)
 
     def resolve(self, catalog: Catalog, path: str, item: int | None) -> Target:
         """What the URL path names; runs in a worker thread (it may open files)."""
@@ -113,8 +128,16 @@ class Endpoint:
         """Validate against the target and say what the answer will be, reading no frame."""
         return Plan()
 
-    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
+        """The arrays and attributes that presentation parameters do not change (what the cache keeps)."""
         raise NotImplementedError
+
+    def present(self, computed: Result, args: dict[str, Any]) -> Result:
+        """The answer for this request's presentation parameters (output, png settings)."""
+        return computed
+
+    def run(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
+        return self.present(self.compute(target, args, ctx), args)
 
     def path_template(self) -> str:
         if self.target == "folder":

@@ -63,3 +63,25 @@ class NotAcceptable(DadaError):
 
     status = 406
     kind = "not_acceptable"
+
+
+class NodesFailed(DadaError):
+    """Analysis nodes failed to answer patches, after retries on other nodes (502); details name them."""
+
+    status = 502
+    kind = "nodes_failed"
+
+
+class NodesTimedOut(NodesFailed):
+    """Analysis nodes did not answer patches in time, after retries and hedging (504)."""
+
+    status = 504
+    kind = "nodes_timed_out"
+
+
+class Busy(DadaError):
+    """This node is saturated: try again shortly (503 with Retry-After) rather than queue without bound."""
+
+    status = 503
+    kind = "busy"
+    headers = {"Retry-After": "1"}

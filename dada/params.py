@@ -42,6 +42,7 @@ class Param:
     syntax: str | None = None
     required: bool = False
     example: str | None = None
+    presentation: bool = False  # only changes how an answer is shown: never enters what is computed
 
     def allowed(self) -> str:
         """Say in words what this parameter accepts (for 400 bodies and docs)."""
@@ -173,10 +174,12 @@ class Model:
                 out[p.name] = p.default
         return out
 
-    def canonical(self, args: Mapping[str, Any], exclude: Iterable[str] = ()) -> str:
-        """A stable text form of parsed arguments, for cache keys and ETags."""
+    def canonical(self, args: Mapping[str, Any], exclude: Iterable[str] = (), presentation: bool = True) -> str:
+        """A stable text form of parsed arguments, for cache keys and ETags; ``presentation=False``
+        leaves out what only changes how the answer is shown (the key of what is computed)."""
         skip = set(exclude)
-        return "&".join(f"{p.name}={_canon(args.get(p.name))}" for p in self.params if p.name not in skip)
+        return "&".join(f"{p.name}={canon(args.get(p.name))}" for p in self.params
+                        if p.name not in skip and (presentation or not p.presentation))
 
     def schemas(self) -> dict[str, dict[str, Any]]:
         return {p.name: p.schema() for p in self.params}
@@ -192,9 +195,9 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _canon(v: Any) -> str:
+def canon(v: Any) -> str:
     if isinstance(v, float):
         return repr(v)
     if isinstance(v, tuple):
-        return ",".join(_canon(x) for x in v)
+        return ",".join(canon(x) for x in v)
     return str(v)

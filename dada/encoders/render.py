@@ -18,15 +18,15 @@ CMAPS = ("viridis", "magma", "inferno", "plasma", "cividis", "gray", "gray_r", "
          "coolwarm", "RdBu_r", "twilight", "hsv")
 
 RENDER = (
-    Param("cmap", "Colormap for png output.", choices=CMAPS, default="viridis"),
+    Param("cmap", "Colormap for png output.", choices=CMAPS, default="viridis", presentation=True),
     Param("log", "Show log10 of the values (png); values <= 0 take the lowest colour.", type="boolean",
-          default=False),
-    Param("vmin", "Value shown as the lowest colour (png); default from plow.", type="number"),
-    Param("vmax", "Value shown as the highest colour (png); default from phigh.", type="number"),
+          default=False, presentation=True),
+    Param("vmin", "Value shown as the lowest colour (png); default from plow.", type="number", presentation=True),
+    Param("vmax", "Value shown as the highest colour (png); default from phigh.", type="number", presentation=True),
     Param("plow", "Percentile of the valid values used as vmin when vmin is not given (png).", type="number",
-          default=0.0, minimum=0, maximum=100, unit="%"),
+          default=0.0, minimum=0, maximum=100, unit="%", presentation=True),
     Param("phigh", "Percentile of the valid values used as vmax when vmax is not given (png).",
-          type="number", default=99.9, minimum=0, maximum=100, unit="%"),
+          type="number", default=99.9, minimum=0, maximum=100, unit="%", presentation=True),
 )
 RENDER_NAMES = frozenset(p.name for p in RENDER)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dada.endpoint import Endpoint, Result, Target
+from dada.endpoint import Context, Endpoint, Result, Target
 from dada.params import Model
 from dada.selection import GRID
-from dada.sources.catalog import Catalog
 
 
 class Browse(Endpoint):
@@ -18,7 +17,8 @@ class Browse(Endpoint):
     formats = ("json",)
     model = Model(())
 
-    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
+        catalog = ctx.catalog
         return Result(document=catalog.browse(target.folder or ""))
 
 
@@ -29,7 +29,7 @@ class Meta(Endpoint):
     formats = ("json",)
     model = Model((GRID,))
 
-    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         scan = target.scan
         doc = scan.describe()
         if args["grid"] is not None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from dada.encoders.render import RENDER, RENDER_NAMES
-from dada.endpoint import Endpoint, Plan, Result, Target
+from dada.endpoint import Context, Endpoint, Plan, Result, Target
 from dada.errors import BadParameter
 from dada.frames.pixels import MASK, bin_shape, bin_sum, valid_pixels
 from dada.params import Model, Param
@@ -54,7 +54,7 @@ class Frame(Endpoint):
         scan.check_frame(n, "n" if target.item is not None else "at")
         return Plan(scan.frame_shape, scan.dtype, 1)
 
-    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         scan = target.scan
         n = self.frame_number(target, args)
         frame = scan.read_frame(n)
@@ -81,7 +81,7 @@ class Sum(Endpoint):
         dtype = np.dtype("float64") if args["reduce"] == "mean" else np.dtype("int64")
         return Plan(bin_shape(scan.frame_shape, args["bin"]), dtype, int(frames.size))
 
-    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         scan = target.scan
         frames = select_or_all(scan, args).ravel()
         present = frames[frames < scan.nframes]
@@ -128,7 +128,7 @@ class Composite(Endpoint):
                                f"an integer in [1, {min(scan.frame_shape)}]")
         return Plan((frames.shape[0] * th, frames.shape[1] * tw), np.dtype("float32"), int(frames.size))
 
-    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         scan = target.scan
         frames, vert, horz = select(scan, args)
         b = args["bin"]

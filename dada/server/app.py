@@ -5,20 +5,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
 
 from aiohttp import web
 
 import dada
+from dada.cache import make_cache
+from dada.cluster.blocks import block_frames
+from dada.cluster.front import PATCH_PREFIX, ClusterMoments
+from dada.cluster.local import LocalNodes
+from dada.cluster.node import PatchService
+from dada.cluster.nodes import NodePool
 from dada.config import Config
 from dada.encoders.json import dumps
+from dada.endpoint import Context
 from dada.errors import DadaError
 from dada.registry import ENDPOINTS
 from dada.server.metrics import Metrics
 from dada.server.openapi import index, openapi
+from dada.server.progress import ProgressHub
 from dada.server.routing import Dispatcher
 from dada.sources.catalog import Catalog
 from dada.sources.handles import HandleCache
-from dada.stxm.engine import warm_up
+from dada.sources.scan import Scan
+from dada.stxm.engine import Engine, warm_up
+from dada.stxm.partials import LocalMoments
 
 log = logging.getLogger("dada.server")
 
@@ -33,7 +45,7 @@ async def errors(request: web.Request, handler):
     try:
         return await handler(request)
     except DadaError as exc:
-        return json_response(exc.body(), exc.status)
+        return json_response(exc.body(), exc.status, **getattr(exc, "headers", {}))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -46,12 +58,20 @@ async def errors(request: web.Request, handler):
         )
 
 
-def make_app(config: Config) -> web.Application:
+def make_app(config: Config, role: str = "front") -> web.Application:
+    """``front``: STXM moments come from nodes (configured, or local ones it starts); ``node``: from
+    this process's engine, and the internal patch route answers the front."""
     handles = HandleCache(config.handle_cache)
     catalog = Catalog(config.roots, handles, config.dataset_paths)
     metrics = Metrics()
     pool = ThreadPoolExecutor(config.threads, thread_name_prefix="dada-work")
-    dispatch = Dispatcher(catalog, config, metrics, pool)
+    hub = ProgressHub()
+    cache = None
+    if role == "front":
+        cache = make_cache(config.cache_memory_bytes, config.cache_dir, config.cache_disk_bytes, config.aerospike,
+                           namespace=config.aerospike_namespace)
+    dispatch = Dispatcher(catalog, config, metrics, pool, hub, cache)
+    cluster: dict[str, Any] = {}
     api_doc, openapi_doc = index(ENDPOINTS), openapi(ENDPOINTS)
 
     async def api(_: web.Request) -> web.Response:
@@ -61,7 +81,10 @@ def make_app(config: Config) -> web.Application:
         return json_response(openapi_doc)
 
     async def healthz(_: web.Request) -> web.Response:
-        return json_response({"status": "ok", "version": dada.__version__, "roots": sorted(config.roots)})
+        doc = {"status": "ok", "role": role, "version": dada.__version__, "roots": sorted(config.roots)}
+        if "pool" in cluster:
+            doc["nodes"] = cluster["pool"].status()
+        return json_response(doc)
 
     async def metrics_route(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
@@ -70,12 +93,37 @@ def make_app(config: Config) -> web.Application:
         raise web.HTTPFound("/api")
 
     async def startup(_: web.Application) -> None:
-        # Compile (or load the cached) numba kernels before the first request, not during it.
-        await asyncio.get_running_loop().run_in_executor(pool, warm_up)
+        loop = asyncio.get_running_loop()
+        if role == "node":
+            # Compile (or load the cached) numba kernels before the first request, not during it.
+            await loop.run_in_executor(pool, warm_up)
+            dispatch.moments = LocalMoments(Engine(config.threads))
+            return
+        urls = list(config.nodes) or ([config.lb] if config.lb else [])
+        if not urls:
+            cluster["local"] = LocalNodes(config, config.local_nodes)
+            urls = await loop.run_in_executor(None, cluster["local"].start)
+            log.info("started %d local nodes: %s", len(urls), ", ".join(urls))
+        nodes = NodePool(urls, balancer=bool(config.lb), per_node=config.per_node,
+                         patch_timeout=config.patch_timeout)
+        await nodes.start()
+        cluster["pool"] = nodes
+        dispatch.moments = ClusterMoments(nodes, loop, cache, partial(block_size, config))
 
     async def shutdown(_: web.Application) -> None:
+        if "pool" in cluster:
+            await cluster["pool"].close()
+        if "local" in cluster:
+            await asyncio.get_running_loop().run_in_executor(None, cluster["local"].stop)
         pool.shutdown(wait=False, cancel_futures=True)
         handles.close()
+        if cache is not None:
+            cache.close()
+
+    async def patch(request: web.Request) -> web.Response:
+        ctx = Context(catalog, dispatch.moments)
+        body = await patches.handle(request.match_info["tail"], request.query, ctx, pool)
+        return web.Response(body=body, content_type="application/x-npz")
 
     app = web.Application(middlewares=[errors])
     app.router.add_get("/", root)
@@ -83,6 +131,11 @@ def make_app(config: Config) -> web.Application:
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)
+    app.router.add_get("/progress/{rid}", hub.handle)
+    if role == "node":
+        multi = next(ep for ep in ENDPOINTS if ep.name == "stxm")
+        patches = PatchService(multi, catalog, LocalMoments(Engine(config.threads)), limit=2 * config.threads)
+        app.router.add_get(PATCH_PREFIX + "/{tail:.*}", patch)
     for ep in ENDPOINTS:
         handler = dispatch.handler(ep)
         app.router.add_get(ep.prefix + "/{tail:.*}", handler)
@@ -95,8 +148,12 @@ def make_app(config: Config) -> web.Application:
     return app
 
 
-def serve(config: Config) -> None:
+def block_size(config: Config, scan: Scan) -> int:
+    return config.block_frames or block_frames(scan.frame_nbytes, config.node_rate)
+
+
+def serve(config: Config, role: str = "front") -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    log.info("dada %s serving %s on http://%s:%d", dada.__version__,
+    log.info("dada %s %s serving %s on http://%s:%d", dada.__version__, role,
              ", ".join(f"{k or '/'}={v}" for k, v in config.roots.items()), config.host, config.port)
-    web.run_app(make_app(config), host=config.host, port=config.port, print=None, access_log=None)
+    web.run_app(make_app(config, role), host=config.host, port=config.port, print=None, access_log=None)

@@ -19,6 +19,8 @@ class Metrics:
         self.frames = Counter("dada_frames_read", "Detector frames read", registry=r)
         self.bytes_out = Counter("dada_response_bytes", "Bytes of response bodies", ["endpoint"], registry=r)
         self.in_flight = Gauge("dada_requests_in_flight", "Requests being computed", registry=r)
+        self.result_hits = Counter("dada_result_cache_hits", "Answers whose arrays came from the result cache",
+                                   registry=r)
         self.not_modified = Counter("dada_not_modified", "Answers saved by If-None-Match", registry=r)
 
     def render(self) -> bytes:

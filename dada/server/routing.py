@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -18,13 +20,16 @@ from typing import Any
 from aiohttp import web
 
 import dada
+from dada.cache import ResultCache
 from dada.config import Config
-from dada.encoders import CONTENT_TYPES, encode, negotiate
+from dada.encoders import CONTENT_TYPES, encode, negotiate, stored
 from dada.encoders.render import check_render
-from dada.endpoint import PLANE_FORMATS, Endpoint, Plan, Target
-from dada.errors import BadParameter, NotFound, TooLarge
+from dada.endpoint import PLANE_FORMATS, Context, Endpoint, Plan, Result, Target
+from dada.errors import BadParameter, DadaError, NotFound, TooLarge
 from dada.server.metrics import Metrics
+from dada.server.progress import ProgressHub
 from dada.sources.catalog import Catalog
+from dada.stxm.partials import MomentSource
 
 # Text formats take several bytes per number: scale the size estimate before the limit check.
 TEXT_EXPANSION = {"json": 12, "csv": 12}
@@ -62,6 +67,15 @@ def split_tail(ep: Endpoint, tail: str) -> Address:
     return Address(tail, item, fmt)
 
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id(request: web.Request) -> str:
+    """The client's own X-Request-Id when it is a plain token, else a new one."""
+    given = request.headers.get("X-Request-Id", "")
+    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 def etag(ep: Endpoint, target: Target, canonical: str, fmt: str) -> str:
     key = f"{dada.__version__}|{ep.name}/{ep.version}|{target.identity}|{target.item}|{canonical}|{fmt}"
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
@@ -70,11 +84,15 @@ def etag(ep: Endpoint, target: Target, canonical: str, fmt: str) -> str:
 class Dispatcher:
     """Holds what every request needs: catalog, config, metrics and the worker pool."""
 
-    def __init__(self, catalog: Catalog, config: Config, metrics: Metrics, pool: Executor) -> None:
+    def __init__(self, catalog: Catalog, config: Config, metrics: Metrics, pool: Executor, hub: ProgressHub,
+                 cache: ResultCache | None) -> None:
         self.catalog = catalog
         self.config = config
         self.metrics = metrics
         self.pool = pool
+        self.hub = hub
+        self.cache = cache
+        self.moments: MomentSource | None = None  # set when the app starts: local engine or the cluster
 
     async def _work(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -121,12 +139,20 @@ class Dispatcher:
         if tag in request.headers.get("If-None-Match", ""):
             self.metrics.not_modified.inc()
             return web.Response(status=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
+        rid = request_id(request)
+        headers["X-Request-Id"] = rid
+        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid))
         self.metrics.in_flight.inc()
+        status, error = 200, None
         try:
-            result = await self._work(ep.run, target, args, self.catalog)
-            body = await self._work(encode, result, fmt, args)
+            result = await self._work(self._compute, ep, target, args, ctx)
+            body = await self._work(encode, ep.present(result, args), fmt, args)
+        except DadaError as exc:
+            status, error = exc.status, exc.body()
+            raise
         finally:
             self.metrics.in_flight.dec()
+            self.hub.end(rid, status, error)
         self.metrics.frames.inc(plan.frames)
         self.metrics.bytes_out.labels(ep.name).inc(len(body))
         if target.name is not None:
@@ -134,6 +160,22 @@ class Dispatcher:
             item = "" if target.item is None else f"_{target.item}"
             headers["Content-Disposition"] = f'inline; filename="{ep.name}_{stem}{item}.{fmt}"'
         return web.Response(body=body, headers=headers)
+
+    def _compute(self, ep: Endpoint, target: Target, args: dict[str, Any], ctx: Context) -> Result:
+        """Computed arrays from the result cache, or computed now (and kept if the scan is complete)."""
+        if self.cache is None or not ep.cache_results:
+            return ep.compute(target, args, ctx)
+        text = (f"result|{dada.__version__}|{ep.name}/{ep.version}|{target.identity}|{target.item}|"
+                f"{ep.model.canonical(args, presentation=False)}")
+        key = hashlib.sha256(text.encode()).hexdigest()
+        data = self.cache.get(key)
+        if data is not None:
+            self.metrics.result_hits.inc()
+            return stored.load(data)
+        result = ep.compute(target, args, ctx)
+        if target.complete:
+            self.cache.put(key, stored.dump(result))
+        return result
 
     def _check(self, ep: Endpoint, plan: Plan, fmt: str) -> None:
         """Limits and format fit, from the plan alone: nothing has been read yet."""

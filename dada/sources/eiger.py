@@ -75,9 +75,10 @@ def open_eiger(
         if shape is None:
             shape, dtype = dset.shape[1:], dset.dtype
         count = written_frames(dset)
+        st = stamp(path)
         if path != master:
-            stamps.append(stamp(path))
-        segments.append(Segment(path, dset_path, first, count))
+            stamps.append(st)
+        segments.append(Segment(path, dset_path, first, count, st))
         first += count
         if count < dset.shape[0]:
             break  # this file is still being written

@@ -50,16 +50,17 @@ def open_hdf5(
     dset_path = find_stack(f, dataset_paths)
     dset = f[dset_path]
     count = written_frames(dset)
+    st = stamp(path)
     return Scan(
         name=name,
         kind="hdf5",
-        segments=[Segment(path, dset_path, 0, count)],
+        segments=[Segment(path, dset_path, 0, count, st)],
         frame_shape=(int(dset.shape[1]), int(dset.shape[2])),
         dtype=np.dtype(dset.dtype),
         expected_frames=int(dset.shape[0]),
         grid=read_grid(f),
         geometry=read_geometry(f),
-        stamps=(stamp(path),),
+        stamps=(st,),
         handles=handles,
         mask_source=find_mask(f, path),
     )

@@ -49,6 +49,13 @@ class RecordedGeometry:
 
 
 @dataclass(frozen=True)
+class FileStamp:
+    path: str  # relative to the data root
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
 class Segment:
     """A run of consecutive frames stored in one dataset of one file."""
 
@@ -56,13 +63,7 @@ class Segment:
     dataset: str  # HDF5 path of the (n, H, W) dataset
     first: int  # index of its first frame in the scan
     count: int  # frames available in it
-
-
-@dataclass(frozen=True)
-class FileStamp:
-    path: str  # relative to the data root
-    size: int
-    mtime_ns: int
+    stamp: FileStamp  # of the file, when the scan was opened
 
 
 @dataclass

@@ -6,6 +6,7 @@ metadata (``dada.sources.scan.RecordedGeometry``) plus the URL's ``cx``, ``cy`` 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +32,14 @@ class BeamGeometry:
     pixel_size: float | None  # m
     distance: float | None  # m
     wavelength: float | None  # Å
+
+    @cached_property
+    def key(self) -> str:
+        """Everything pixel maps depend on, hashed: shape, centre, valid pixels, calibration."""
+        h = hashlib.sha256(repr((self.shape, self.cx, self.cy, self.pixel_size, self.distance,
+                                 self.wavelength)).encode())
+        h.update(np.packbits(self.good).tobytes())
+        return h.hexdigest()[:32]
 
     @cached_property
     def _offsets(self) -> tuple[np.ndarray, np.ndarray]:

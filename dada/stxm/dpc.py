@@ -36,7 +36,7 @@ class Dpc(Channel):
         Param("unit", "px, or mrad (needs pixel size and detector distance).", choices=("px", "mrad"),
               default="px"),
         Param("component", "What png and csv show: x, y, magnitude or angle (deg).",
-              choices=("x", "y", "magnitude", "angle"), default="magnitude"),
+              choices=("x", "y", "magnitude", "angle"), default="magnitude", presentation=True),
     )
     outputs = ("dpc",)
 

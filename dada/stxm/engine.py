@@ -15,7 +15,7 @@ import numpy as np
 from dada.errors import Unprocessable
 from dada.sources.scan import Scan
 from dada.stxm.beam import BeamGeometry
-from dada.stxm.channel import Bins, Moments
+from dada.stxm.channel import SUM, SX, SY, Bins, Moments
 from dada.stxm.decode import MAX_BLOCK_BYTES, chunk_layout
 from dada.stxm.kernels import BATCH, accumulate_chunk, accumulate_chunks, accumulate_frame
 from dada.stxm.pixelmaps import PixelMaps, fuse
@@ -59,6 +59,10 @@ class Engine:
         for j in jobs:
             j.result()
         valid = maps.static_valid[None, :] - sat
+        # The kernels sum v, v·col and v·row: integers for integer frames, so exact whatever the order of
+        # addition (threads, blocks, which channels share the pass). Moments about the beam centre follow.
+        values[..., SX] -= geo.cx * values[..., SUM]
+        values[..., SY] -= geo.cy * values[..., SUM]
         values[~present] = np.nan
         valid[~present] = np.nan
         return Moments(values, valid, present)
@@ -80,7 +84,7 @@ class Engine:
             ends = np.cumsum([len(raw) for _, raw in batch])
             buf = np.frombuffer(b"".join(raw for _, raw in batch), dtype=np.uint8)
             bad = accumulate_chunks(buf, ends, rows, block_buf, scratch, maps.cls, maps.cls_mom, maps.cls_bins, width,
-                                    geo.cx, geo.cy, cutoff, maps.first, maps.last, acc, csat, values, sat)
+                                    0.0, 0.0, cutoff, maps.first, maps.last, acc, csat, values, sat)
             batch.clear()
             if bad >= 0:
                 n = int(frames[rows[bad]])
@@ -101,7 +105,7 @@ class Engine:
                     flush()
             else:
                 scan.read_frame(n, frame_buf)
-                accumulate_frame(flat, maps.cls, maps.cls_mom, maps.cls_bins, width, geo.cx, geo.cy, cutoff,
+                accumulate_frame(flat, maps.cls, maps.cls_mom, maps.cls_bins, width, 0.0, 0.0, cutoff,
                                  maps.first, maps.last, acc, csat, values[j], sat[j])
         flush()
 

@@ -9,40 +9,24 @@ built once per scan geometry and parameters and kept; whole-scan references
 
 from __future__ import annotations
 
-import os
-import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from dada.encoders.render import RENDER, RENDER_NAMES
-from dada.endpoint import Endpoint, Plan, Result, Target
+from dada.endpoint import Context, Endpoint, Plan, Result, Target
 from dada.errors import BadParameter
+from dada.memo import Memo
 from dada.params import Model, Param
 from dada.selection import SELECTION, provenance, select
 from dada.sources.catalog import Catalog
+from dada.sources.scan import Scan
 from dada.stxm.beam import GEOMETRY, BeamGeometry, geometry
 from dada.stxm.channel import Channel, Moments
-from dada.stxm.engine import Engine
-from dada.stxm.pixelmaps import PixelMaps, fuse
+from dada.stxm.partials import Pass
 
-_engine: Engine | None = None
-_engine_lock = threading.Lock()
-
-
-def engine() -> Engine:
-    """The process's engine: one worker thread per core, shared by all requests."""
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            _engine = Engine(os.cpu_count() or 2)
-        return _engine
-
-
-from dada.memo import Memo  # noqa: E402
-
-MAPS = Memo(16)
 WHOLE_SCAN = Memo(64)
 
 
@@ -52,6 +36,8 @@ def _prefixed(channel: Channel, p: Param) -> Param:
 
 class StxmEndpoint(Endpoint):
     """Serves one channel (``/darkfield``…) or, with ``multi``, any set of them (``/stxm``)."""
+
+    cache_results = True
 
     def __init__(self, channels: tuple[Channel, ...], multi: bool) -> None:
         self.channels = {c.name: c for c in channels}
@@ -70,7 +56,7 @@ class StxmEndpoint(Endpoint):
             own = list(c.params)
             outputs = c.outputs
         output = Param("output", "Which output npy, tiff, csv and png carry (h5, mat and json carry all).",
-                       choices=outputs, default=outputs[0])
+                       choices=outputs, default=outputs[0], presentation=True)
         self.model = Model.of(SELECTION, GEOMETRY, own, [output], RENDER)
         self.render_only = RENDER_NAMES
 
@@ -128,51 +114,80 @@ class StxmEndpoint(Endpoint):
         return Plan(shape, np.dtype("float64"), int(frames_read), extra_bytes=8 * nbytes - 8 * int(np.prod(shape)),
                     plane=True)
 
-    def _maps(self, scan, geo: BeamGeometry, channels: list[Channel], args: dict[str, Any]) -> PixelMaps:
-        key = (scan.identity, geo.cx, geo.cy, args["usermask"],
-               tuple((c.name, c.version, self.model.canonical(self.channel_args(c, args))) for c in channels))
-        return MAPS.get(key, lambda: fuse([c.bins(geo, self.channel_args(c, args)) for c in channels], geo))
+    def _pass(self, scan: Scan, args: dict[str, Any], catalog: Catalog) -> Pass:
+        geo = geometry(scan, args, catalog)
+        return Pass(geo, tuple((c, self.channel_args(c, args)) for c in self.requested(args)))
 
-    def _context(self, scan, geo: BeamGeometry, channel: Channel, cargs: dict[str, Any]) -> Any:
+    def _context(self, scan: Scan, p: Pass, i: int, ctx: Context) -> Any:
+        """A channel's whole-scan reference (dpc's median), from the moments of every frame; kept per scan state."""
+        channel, cargs = p.channels[i]
         if not channel.needs_whole_scan(cargs):
             return None
-        key = (scan.identity, channel.name, channel.version, geo.cx, geo.cy, cargs["usermask"],
-               self.model.canonical(cargs))
+        one = Pass(p.geo, (p.channels[i],))
 
         def whole() -> Any:
-            maps = fuse([channel.bins(geo, cargs)], geo)
-            return channel.whole_scan(engine().run(scan, np.arange(scan.nframes), maps, geo))
+            m = ctx.moments(scan, np.arange(scan.nframes, dtype=np.int64), one)
+            return channel.whole_scan(m[channel.name])
 
-        return WHOLE_SCAN.get(key, whole)
+        return WHOLE_SCAN.get((scan.identity, p.geo.key, one.keys), whole)
 
-    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         scan = target.scan
         frames, vert, horz = select(scan, args)
-        geo = geometry(scan, args, catalog)
-        channels = self.requested(args)
-        maps = self._maps(scan, geo, channels, args)
-        moments: Moments = engine().run(scan, frames.ravel(), maps, geo)
+        p = self._pass(scan, args, ctx.catalog)
+        contexts = [self._context(scan, p, i, ctx) for i in range(len(p.channels))]
+        progress = None if ctx.progress is None else _MapProgress(self, p, args, contexts, frames.shape, ctx.progress)
+        moments = ctx.moments(scan, frames.ravel(), p, progress)
+        present = next(iter(moments.values())).present
         arrays: dict[str, np.ndarray] = {}
-        attrs: dict[str, Any] = {**provenance(scan, frames), "beam_center": [geo.cx, geo.cy],
+        attrs: dict[str, Any] = {**provenance(scan, frames), "beam_center": [p.geo.cx, p.geo.cy],
                                  "vert": [vert.start, vert.stop, vert.step], "horz": [horz.start, horz.stop, horz.step],
-                                 "frames_missing": int((~moments.present).sum())}
-        per_channel: dict[str, dict[str, np.ndarray]] = {}
-        for i, c in enumerate(channels):
-            cargs = self.channel_args(c, args)
-            out = c.finalize(moments.slice(maps.offsets[i], maps.offsets[i + 1]), geo, cargs,
-                             self._context(scan, geo, c, cargs))
+                                 "frames_missing": int((~present).sum())}
+        for (c, cargs), context in zip(p.channels, contexts, strict=True):
+            out = c.finalize(moments[c.name], p.geo, cargs, context)
             shapes = c.output_shape(cargs, frames.shape)
-            out = {k: np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()}
-            per_channel[c.name] = out
             prefix = f"{c.name}." if self.multi else ""
-            arrays.update({f"{prefix}{k}": v for k, v in out.items()})
-            attrs[c.name] = {"version": c.version, **{p.name: cargs[p.name] for p in c.params}}
+            arrays.update({f"{prefix}{k}": np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()})
+            attrs[c.name] = {"version": c.version, **{q.name: cargs[q.name] for q in c.params if not q.presentation}}
+        return Result(arrays, attrs)
+
+    def present(self, computed: Result, args: dict[str, Any]) -> Result:
+        """The answer for this request's output and png settings, from arrays computed once."""
         channel, sub = self._split_output(args)
-        primary = f"{channel.name}.{sub}" if self.multi else sub
-        arrays = {primary: arrays[primary], **{k: v for k, v in arrays.items() if k != primary}}
-        result = Result(arrays, attrs)
+        prefix = f"{channel.name}." if self.multi else ""
+        primary = prefix + sub
+        arrays = {primary: computed.arrays[primary], **{k: v for k, v in computed.arrays.items() if k != primary}}
+        own = {k[len(prefix):]: v for k, v in computed.arrays.items() if k.startswith(prefix)}
         cargs = self.channel_args(channel, args)
-        plane = channel.plane(per_channel[channel.name], sub, cargs)
-        result.plane = plane
-        result.drawing = channel.drawing(per_channel[channel.name], sub, cargs)
-        return result
+        return Result(arrays, computed.attrs, plane=channel.plane(own, sub, cargs),
+                      drawing=channel.drawing(own, sub, cargs))
+
+
+class _MapProgress:
+    """Turns each block's moments into the primary output's values at its map cells, for the progress stream."""
+
+    def __init__(self, ep: StxmEndpoint, p: Pass, args: dict[str, Any], contexts: list[Any],
+                 shape: tuple[int, int], publish: Callable[[dict[str, Any]], None]) -> None:
+        self.channel, self.sub = ep._split_output(args)
+        self.index = [c.name for c, _ in p.channels].index(self.channel.name)
+        self.p, self.args, self.context, self.shape, self.publish = p, args, contexts[self.index], shape, publish
+        self.done = self.total = 0
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.publish({"done": 0, "total": total, "shape": list(self.shape)})
+
+    def block(self, positions: np.ndarray, moments: dict[str, Moments]) -> None:
+        self.done += 1
+        event: dict[str, Any] = {"done": self.done, "total": self.total, "cells": positions.tolist()}
+        cargs = self.p.channels[self.index][1]
+        try:
+            out = self.channel.finalize(moments[self.channel.name], self.p.geo, cargs, self.context)
+            shapes = self.channel.output_shape(cargs, (1, positions.size))
+            view = self.channel.plane({k: np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()},
+                                      self.sub, cargs)
+        except (ValueError, KeyError):  # an output with no per-point view (e.g. reduce=sum)
+            view = None
+        if view is not None and view.shape == (1, positions.size):
+            event["values"] = [None if not np.isfinite(v) else float(v) for v in view[0]]
+        self.publish(event)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dada.encoders.render import RENDER, RENDER_NAMES
-from dada.endpoint import Endpoint, Plan, Result, Target
+from dada.endpoint import Context, Endpoint, Plan, Result, Target
 from dada.errors import BadParameter
 from dada.memo import Memo
 from dada.params import Model, Param
@@ -163,7 +163,7 @@ class Sinogram(TomoEndpoint):
         n = len(angles_of(tomo, args))
         return Plan((n, tomo.shape[2] // args["bin"]), np.dtype("float32"), tomo.shape[0])
 
-    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         s = sinogram(target.tomo, args, target.item).astype(np.float32)
         return Result({"sinogram": s, "angles": angles_of(target.tomo, args)},
                       {**self.attrs(target.tomo, args), "row": target.item})
@@ -182,7 +182,7 @@ class Slice(TomoEndpoint):
         w = tomo.shape[2] // args["bin"]
         return Plan((w, w), np.dtype("float32"), tomo.shape[0])
 
-    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         tomo = target.tomo
         s = sinogram(tomo, args, target.item)
         center = args["center"]
@@ -204,7 +204,7 @@ class Center(TomoEndpoint):
         check(target.tomo, args, args["row"])
         return Plan((), np.dtype("float64"), target.tomo.shape[0])
 
-    def run(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Result:
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         tomo = target.tomo
         row = args["row"] if args["row"] is not None else tomo.shape[1] // args["bin"] // 2
         center, metric = find_center(sinogram(tomo, args, row))

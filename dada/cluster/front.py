@@ -1,0 +1,116 @@
+"""The front's moment source: blocks from the cache, missing ones from the nodes, glued once.
+
+For a request's frames it finds their blocks on the scan's fixed block grid, takes every
+(block, channel) it can from the result cache, sends each block still missing a channel to a node
+as one patch URL (all its missing channels in one pass), caches the blocks whose frames are all
+written, and glues the selection's rows. Progress is reported block by block as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import queue
+import urllib.parse
+from collections.abc import Callable
+
+import numpy as np
+
+import dada
+from dada.cache import ResultCache
+from dada.cluster.blocks import Block, blocks_of
+from dada.cluster.nodes import NodePool, Patch
+from dada.params import canon
+from dada.sources.scan import Scan
+from dada.stxm.channel import Moments
+from dada.stxm.partials import Pass, Progress, glue, pack, unpack
+
+PATCH_PREFIX = "/_patch"
+
+
+def patch_url(scan: Scan, block: Block, p: Pass) -> str:
+    """The human-readable URL of one block's partial result for the pass's channels."""
+    query: list[tuple[str, str]] = [("channels", ",".join(c.name for c, _ in p.channels)),
+                                    ("cx", repr(p.geo.cx)), ("cy", repr(p.geo.cy))]
+    usermask = p.channels[0][1].get("usermask")
+    if usermask:
+        query.append(("usermask", usermask))
+    for c, a in p.channels:
+        query += [(f"{c.name}.{q.name}", canon(a[q.name]).lower() if isinstance(a[q.name], bool) else canon(a[q.name]))
+                  for q in c.params if not q.presentation and a[q.name] is not None]
+    path = urllib.parse.quote(f"{PATCH_PREFIX}/{scan.name}/{block.first}-{block.stop}.npz")
+    return f"{path}?{urllib.parse.urlencode(query)}"
+
+
+class ClusterMoments:
+    def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, cache: ResultCache | None,
+                 block_size: Callable[[Scan], int]) -> None:
+        self.pool, self.loop, self.cache, self.block_size = pool, loop, cache, block_size
+
+    def _key(self, block: Block, size: int, p: Pass, i: int) -> str:
+        text = f"block|{dada.__version__}|{block.identity}|{size}|{block.index}|{p.geo.key}|{p.keys[i]}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, progress: Progress | None = None
+                 ) -> dict[str, Moments]:
+        frames = np.asarray(frames, dtype=np.int64).ravel()
+        size = self.block_size(scan)
+        blocks, where = blocks_of(scan, frames, size)
+        order = np.argsort(where, kind="stable")
+        groups = np.split(order, np.cumsum(np.bincount(where, minlength=len(blocks)))[:-1])
+        if progress is not None:
+            progress.start(len(blocks))
+        parts: list[tuple[np.ndarray, dict[str, Moments]]] = []
+
+        def arrived(k: int, moments: dict[str, Moments]) -> None:
+            positions = groups[k]
+            rows = frames[positions] - blocks[k].first
+            mine = {name: Moments(m.values[rows], m.valid[rows], m.present[rows]) for name, m in moments.items()}
+            parts.append((positions, mine))
+            if progress is not None:
+                progress.block(positions, mine)
+
+        patches: list[Patch] = []
+        have: dict[int, dict[str, Moments]] = {}
+        for k, block in enumerate(blocks):
+            got: dict[str, Moments] = {}
+            if self.cache is not None and block.complete:
+                for i in range(len(p.channels)):
+                    data = self.cache.get(self._key(block, size, p, i))
+                    if data is not None:
+                        got.update(unpack(data))
+            missing = {c.name for c, _ in p.channels} - set(got)
+            if missing:
+                have[k] = got
+                url = patch_url(scan, block, p.only(missing))
+                patches.append(Patch(k, url, url.split("?")[0]))
+            else:
+                arrived(k, got)
+        if patches:
+            self._fetch(scan, blocks, size, p, patches, have, arrived)
+        return glue(parts, frames.size)
+
+    def _fetch(self, scan, blocks, size, p, patches, have, arrived) -> None:
+        """Send the patches through the event loop; unpack, cache and glue here, off the loop."""
+        answers: queue.Queue = queue.Queue()
+        job = asyncio.run_coroutine_threadsafe(
+            self.pool.fetch_all(patches, lambda patch, body: answers.put((patch.id, body))), self.loop)
+        left = len(patches)
+        while left:
+            try:
+                k, body = answers.get(timeout=0.05)
+            except queue.Empty:
+                if job.done():
+                    job.result()  # raises what ended it
+                    if answers.empty():
+                        raise RuntimeError("the node pool ended without every answer") from None
+                continue
+            left -= 1
+            moments = unpack(body)
+            block = blocks[k]
+            if self.cache is not None and block.complete:
+                for i, (c, _) in enumerate(p.channels):
+                    if c.name in moments:
+                        self.cache.put(self._key(block, size, p, i), pack({c.name: moments[c.name]}))
+            arrived(k, {**have[k], **moments})
+        job.result()

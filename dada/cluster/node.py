@@ -1,0 +1,75 @@
+"""A node's internal route: ``/_patch/{scan}/{first}-{stop}.npz?channels=…`` answers a block's moments.
+
+The query is the ``/stxm`` parameter model's (channels, beam centre, user mask, prefixed channel
+parameters), so there is no second protocol to keep in step. A saturated node says so (503 with
+Retry-After) instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import numpy as np
+
+from dada.endpoint import Context
+from dada.errors import BadParameter, Busy, NotFound
+from dada.sources.catalog import Catalog
+from dada.stxm.partials import LocalMoments, pack
+from dada.stxm.routes import StxmEndpoint
+
+# Test-only: seconds a node waits before answering each patch (to test hedging against a slow node).
+DELAY_ENV = "DADA_TEST_PATCH_DELAY"
+
+
+def parse_tail(tail: str) -> tuple[str, int, int]:
+    """``a/b/scan/64-128.npz`` -> (``a/b/scan``, 64, 128)."""
+    head, _, last = tail.strip("/").rpartition("/")
+    stem, dot, ext = last.partition(".")
+    first, dash, stop = stem.partition("-")
+    if not head or ext != "npz" or not dash or not (first.isdigit() and stop.isdigit()):
+        raise NotFound("a patch URL is /_patch/{scan}/{first}-{stop}.npz")
+    a, b = int(first), int(stop)
+    if not a < b:
+        raise BadParameter("frames", f"{a}-{b} is empty", "first < stop")
+    return head, a, b
+
+
+class PatchService:
+    """Computes patches with this process's engine, at most ``limit`` at once."""
+
+    def __init__(self, endpoint: StxmEndpoint, catalog: Catalog, moments: LocalMoments, limit: int) -> None:
+        self.endpoint, self.catalog, self.moments = endpoint, catalog, moments
+        self.limit = limit
+        self._busy = 0
+        self._lock = threading.Lock()
+        self.delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+
+    def admit(self) -> None:
+        with self._lock:
+            if self._busy >= self.limit:
+                raise Busy(f"this node already computes {self._busy} patches; try again shortly")
+            self._busy += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._busy -= 1
+
+    def compute(self, tail: str, query: dict[str, str]) -> bytes:
+        path, first, stop = parse_tail(tail)
+        args = self.endpoint.model.parse(query)
+        scan = self.catalog.scan(path)
+        p = self.endpoint._pass(scan, args, self.catalog)
+        for c, cargs in p.channels:
+            c.check(p.geo, cargs)
+        return pack(self.moments(scan, np.arange(first, stop, dtype=np.int64), p))
+
+    async def handle(self, tail: str, query: dict[str, str], ctx: Context, pool) -> bytes:
+        self.admit()
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return await asyncio.get_running_loop().run_in_executor(pool, self.compute, tail, query)
+        finally:
+            self.release()

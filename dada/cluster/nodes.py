@@ -1,0 +1,214 @@
+"""Sending patch URLs to analysis nodes: bounded concurrency, timeouts, retries, hedging, health.
+
+Nodes are a list of URLs (each placed on a consistent-hash ring so the same block goes to the same
+node) or one load balancer URL (which does its own hashing). A patch that fails is retried on the
+next node in ring order; a node that fails ``down_after`` times in a row is taken out and probed
+back via ``/healthz``; a 503 is honoured by waiting its Retry-After; near the end of a request the
+slowest patches get a hedged duplicate on another node, and the first answer wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from dada.cluster.ring import Ring
+from dada.errors import DadaError, NodesFailed, NodesTimedOut
+
+log = logging.getLogger("dada.cluster")
+
+# Answers of a node that are the request's fault, not the node's: passed on to the user as they are.
+USER_ERRORS = (400, 404, 413, 422)
+
+
+@dataclass(frozen=True)
+class Patch:
+    id: int
+    url: str  # path and query below the node's base URL
+    key: str  # what the ring hashes: the block, not its parameters, so a block's data stay on one node
+
+
+@dataclass
+class Node:
+    url: str
+    slots: asyncio.Semaphore
+    load: int = 0
+    failures: int = 0
+    up: bool = True
+    done: int = 0
+
+
+class UserError(DadaError):
+    """A node's 4xx answer, passed on unchanged."""
+
+    def __init__(self, status: int, body: dict) -> None:
+        super().__init__(body.get("message", "error"), **{k: v for k, v in body.items() if k != "message"})
+        self.status = status
+        self._body = body
+
+    def body(self) -> dict:
+        return self._body
+
+
+@dataclass
+class _Attempts:
+    errors: list[str] = field(default_factory=list)
+    timed_out: bool = False
+
+
+class NodePool:
+    def __init__(self, urls: Sequence[str], *, balancer: bool = False, per_node: int = 2,
+                 patch_timeout: float = 60.0, down_after: int = 3, hedge_factor: float = 3.0) -> None:
+        self.balancer = balancer
+        self.nodes = {u.rstrip("/"): Node(u.rstrip("/"), asyncio.Semaphore(per_node)) for u in urls}
+        self.ring = Ring(list(self.nodes))
+        self.patch_timeout = patch_timeout
+        self.down_after = down_after
+        self.hedge_factor = hedge_factor
+        self._session: aiohttp.ClientSession | None = None
+        self._probe: asyncio.Task | None = None
+        self.durations: list[float] = []
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None),
+                                              connector=aiohttp.TCPConnector(limit=0))
+        self._probe = asyncio.create_task(self._probe_loop())
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        if self._session is not None:
+            await self._session.close()
+
+    def status(self) -> list[dict]:
+        return [{"url": n.url, "up": n.up, "load": n.load, "failures": n.failures, "done": n.done}
+                for n in self.nodes.values()]
+
+    # -- one patch ------------------------------------------------------------------------------
+
+    async def _once(self, node: Node, patch: Patch) -> bytes | None:
+        """One try on one node: the body, None to retry elsewhere (the reason noted), or a UserError."""
+        node.load += 1
+        try:
+            async with node.slots:
+                t0 = time.monotonic()
+                async with self._session.get(node.url + patch.url,
+                                             timeout=aiohttp.ClientTimeout(total=self.patch_timeout)) as r:
+                    body = await r.read()
+                    if r.status == 200:
+                        node.failures, node.done = 0, node.done + 1
+                        self.durations.append(time.monotonic() - t0)
+                        return body
+                    if r.status == 503:
+                        await asyncio.sleep(min(float(r.headers.get("Retry-After", "0.2") or 0.2), 2.0))
+                        raise _Retry(f"{node.url} busy (503)", failure=False)
+                    if r.status in USER_ERRORS:
+                        raise UserError(r.status, json.loads(body))
+                    raise _Retry(f"{node.url} answered {r.status}")
+        except TimeoutError:
+            raise _Retry(f"{node.url} timed out after {self.patch_timeout:g} s", timeout=True) from None
+        except aiohttp.ClientError as exc:
+            raise _Retry(f"{node.url}: {type(exc).__name__}: {exc}") from None
+        finally:
+            node.load -= 1
+
+    async def fetch(self, patch: Patch) -> bytes:
+        """The patch's answer from some node, trying nodes in ring order; NodesFailed when none can."""
+        tried: list[str] = []
+        attempts = _Attempts()
+        for _ in range(max(3, 2 * len(self.nodes))):
+            node = self._choose(patch, tried)
+            if node is None:
+                break
+            try:
+                return await self._once(node, patch)
+            except _Retry as exc:
+                attempts.errors.append(exc.reason)
+                attempts.timed_out |= exc.timeout
+                if exc.failure:
+                    tried.append(node.url)
+                    self._failed(node)
+        kind = NodesTimedOut if attempts.timed_out and not self.balancer else NodesFailed
+        raise kind(f"patch {patch.url} failed on every node tried", patches=[patch.url],
+                   nodes=sorted(set(tried)) or sorted(self.nodes), errors=attempts.errors[-6:])
+
+    def _choose(self, patch: Patch, tried: list[str]) -> Node | None:
+        if self.balancer:
+            return next(iter(self.nodes.values()))
+        name = self.ring.pick(patch.key, lambda n: self.nodes[n].load, lambda n: self.nodes[n].up, tried)
+        if name is None and tried:  # every node tried once: allow a second round on the ones still up
+            name = self.ring.pick(patch.key, lambda n: self.nodes[n].load, lambda n: self.nodes[n].up)
+        return None if name is None else self.nodes[name]
+
+    def _failed(self, node: Node) -> None:
+        node.failures += 1
+        if node.failures >= self.down_after and node.up and not self.balancer:
+            node.up = False
+            log.warning("node %s taken out after %d failures; probing /healthz", node.url, node.failures)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for node in self.nodes.values():
+                if node.up:
+                    continue
+                try:
+                    async with self._session.get(node.url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        if r.status == 200:
+                            node.up, node.failures = True, 0
+                            log.warning("node %s is back", node.url)
+                except (TimeoutError, aiohttp.ClientError):
+                    pass
+
+    # -- many patches ---------------------------------------------------------------------------
+
+    async def fetch_all(self, patches: Sequence[Patch], on_done: Callable[[Patch, bytes], None]) -> None:
+        """Every patch, ``on_done`` for each as it arrives; the slowest ones near the end are hedged."""
+        pending = {asyncio.ensure_future(self.fetch(p)): (p, time.monotonic()) for p in patches}
+        hedged: set[int] = set()
+        answered: set[int] = set()
+        try:
+            while pending:
+                done, _ = await asyncio.wait(pending, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    patch, _ = pending.pop(task)
+                    if patch.id in answered:
+                        continue
+                    body = task.result()  # a failure here ends the request: it names the patch and nodes
+                    answered.add(patch.id)
+                    for other, (p, _) in list(pending.items()):  # the hedge's twin is no longer needed
+                        if p.id == patch.id:
+                            other.cancel()
+                            pending.pop(other)
+                    on_done(patch, body)
+                self._hedge(pending, hedged, len(patches))
+        finally:
+            for task in pending:
+                task.cancel()
+
+    def _hedge(self, pending: dict, hedged: set[int], total: int) -> None:
+        """Duplicate patches still running well past the typical patch time, once the end is near."""
+        if self.balancer or len(self.nodes) < 2 or len(self.durations) < 2 or len(pending) > max(1, total // 4):
+            return
+        typical = statistics.median(self.durations[-50:])
+        now = time.monotonic()
+        for p, started in list(pending.values()):
+            if p.id not in hedged and now - started > max(self.hedge_factor * typical, 0.2):
+                hedged.add(p.id)
+                pending[asyncio.ensure_future(self.fetch(Patch(p.id, p.url, p.key + "#hedge")))] = (p, now)
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, failure: bool = True, timeout: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.failure, self.timeout = reason, failure, timeout

@@ -1,0 +1,90 @@
+"""Progress of running requests as server-sent events: ``GET /progress/{request-id}``.
+
+A request publishes events (patches done and total, each patch's map cells and values) from worker
+threads; every listener gets them all from the start, then live, then an ``end`` event. A listener
+may connect before its request starts (the GUI picks the request id itself). Finished streams are
+kept a minute for late listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+KEEP_SECONDS = 60.0
+WAIT_FOR_START = 30.0
+
+
+@dataclass
+class _Stream:
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: float | None = None
+
+
+class ProgressHub:
+    def __init__(self) -> None:
+        self._streams: dict[str, _Stream] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _stream(self, rid: str) -> _Stream:
+        self._expire()
+        if rid not in self._streams:
+            self._streams[rid] = _Stream()
+        return self._streams[rid]
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for rid in [r for r, s in self._streams.items() if s.ended is not None and now - s.ended > KEEP_SECONDS]:
+            del self._streams[rid]
+
+    def _add(self, rid: str, kind: str, event: dict[str, Any]) -> None:
+        s = self._stream(rid)
+        if s.ended is not None:
+            return
+        s.events.append((kind, event))
+        if kind == "end":
+            s.ended = time.monotonic()
+        s.changed.set()
+        s.changed = asyncio.Event()
+
+    def publisher(self, rid: str) -> Callable[[dict[str, Any]], None]:
+        """A thread-safe function that adds a progress event to the request's stream."""
+        loop = asyncio.get_running_loop()
+        self._stream(rid)
+        return lambda event: loop.call_soon_threadsafe(self._add, rid, "progress", event)
+
+    def end(self, rid: str, status: int, error: dict[str, Any] | None = None) -> None:
+        s = self._stream(rid)
+        last = next((e for k, e in reversed(s.events) if k == "progress"), {})
+        self._add(rid, "end", {"status": status, "done": last.get("done", 0), "total": last.get("total", 0),
+                               **({"error": error} if error else {})})
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        rid = request.match_info["rid"]
+        s = self._stream(rid)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        sent = 0
+        deadline = time.monotonic() + WAIT_FOR_START
+        while True:
+            while sent < len(s.events):
+                kind, event = s.events[sent]
+                sent += 1
+                await resp.write(f"event: {kind}\ndata: {json.dumps(event)}\n\n".encode())
+                if kind == "end":
+                    return resp
+            if not s.events and time.monotonic() > deadline:
+                await resp.write(b'event: end\ndata: {"status": 404, "error": "no such request"}\n\n')
+                return resp
+            try:
+                await asyncio.wait_for(s.changed.wait(), timeout=15)
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")

@@ -1,0 +1,113 @@
+"""Partial results of the STXM pass: per-point bin moments, the seam between nodes and the front.
+
+A node answers a block of frames with every requested channel's :class:`Moments` (``pack``); the
+front glues the blocks of a selection and finalises once, so sums over points, whole-scan
+references and percentile clipping are exact however the scan was cut. Whatever computes moments
+(this process's engine, or the cluster) is a :class:`MomentSource`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Protocol
+
+import numpy as np
+
+from dada.memo import Memo
+from dada.params import canon
+from dada.sources.scan import Scan
+from dada.stxm.beam import BeamGeometry
+from dada.stxm.channel import Channel, Moments
+from dada.stxm.engine import Engine
+from dada.stxm.pixelmaps import PixelMaps, fuse
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One fused pass over frames: the beam geometry and the channels it feeds, with their arguments."""
+
+    geo: BeamGeometry
+    channels: tuple[tuple[Channel, dict[str, Any]], ...]
+
+    @cached_property
+    def keys(self) -> tuple[tuple[str, ...], ...]:
+        """Per channel, exactly what its moments depend on besides the frames: name, version, own
+        computational parameters (never the selection, the output or png settings)."""
+        return tuple((c.name, c.version, *(f"{p.name}={canon(a[p.name])}" for p in c.params if not p.presentation))
+                     for c, a in self.channels)
+
+    def only(self, names: set[str]) -> Pass:
+        return Pass(self.geo, tuple(ca for ca in self.channels if ca[0].name in names))
+
+
+class Progress(Protocol):
+    """Told how many blocks a request needs, then each block's moments as it arrives."""
+
+    def start(self, total: int) -> None: ...
+
+    def block(self, positions: np.ndarray, moments: dict[str, Moments]) -> None:
+        """``positions``: indices into the request's flat frame list that this block covers."""
+
+
+class MomentSource(Protocol):
+    def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, progress: Progress | None = None
+                 ) -> dict[str, Moments]: ...
+
+
+MAPS = Memo(16)
+
+
+def pixel_maps(p: Pass) -> PixelMaps:
+    """The fused pixel maps of a pass, built once per geometry and channel parameters."""
+    return MAPS.get((p.geo.key, p.keys), lambda: fuse([c.bins(p.geo, a) for c, a in p.channels], p.geo))
+
+
+class LocalMoments:
+    """Moments computed in this process by its engine: what a node does with a patch."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, progress: Progress | None = None
+                 ) -> dict[str, Moments]:
+        maps = pixel_maps(p)
+        m = self.engine.run(scan, frames, maps, p.geo)
+        out = {c.name: m.slice(maps.offsets[i], maps.offsets[i + 1]) for i, (c, _) in enumerate(p.channels)}
+        if progress is not None:
+            progress.start(1)
+            progress.block(np.arange(len(frames)), out)
+        return out
+
+
+def pack(moments: dict[str, Moments]) -> bytes:
+    """Every channel's moments as one npz: ``name`` (n, nbins, 4) = Σv, Σv·x, Σv·y, valid pixels."""
+    arrays = {name: np.concatenate([m.values, m.valid[..., None]], axis=2) for name, m in moments.items()}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def unpack(data: bytes) -> dict[str, Moments]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        out = {}
+        for name in z.files:
+            a = z[name]
+            out[name] = Moments(a[..., :3], a[..., 3], ~np.isnan(a[:, 0, 3]))
+        return out
+
+
+def glue(parts: list[tuple[np.ndarray, dict[str, Moments]]], n: int) -> dict[str, Moments]:
+    """Moments of ``n`` points from blocks: each part says which of the n points (``positions``) its rows are."""
+    out: dict[str, Moments] = {}
+    for positions, moments in parts:
+        for name, m in moments.items():
+            if name not in out:
+                out[name] = Moments(np.full((n, *m.values.shape[1:]), np.nan), np.full((n, m.valid.shape[1]), np.nan),
+                                    np.zeros(n, dtype=bool))
+            g = out[name]
+            g.values[positions] = m.values
+            g.valid[positions] = m.valid
+            g.present[positions] = m.present
+    return out
