@@ -32,6 +32,10 @@ class Config:
     threads: int = max(2, os.cpu_count() or 2)
     handle_cache: int = 64
     dataset_paths: tuple[str, ...] = ("entry/data/data",)
+    # A complete scan's files are stat'ed again at most this often (0: on every request). Under many
+    # concurrent requests for one scan this saves most stat calls; an answer then reflects the files as
+    # they were at most this long before the request.
+    recheck_seconds: float = 0.05
     # cluster (the front): nodes as URLs, or one load balancer; neither: local nodes, one per core
     nodes: tuple[str, ...] = ()
     lb: str | None = None
@@ -46,6 +50,7 @@ class Config:
     cache_dir: str | None = os.path.join(os.path.expanduser("~"), ".cache", "dada")
     cache_disk_bytes: int = 10 * 2**30
     aerospike: str | None = None
+    answer_cache_bytes: int = 128 * 2**20  # encoded answers of complete scans kept in memory, by ETag
     aerospike_namespace: str = "dada"
 
     @classmethod

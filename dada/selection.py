@@ -158,12 +158,16 @@ SELECTION = (VERT, HORZ, GRID)
 ALL = Span(None, None)
 
 
+def select_ranges(scan: Scan, args: dict[str, Any]) -> tuple[range, range]:
+    """The selected lines and points, checked against the grid; no frame numbers built."""
+    grid = scan.grid_for(args.get("grid"))
+    return (args.get("vert") or ALL).resolve("vert", grid.vert), (args.get("horz") or ALL).resolve("horz", grid.horz)
+
+
 def select(scan: Scan, args: dict[str, Any]) -> tuple[np.ndarray, range, range]:
     """Frame numbers of the selected patch as a (lines, points) array, with the two ranges."""
-    grid = scan.grid_for(args.get("grid"))
-    vert = (args.get("vert") or ALL).resolve("vert", grid.vert)
-    horz = (args.get("horz") or ALL).resolve("horz", grid.horz)
-    return grid.patch(vert, horz), vert, horz
+    vert, horz = select_ranges(scan, args)
+    return scan.grid_for(args.get("grid")).patch(vert, horz), vert, horz
 
 
 def select_or_all(scan: Scan, args: dict[str, Any]) -> np.ndarray:

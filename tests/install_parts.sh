@@ -9,7 +9,7 @@ set -euo pipefail
 declare -A parts=(
   [fusermount3]=fuse3
   [haproxy]=haproxy
-  [nginx]=nginx-light
+  [nginx]=nginx
   [lighttpd]=lighttpd
 )
 
@@ -29,15 +29,23 @@ fi
 # invoke-rc.d asks policy-rc.d; 101 = "do not start services". Use a temporary one if there is none.
 policy=/usr/sbin/policy-rc.d
 made_policy=0
+log=$(mktemp)
+cleanup() {
+  if [ "$made_policy" -eq 1 ]; then rm -f "$policy"; fi
+  rm -f "$log"
+}
+trap cleanup EXIT
 if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
 fi
-cleanup() { if [ "$made_policy" -eq 1 ]; then rm -f "$policy"; fi; }
-trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# apt's chatter only if it fails.
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "tests/install_parts.sh: installing ${missing[*]} failed" >&2
+  exit 1
+fi
 
 # Leave no system-wide instance running or enabled: the tests run their own.
 for unit in haproxy nginx lighttpd; do

@@ -191,14 +191,14 @@ class NodePool:
                             other.cancel()
                             pending.pop(other)
                     on_done(patch, body)
-                self._hedge(pending, hedged, len(patches))
+                self._hedge(pending, hedged, len(answered), len(patches))
         finally:
             for task in pending:
                 task.cancel()
 
-    def _hedge(self, pending: dict, hedged: set[int], total: int) -> None:
-        """Duplicate patches still running well past the typical patch time, once the end is near."""
-        if self.balancer or len(self.nodes) < 2 or len(self.durations) < 2 or len(pending) > max(1, total // 4):
+    def _hedge(self, pending: dict, hedged: set[int], answered: int, total: int) -> None:
+        """Duplicate patches still running well past the typical patch time, once half are answered."""
+        if self.balancer or len(self.nodes) < 2 or len(self.durations) < 2 or 2 * answered < total:
             return
         typical = statistics.median(self.durations[-50:])
         now = time.monotonic()

@@ -1,9 +1,10 @@
 """Progress of running requests as server-sent events: ``GET /progress/{request-id}``.
 
-A request publishes events (patches done and total, each patch's map cells and values) from worker
-threads; every listener gets them all from the start, then live, then an ``end`` event. A listener
-may connect before its request starts (the GUI picks the request id itself). Finished streams are
-kept a minute for late listeners.
+A request whose client names it (``X-Request-Id``) publishes events (patches done and total, each
+patch's map cells and values) from worker threads; every listener gets them all from the start,
+then live, then an ``end`` event. A listener may connect before its request starts (the GUI picks
+the request id itself). Finished streams are kept a minute for late listeners. Requests nobody
+named publish nothing, so hot cached answers cost no bookkeeping.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +33,7 @@ class _Stream:
 class ProgressHub:
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ended: OrderedDict[str, float] = OrderedDict()  # finished streams, oldest first
 
     def _stream(self, rid: str) -> _Stream:
         self._expire()
@@ -41,8 +43,9 @@ class ProgressHub:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for rid in [r for r, s in self._streams.items() if s.ended is not None and now - s.ended > KEEP_SECONDS]:
-            del self._streams[rid]
+        while self._ended and now - next(iter(self._ended.values())) > KEEP_SECONDS:
+            rid, _ = self._ended.popitem(last=False)
+            self._streams.pop(rid, None)
 
     def _add(self, rid: str, kind: str, event: dict[str, Any]) -> None:
         s = self._stream(rid)
@@ -51,6 +54,7 @@ class ProgressHub:
         s.events.append((kind, event))
         if kind == "end":
             s.ended = time.monotonic()
+            self._ended[rid] = s.ended
         s.changed.set()
         s.changed = asyncio.Event()
 

@@ -12,6 +12,7 @@ import hashlib
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from aiohttp import web
 
 import dada
 from dada.cache import ResultCache
+from dada.cache.memory import MemoryCache
 from dada.config import Config
 from dada.encoders import CONTENT_TYPES, encode, negotiate, stored
 from dada.encoders.render import check_render
@@ -29,6 +31,7 @@ from dada.errors import BadParameter, DadaError, NotFound, TooLarge
 from dada.server.metrics import Metrics
 from dada.server.progress import ProgressHub
 from dada.sources.catalog import Catalog
+from dada.sources.scan import Scan
 from dada.stxm.partials import MomentSource
 
 # Text formats take several bytes per number: scale the size estimate before the limit check.
@@ -67,13 +70,23 @@ def split_tail(ep: Endpoint, tail: str) -> Address:
     return Address(tail, item, fmt)
 
 
+HOT_URLS = 4096
+
+
+@dataclass(frozen=True)
+class Hot:
+    scan: Scan
+    tag: str
+    headers: dict[str, str]
+
+
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def request_id(request: web.Request) -> str:
-    """The client's own X-Request-Id when it is a plain token, else a new one."""
+def request_id(request: web.Request) -> tuple[str, bool]:
+    """The client's own X-Request-Id when it is a plain token (named: progress is published), else a new one."""
     given = request.headers.get("X-Request-Id", "")
-    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return (given, True) if REQUEST_ID.fullmatch(given) else (uuid.uuid4().hex, False)
 
 
 def etag(ep: Endpoint, target: Target, canonical: str, fmt: str) -> str:
@@ -93,6 +106,8 @@ class Dispatcher:
         self.hub = hub
         self.cache = cache
         self.moments: MomentSource | None = None  # set when the app starts: local engine or the cluster
+        self.answers = MemoryCache(config.answer_cache_bytes)  # encoded hot answers, by ETag
+        self.hot: OrderedDict[str, Hot] = OrderedDict()  # URL -> the scan and ETag of its last answer
 
     async def _work(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -117,13 +132,37 @@ class Dispatcher:
 
         return handle
 
+    def _hot(self, request: web.Request) -> web.Response | None:
+        """A recent answer to the same URL of an unchanged complete scan, straight from memory."""
+        key = f"{request.path_qs}|{request.headers.get('Accept', '')}"
+        hot = self.hot.get(key)
+        if hot is None or not self.catalog.fresh(hot.scan):
+            return None
+        if hot.tag in request.headers.get("If-None-Match", ""):
+            return None  # the full path answers 304
+        body = self.answers.get(hot.tag)
+        if body is None:
+            return None
+        rid, named = request_id(request)
+        if named:
+            self.hub.end(rid, 200)
+        return web.Response(body=body, headers={**hot.headers, "X-Request-Id": rid})
+
+    def _remember(self, request: web.Request, scan: Scan, tag: str, headers: dict[str, str], body: bytes) -> None:
+        self.answers.put(tag, body)
+        self.hot[f"{request.path_qs}|{request.headers.get('Accept', '')}"] = Hot(scan, tag, headers)
+        while len(self.hot) > HOT_URLS:
+            self.hot.popitem(last=False)
+
     async def _answer(self, ep: Endpoint, request: web.Request) -> web.StreamResponse:
+        hot = self._hot(request) if ep.cache_results else None
+        if hot is not None:
+            return hot
         addr = split_tail(ep, request.match_info.get("tail", ""))
         args = ep.model.parse(request.query)
         check_render(args)
         fmt = addr.fmt or negotiate(request.headers.get("Accept"), ep.formats)
-        target = await self._work(ep.resolve, self.catalog, addr.path, addr.item)
-        plan: Plan = await self._work(ep.plan, target, args, self.catalog)
+        target, plan = await self._work(self._plan, ep, addr, args)
         self._check(ep, plan, fmt)
         exclude = () if fmt == "png" else ep.render_only
         tag = etag(ep, target, ep.model.canonical(args, exclude), fmt)
@@ -139,9 +178,19 @@ class Dispatcher:
         if tag in request.headers.get("If-None-Match", ""):
             self.metrics.not_modified.inc()
             return web.Response(status=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
-        rid = request_id(request)
+        rid, named = request_id(request)
         headers["X-Request-Id"] = rid
-        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid))
+        if target.name is not None:
+            stem = target.name.replace("/", "_")
+            item = "" if target.item is None else f"_{target.item}"
+            headers["Content-Disposition"] = f'inline; filename="{ep.name}_{stem}{item}.{fmt}"'
+        keep = ep.cache_results and complete
+        body = self.answers.get(tag) if keep else None
+        if body is not None:  # a hot answer, already encoded
+            if named:
+                self.hub.end(rid, 200)
+            return web.Response(body=body, headers=headers)
+        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid) if named else None)
         self.metrics.in_flight.inc()
         status, error = 200, None
         try:
@@ -152,14 +201,18 @@ class Dispatcher:
             raise
         finally:
             self.metrics.in_flight.dec()
-            self.hub.end(rid, status, error)
+            if named:
+                self.hub.end(rid, status, error)
         self.metrics.frames.inc(plan.frames)
         self.metrics.bytes_out.labels(ep.name).inc(len(body))
-        if target.name is not None:
-            stem = target.name.replace("/", "_")
-            item = "" if target.item is None else f"_{target.item}"
-            headers["Content-Disposition"] = f'inline; filename="{ep.name}_{stem}{item}.{fmt}"'
+        if keep:
+            self._remember(request, target.scan, tag, headers, body)
         return web.Response(body=body, headers=headers)
+
+    def _plan(self, ep: Endpoint, addr: Address, args: dict[str, Any]) -> tuple[Target, Plan]:
+        """What the URL names and what the answer will be, in one trip to a worker thread."""
+        target = ep.resolve(self.catalog, addr.path, addr.item)
+        return target, ep.plan(target, args, self.catalog)
 
     def _compute(self, ep: Endpoint, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         """Computed arrays from the result cache, or computed now (and kept if the scan is complete)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,11 @@ class Catalog:
         roots: Mapping[str, str | os.PathLike[str]],
         handles: HandleCache | None = None,
         dataset_paths: Sequence[str] = ("entry/data/data",),
+        recheck: float = 0.05,
     ) -> None:
         if not roots:
             raise ValueError("at least one data root is needed")
+        self.recheck = recheck  # s: a complete scan's files are stat'ed again at most this often
         if "" in roots and len(roots) > 1:
             raise ValueError("an unnamed data root cannot be combined with named ones")
         self.roots = {k: os.path.realpath(v) for k, v in roots.items()}
@@ -45,7 +48,7 @@ class Catalog:
         self.handles = handles or HandleCache()
         self.dataset_paths = tuple(dataset_paths)
         self._lock = threading.Lock()
-        self._scans: dict[str, Scan] = {}
+        self._scans: dict[str, tuple[Scan, float]] = {}  # by master file: the scan, when its files were checked
         self._tomos: dict[tuple[str, int, int], TomoScan] = {}
 
     # -- paths ----------------------------------------------------------------
@@ -68,7 +71,7 @@ class Catalog:
     def _stamper(self, root: str):
         def stamp(path: str) -> FileStamp:
             st = os.stat(path)
-            return FileStamp(os.path.relpath(path, root), st.st_size, st.st_mtime_ns)
+            return FileStamp(os.path.relpath(path, root), st.st_size, st.st_mtime_ns, path)
 
         return stamp
 
@@ -116,8 +119,12 @@ class Catalog:
         name = urlpath.strip("/")
         root, kind, real = self.locate(urlpath)
         with self._lock:
-            cached = self._scans.get(real)
-        if cached is not None and cached.complete and _unchanged(root, cached):
+            cached, checked = self._scans.get(real, (None, 0.0))
+        now = time.monotonic()
+        if cached is not None and cached.complete and (now - checked < self.recheck or _unchanged(cached)):
+            if now - checked >= self.recheck:
+                with self._lock:
+                    self._scans[real] = (cached, now)
             return cached
         stamp = self._stamper(root)
         if kind == "eiger":
@@ -125,8 +132,25 @@ class Catalog:
         else:
             scan = open_hdf5(name, real, self.handles, self.dataset_paths, stamp)
         with self._lock:
-            self._scans[real] = scan
+            self._scans[real] = (scan, now)
         return scan
+
+    def fresh(self, scan: Scan) -> bool:
+        """Whether this scan object is still the current one: its files checked a moment ago, or now
+        (a stat per file, no HDF5 opened: cheap enough for the event loop's hot-answer path)."""
+        real = scan.stamps[0].real
+        with self._lock:
+            cached, checked = self._scans.get(real, (None, 0.0))
+        if cached is not scan:
+            return False
+        now = time.monotonic()
+        if now - checked < self.recheck:
+            return True
+        if not _unchanged(scan):
+            return False
+        with self._lock:
+            self._scans[real] = (scan, now)
+        return True
 
     def tomo(self, urlpath: str) -> TomoScan:
         """The tomography file (NXtomo or TDF) at a URL path, reused while it is unchanged."""
@@ -194,10 +218,10 @@ def _scan_name(filename: str) -> str:
     return str(Path(filename).with_suffix(""))
 
 
-def _unchanged(root: str, scan: Scan) -> bool:
+def _unchanged(scan: Scan) -> bool:
     for st in scan.stamps:
         try:
-            s = os.stat(os.path.join(root, st.path))
+            s = os.stat(st.real)
         except OSError:
             return False
         if s.st_size != st.size or s.st_mtime_ns != st.mtime_ns:

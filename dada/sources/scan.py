@@ -11,6 +11,7 @@ import bisect
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import h5py
@@ -53,6 +54,7 @@ class FileStamp:
     path: str  # relative to the data root
     size: int
     mtime_ns: int
+    real: str = field(default="", compare=False, repr=False)  # absolute path, to check it again quickly
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class Scan:
             return self.nframes >= self.grid.npoints
         return True
 
-    @property
+    @cached_property
     def identity(self) -> str:
         """Hash of the paths, sizes and mtimes of every file: changes whenever the data can."""
         h = hashlib.sha256()

@@ -20,7 +20,7 @@ from dada.endpoint import Context, Endpoint, Plan, Result, Target
 from dada.errors import BadParameter
 from dada.memo import Memo
 from dada.params import Model, Param
-from dada.selection import SELECTION, provenance, select
+from dada.selection import SELECTION, provenance, select, select_ranges
 from dada.sources.catalog import Catalog
 from dada.sources.scan import Scan
 from dada.stxm.beam import GEOMETRY, BeamGeometry, geometry
@@ -97,19 +97,20 @@ class StxmEndpoint(Endpoint):
 
     def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
         scan = target.scan
-        frames, _, _ = select(scan, args)
+        vert, horz = select_ranges(scan, args)
+        points = (len(vert), len(horz))
         geo = geometry(scan, args, catalog)
         channel, sub = self._split_output(args)
-        frames_read = frames.size
+        frames_read = points[0] * points[1]
         for c in self.requested(args):
             cargs = self.channel_args(c, args)
             self._checked(c, geo, cargs)
             if c.needs_whole_scan(cargs):
                 frames_read += scan.nframes
-        shape = channel.output_shape(self.channel_args(channel, args), frames.shape)[sub]
+        shape = channel.output_shape(self.channel_args(channel, args), points)[sub]
         nbytes = 0
         for c in self.requested(args):
-            nbytes += sum(int(np.prod(s)) for s in c.output_shape(self.channel_args(c, args), frames.shape).values())
+            nbytes += sum(int(np.prod(s)) for s in c.output_shape(self.channel_args(c, args), points).values())
         # The plan's shape is the primary output's; its byte count covers every output (h5 holds them all).
         return Plan(shape, np.dtype("float64"), int(frames_read), extra_bytes=8 * nbytes - 8 * int(np.prod(shape)),
                     plane=True)

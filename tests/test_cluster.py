@@ -1,0 +1,270 @@
+"""The cluster as real processes on loopback: nodes, fronts, real load balancers, faults, growing scans.
+
+Every answer of a front is compared byte for byte with the single-process answer of a node (which
+computes in-process), so gluing partial results must be exact, including sums over points
+(``reduce=sum``), the whole-scan median reference and png percentile clipping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+
+import h5py
+import hdf5plugin  # noqa: F401
+import pytest
+from balancers import start_balancer
+from helpers import Daemon, free_port, http_get
+
+SCANS = ("eiger/u16/scan_0001", "eiger/u32/scan_0002")
+ROUTES = (
+    "darkfield/{scan}.npy?rmin=8",
+    "darkfield/{scan}.png?rmin=8&output=transmission",
+    "dpc/{scan}.npy",
+    "dpc/{scan}.npy?reference=median&rotation=30&flip=true",
+    "dpc/{scan}.png?reference=median&component=angle",
+    "azimuthal/{scan}.npy?rmin=6&nsectors=12",
+    "azimuthal/{scan}.png?rmin=6",
+    "radial/{scan}.npy?nbins=24",
+    "radial/{scan}.npy?reduce=sum&nbins=24",
+    "radial/{scan}.png?reduce=sum",
+    "radial/{scan}.tiff?unit=q",
+    "stxm/{scan}.h5?darkfield.rmin=8&dpc.reference=median",
+    "stxm/{scan}.png?output=azimuthal.anisotropy&plow=5&phigh=95",
+    "darkfield/{scan}.npy?vert=1:5&horz=2:7",
+    "dpc/{scan}.json?vert=1:5:2&horz=1:7:3&reference=median",
+)
+CASES = [r.format(scan=s) for s in SCANS for r in ROUTES] + ["dpc/live/scan_0003.npy", "darkfield/live/scan_0003.png"]
+
+
+def start_nodes(root: str, n: int, env: dict[str, str] | None = None) -> list[Daemon]:
+    return [Daemon(["node", root, "--threads", "1"], env=env) for _ in range(n)]
+
+
+def urls(nodes: list[Daemon]) -> str:
+    return ",".join(d.base for d in nodes)
+
+
+def front(root: str, tmp_path, *flags: str) -> Daemon:
+    return Daemon(["serve", root, "--block-frames", "8", "--cache-dir", str(tmp_path / f"cache-{time.monotonic_ns()}"),
+                   *flags])
+
+
+def patches_done(f: Daemon) -> int:
+    return sum(n["done"] for n in f.get("/healthz").json()["nodes"])
+
+
+@pytest.fixture(scope="module")
+def nodes(demo_root):
+    ds = start_nodes(demo_root, 4)
+    yield ds
+    for d in ds:
+        d.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(nodes):
+    """The single-process answers: a node computes public routes in-process."""
+    return {case: nodes[0].get("/" + case) for case in CASES}
+
+
+def check_same(f: Daemon, reference: dict) -> None:
+    for case, want in reference.items():
+        got = f.get("/" + case)
+        assert got.status == want.status == 200, (case, got.body[:300])
+        assert got.body == want.body, case
+
+
+def test_front_over_a_node_list_matches_one_process_byte_for_byte(demo_root, nodes, reference, tmp_path):
+    f = front(demo_root, tmp_path, "--nodes", urls(nodes))
+    try:
+        check_same(f, reference)
+        used = [n["done"] for n in f.get("/healthz").json()["nodes"]]
+        assert sum(x > 0 for x in used) >= 3, used  # the blocks were spread over the nodes
+        check_same(f, reference)  # again, from the result and block caches
+    finally:
+        f.stop()
+
+
+@pytest.mark.parametrize("kind", ["haproxy", "nginx", "lighttpd"])
+def test_front_through_a_real_load_balancer_matches_one_process(kind, demo_root, nodes, reference, tmp_path):
+    lb = start_balancer(kind, [d.port for d in nodes], tmp_path)
+    f = front(demo_root, tmp_path, "--lb", lb.url)
+    try:
+        check_same(f, reference)
+    finally:
+        f.stop()
+        lb.stop()
+
+
+def test_embedded_default_starts_local_nodes_and_matches(demo_root, reference, tmp_path):
+    f = front(demo_root, tmp_path)  # no --nodes, no --lb
+    try:
+        health = f.get("/healthz").json()
+        assert health["role"] == "front" and len(health["nodes"]) == (os.cpu_count() or 1)
+        check_same(f, reference)
+    finally:
+        f.stop()
+
+
+def test_patch_urls_are_readable_and_stable(nodes):
+    r = nodes[0].get("/_patch/eiger/u16/scan_0001/8-16.npz?channels=darkfield&darkfield.rmin=8")
+    assert r.status == 200
+    r2 = nodes[1].get("/_patch/eiger/u16/scan_0001/8-16.npz?channels=darkfield&darkfield.rmin=8")
+    assert r.body == r2.body
+    assert nodes[0].get("/_patch/eiger/u16/scan_0001/16-8.npz?channels=darkfield").status == 400
+    assert nodes[0].get("/_patch/eiger/u16/scan_0001/x.npz").status == 404
+    assert nodes[0].get("/_patch/../../etc/passwd/0-8.npz").status == 404
+
+
+def test_a_node_killed_mid_request_changes_nothing(demo_root, reference, tmp_path):
+    slow = start_nodes(demo_root, 3, env={"DADA_TEST_PATCH_DELAY": "0.5"})
+    f = front(demo_root, tmp_path, "--nodes", urls(slow))
+    case = "stxm/eiger/u32/scan_0002.h5?darkfield.rmin=8&dpc.reference=median"
+    try:
+        killer = threading.Timer(0.3, slow[1].proc.kill)
+        killer.start()
+        got = f.get("/" + case)
+        killer.join()
+        assert slow[1].proc.poll() is not None
+        assert got.status == 200, got.body[:300]
+        assert got.body == reference[case].body
+        down = [n for n in f.get("/healthz").json()["nodes"] if n["url"] == slow[1].base][0]
+        assert down["failures"] >= 1
+    finally:
+        f.stop()
+        for d in slow:
+            d.stop()
+
+
+def test_a_slow_node_is_hedged(demo_root, nodes, reference, tmp_path):
+    laggard = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_PATCH_DELAY": "20"})
+    f = front(demo_root, tmp_path, "--nodes", urls([*nodes[:2], laggard]))
+    case = "darkfield/eiger/u16/scan_0001.npy?rmin=8"
+    try:
+        t0 = time.monotonic()
+        got = f.get("/" + case)
+        elapsed = time.monotonic() - t0
+        assert got.status == 200 and got.body == reference[case].body
+        assert elapsed < 8, f"{elapsed:.1f} s: the slow node's blocks were not hedged"
+    finally:
+        f.stop()
+        laggard.stop()
+
+
+def test_all_nodes_down_is_a_quick_clear_502(demo_root, tmp_path):
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    f = front(demo_root, tmp_path, "--nodes", ",".join(dead))
+    try:
+        t0 = time.monotonic()
+        r = f.get("/darkfield/eiger/u16/scan_0001.npy")
+        assert time.monotonic() - t0 < 10
+        assert r.status == 502 and r.content_type == "application/json"
+        body = r.json()
+        assert body["error"] == "nodes_failed" and body["patches"] and set(body["nodes"]) <= set(dead)
+        assert f.get("/healthz").status == 200  # the front itself is fine
+    finally:
+        f.stop()
+
+
+def read_events(port: int, rid: str, out: list) -> None:
+    r = http_get(port, f"/progress/{rid}", timeout=60)
+    for chunk in r.body.decode().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in chunk.splitlines() if ": " in line and not line.startswith(":"))
+        if "event" in lines:
+            out.append((lines["event"], json.loads(lines["data"])))
+
+
+def test_progress_reports_every_patch_once_and_ends_with_the_total(demo_root, nodes, tmp_path):
+    f = front(demo_root, tmp_path, "--nodes", urls(nodes))
+    try:
+        events: list = []
+        t = threading.Thread(target=read_events, args=(f.port, "prog-1", events))
+        t.start()
+        time.sleep(0.3)
+        r = f.get("/darkfield/eiger/u32/scan_0002.npy?rmin=9", headers={"X-Request-Id": "prog-1"})
+        t.join(30)
+        assert r.status == 200 and r.headers["x-request-id"] == "prog-1"
+        progress = [e for k, e in events if k == "progress"]
+        assert events[-1][0] == "end" and events[-1][1]["status"] == 200
+        total = progress[0]["total"]
+        assert total == 6 and events[-1][1]["done"] == total
+        cells = [c for e in progress[1:] for c in e["cells"]]
+        assert sorted(cells) == list(range(48))  # every point of the map exactly once
+        assert [e["done"] for e in progress[1:]] == list(range(1, total + 1))
+        import io
+
+        import numpy as np
+
+        want = np.load(io.BytesIO(r.body)).ravel()
+        got = np.full(48, np.nan)
+        for e in progress[1:]:
+            got[e["cells"]] = e["values"]
+        assert np.array_equal(got, want)  # the values painted as they arrive are the final map's
+        other = f.get("/darkfield/eiger/u32/scan_0002.npy?rmin=9")
+        assert len(other.headers["x-request-id"]) == 32  # one is made when the client gives none
+    finally:
+        f.stop()
+
+
+def test_growing_scan_caches_only_complete_blocks(demo_root, tmp_path):
+    """Data files land one by one; a request computes only blocks that are new or were incomplete."""
+    root = tmp_path / "root"
+    src, live = os.path.join(demo_root, "eiger/u16"), root / "run"
+    live.mkdir(parents=True)
+    shutil.copy2(os.path.join(src, "scan_0001_master.h5"), live)
+    shutil.copy2(os.path.join(src, "scan_0001_data_000001.h5"), live)  # frames 0..19 of 48
+    one = Daemon(["node", str(root), "--threads", "1"])
+    f = Daemon(["serve", str(root), "--nodes", one.base, "--block-frames", "8", "--cache-dir", str(tmp_path / "c")])
+    case = "/darkfield/run/scan_0001.npy?rmin=8"
+    try:
+        assert f.get(case).body == one.get(case).body
+        assert patches_done(f) == 6  # blocks 0..5: only 0 and 1 are complete
+        shutil.copy2(os.path.join(src, "scan_0001_data_000002.h5"), live)  # frames 20..39
+        assert f.get(case).body == one.get(case).body
+        assert patches_done(f) == 6 + 4  # 0 and 1 from the cache; 2 (was incomplete), 3, 4 new, 5 still open
+        assert f.get(case).body == one.get(case).body
+        assert patches_done(f) == 6 + 4 + 1  # only the open block again
+        shutil.copy2(os.path.join(src, "scan_0001_data_000003.h5"), live)
+        whole = f.get(case)
+        assert whole.body == one.get(case).body and whole.headers["cache-control"].startswith("public")
+        assert patches_done(f) == 6 + 4 + 1 + 1
+    finally:
+        f.stop()
+        one.stop()
+
+
+def test_changed_data_and_corrupt_cache_entries_give_fresh_correct_answers(demo_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(os.path.join(demo_root, "eiger/u32"), root / "s")
+    one = Daemon(["node", str(root), "--threads", "1"])
+    cache = tmp_path / "cache"
+    case = "/darkfield/s/scan_0002.npy?rmin=8"
+    f = Daemon(["serve", str(root), "--nodes", one.base, "--block-frames", "8", "--cache-dir", str(cache)])
+    try:
+        first = f.get(case)
+        assert first.body == one.get(case).body
+        f.stop()
+        for dirpath, _, files in os.walk(cache):  # flip a byte in every disk entry
+            for name in files:
+                with open(os.path.join(dirpath, name), "r+b") as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    last = fh.read(1)
+                    fh.seek(-1, os.SEEK_END)
+                    fh.write(bytes([last[0] ^ 0xFF]))
+        f = Daemon(["serve", str(root), "--nodes", one.base, "--block-frames", "8", "--cache-dir", str(cache)])
+        assert f.get(case).body == first.body  # corrupt entries are dropped and recomputed, never served
+        assert patches_done(f) == 6
+        # new content in one data file (a new mtime too): a new answer, equal to the node's fresh one
+        with h5py.File(root / "s" / "scan_0002_data_000002.h5", "r+") as h:
+            frames = h["entry/data/data"]
+            frames[3] = frames[3] // 2
+        time.sleep(0.2)  # past the front's recheck interval (recheck_seconds, 0.05 s)
+        changed = f.get(case)
+        assert changed.status == 200 and changed.body != first.body and changed.body == one.get(case).body
+    finally:
+        f.stop()
+        one.stop()
