@@ -46,7 +46,7 @@ def _config(args: argparse.Namespace, roots: dict[str, str] | None):
         max_output_bytes=args.max_output_bytes, max_frames=args.max_frames, nodes=nodes, lb=get("lb"),
         local_nodes=get("local_nodes"), block_frames=get("block_frames"), cache_disk_bytes=get("cache_bytes"),
         aerospike=get("aerospike"),
-        **({"cache_dir": None if cache_dir == "none" else cache_dir} if cache_dir else {}),
+        **({"cache_dir": "" if cache_dir == "none" else cache_dir} if cache_dir else {}),
     )
 
 

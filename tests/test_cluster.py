@@ -7,6 +7,7 @@ computes in-process), so gluing partial results must be exact, including sums ov
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -267,4 +268,99 @@ def test_changed_data_and_corrupt_cache_entries_give_fresh_correct_answers(demo_
         assert changed.status == 200 and changed.body != first.body and changed.body == one.get(case).body
     finally:
         f.stop()
+        one.stop()
+
+
+def metric(d: Daemon, name: str, **labels: str) -> float:
+    want = {f'{k}="{v}"' for k, v in labels.items()}
+    for line in d.get("/metrics").body.decode().splitlines():
+        head, _, value = line.rpartition(" ")
+        if head.startswith(name + "{") and set(head[len(name) + 1:-1].split(",")) == want:
+            return float(value)
+    return 0.0
+
+
+def test_fronts_share_results_through_aerospike_and_survive_its_outage(demo_root, nodes, reference, tmp_path):
+    aerospike = require_aerospike()
+    server = aerospike.ServerProcess(free_port())
+    server.start()
+    spec = f"127.0.0.1:{server.port}"
+    flags = ("--nodes", urls(nodes), "--block-frames", "8", "--cache-dir", "none", "--aerospike", spec)
+    case = "stxm/eiger/u16/scan_0001.h5?darkfield.rmin=8&dpc.reference=median"
+    a = Daemon(["serve", demo_root, *flags])
+    try:
+        assert a.get("/" + case).body == reference[case].body
+        assert metric(a, "dada_cache", level="aerospike", counter="puts") > 0
+    finally:
+        a.stop()
+    b = Daemon(["serve", demo_root, *flags])  # another front: nothing in its memory, no disk cache
+    try:
+        assert b.get("/" + case).body == reference[case].body
+        assert patches_done(b) == 0  # every block and the result came from Aerospike
+        server.kill()
+        for k in range(3):  # Aerospike down: requests still succeed, computed, and it is counted
+            q = f"/darkfield/eiger/u32/scan_0002.npy?rmin={8 + k}"
+            t0 = time.monotonic()
+            assert b.get(q).body == nodes[0].get(q).body
+            assert time.monotonic() - t0 < 5
+        assert metric(b, "dada_cache", level="aerospike", counter="errors") + \
+            metric(b, "dada_cache", level="aerospike", counter="skipped") > 0
+        server.start()  # back on the same port: the cache reconnects by itself
+        puts = metric(b, "dada_cache", level="aerospike", counter="puts")
+        deadline = time.monotonic() + 15
+        for k in itertools.count():
+            q = f"/darkfield/eiger/u16/scan_0001.npy?rmin={20 + k}"
+            assert b.get(q).body == nodes[0].get(q).body
+            if metric(b, "dada_cache", level="aerospike", counter="puts") > puts:
+                break
+            assert time.monotonic() < deadline, "the front did not reconnect to Aerospike"
+            time.sleep(0.3)
+    finally:
+        b.stop()
+        if server.proc is not None and server.proc.poll() is None:
+            server.kill()
+
+
+def require_aerospike():
+    """The wire-protocol test server's helpers (and the real client): a part the tests need."""
+    try:
+        import aerospike  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the aerospike client is not installed")
+        pytest.skip("the aerospike client is not installed")
+    import test_cache
+
+    return test_cache
+
+
+def test_a_saturated_node_pushes_back_and_the_front_honours_it(demo_root, tmp_path):
+    one = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_PATCH_DELAY": "0.4"})
+    try:
+        results: list = []
+        url = "/_patch/eiger/u16/scan_0001/0-8.npz?channels=darkfield"
+        threads = [threading.Thread(target=lambda: results.append(one.get(url))) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        busy = [r for r in results if r.status == 503]
+        assert busy and all(r.headers.get("retry-after") and r.json()["error"] == "busy" for r in busy)
+        assert any(r.status == 200 for r in results)
+        # two fronts on the one node: more patches than it admits; both still answer completely
+        fronts = [front(demo_root, tmp_path, "--nodes", one.base) for _ in range(2)]
+        try:
+            answers: list = []
+            case = "/darkfield/eiger/u32/scan_0002.npy?rmin=5"
+            ts = [threading.Thread(target=lambda f=f: answers.append(f.get(case))) for f in fronts]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            assert [a.status for a in answers] == [200, 200]
+            assert answers[0].body == answers[1].body == one.get(case).body
+        finally:
+            for f in fronts:
+                f.stop()
+    finally:
         one.stop()

@@ -30,7 +30,7 @@ from dada.server.routing import Dispatcher
 from dada.sources.catalog import Catalog
 from dada.sources.handles import HandleCache
 from dada.sources.scan import Scan
-from dada.stxm.engine import Engine, warm_up
+from dada.stxm.engine import Engine, measure_rate, warm_up
 from dada.stxm.partials import LocalMoments
 
 log = logging.getLogger("dada.server")
@@ -71,8 +71,10 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     if role == "front":
         cache = make_cache(config.cache_memory_bytes, config.cache_dir, config.cache_disk_bytes, config.aerospike,
                            namespace=config.aerospike_namespace)
+        metrics.watch_cache(cache.stats)
     dispatch = Dispatcher(catalog, config, metrics, pool, hub, cache)
     cluster: dict[str, Any] = {}
+    node: dict[str, float] = {}
     api_doc, openapi_doc = index(ENDPOINTS), openapi(ENDPOINTS)
 
     async def api(_: web.Request) -> web.Response:
@@ -85,6 +87,9 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         doc = {"status": "ok", "role": role, "version": dada.__version__, "roots": sorted(config.roots)}
         if "pool" in cluster:
             doc["nodes"] = cluster["pool"].status()
+            doc["node_rate"] = cluster["rate"]
+        if "rate" in node:
+            doc["rate"] = node["rate"]
         return json_response(doc)
 
     async def metrics_route(_: web.Request) -> web.Response:
@@ -98,6 +103,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         if role == "node":
             # Compile (or load the cached) numba kernels before the first request, not during it.
             await loop.run_in_executor(pool, warm_up)
+            node["rate"] = await loop.run_in_executor(pool, measure_rate) * config.threads
             dispatch.moments = LocalMoments(Engine(config.threads))
             return
         urls = list(config.nodes) or ([config.lb] if config.lb else [])
@@ -109,7 +115,8 @@ def make_app(config: Config, role: str = "front") -> web.Application:
                          patch_timeout=config.patch_timeout)
         await nodes.start()
         cluster["pool"] = nodes
-        dispatch.moments = ClusterMoments(nodes, loop, cache, partial(block_size, config))
+        cluster["rate"] = config.node_rate or await nodes.rate()
+        dispatch.moments = ClusterMoments(nodes, loop, cache, partial(block_size, config, cluster["rate"]))
         # What exists now lives as long as the server: keep it out of the garbage collector's scans,
         # whose full passes otherwise show as latency spikes under load.
         gc.freeze()
@@ -152,8 +159,8 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     return app
 
 
-def block_size(config: Config, scan: Scan) -> int:
-    return config.block_frames or block_frames(scan.frame_nbytes, config.node_rate)
+def block_size(config: Config, rate: float, scan: Scan) -> int:
+    return config.block_frames or block_frames(scan.frame_nbytes, rate)
 
 
 def serve(config: Config, role: str = "front") -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 
 @dataclass
@@ -22,6 +25,19 @@ class Metrics:
         self.result_hits = Counter("dada_result_cache_hits", "Answers whose arrays came from the result cache",
                                    registry=r)
         self.not_modified = Counter("dada_not_modified", "Answers saved by If-None-Match", registry=r)
+
+    def watch_cache(self, stats: Callable[[], dict[str, dict[str, int]]]) -> None:
+        """Export the result cache's counters per level (memory, disk, aerospike) as they are at scrape time."""
+
+        class CacheCollector(Collector):
+            def collect(self) -> Iterable[GaugeMetricFamily]:
+                g = GaugeMetricFamily("dada_cache", "Result cache counters per level", labels=["level", "counter"])
+                for level, counters in stats().items():
+                    for name, value in counters.items():
+                        g.add_metric([level, name], value)
+                yield g
+
+        self.registry.register(CacheCollector())
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,7 +1,8 @@
 """The numba kernels of the STXM pass: pixels into classes, classes into bins, chunks decoded in place.
 
-Per frame and bin they accumulate the valid counts' sum and their first moments about the beam
-centre (Σv, Σv·x, Σv·y) and count saturated pixels. Zero pixels add nothing, which the kernels
+Per frame and bin they accumulate the valid counts' sum and their first moments in pixel
+coordinates (Σv, Σv·col, Σv·row: integers for integer frames, so exact in any order of addition)
+and count saturated pixels. Zero pixels add nothing, which the kernels
 use: sparse SAXS frames cost little beyond their decoding. Frames stored one per bitshuffle-LZ4
 chunk are decoded block by block so each 8 KiB block is processed while in L1 cache, and blocks
 outside the rows any channel needs are skipped.
@@ -16,7 +17,7 @@ from dada.stxm.decode import _untrans, lz4_block, next_block, read_header
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _pixel(v, p, cls, cls_mom, width, cx, cy, cutoff, acc, csat):
+def _pixel(v, p, cls, cls_mom, width, cutoff, acc, csat):
     """One pixel's count into its class (saturated ones only counted). Neighbours mostly share a
     class: four banks of accumulators break the add-store-load chain through one slot."""
     fv = np.float64(v)
@@ -26,36 +27,36 @@ def _pixel(v, p, cls, cls_mom, width, cx, cy, cutoff, acc, csat):
     else:
         acc[p & 3, c, 0] += fv
         if cls_mom[c]:
-            acc[p & 3, c, 1] += fv * (p % width - cx)
-            acc[p & 3, c, 2] += fv * (p // width - cy)
+            acc[p & 3, c, 1] += fv * (p % width)
+            acc[p & 3, c, 2] += fv * (p // width)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _run(frame, e0, e1, base, cls, cls_mom, width, cx, cy, cutoff, acc, csat):
+def _run(frame, e0, e1, base, cls, cls_mom, width, cutoff, acc, csat):
     """Pixels e0..e1, zeros included (they add nothing; a branch each costs more)."""
     for e in range(e0, e1):
-        _pixel(frame[e], base + e, cls, cls_mom, width, cx, cy, cutoff, acc, csat)
+        _pixel(frame[e], base + e, cls, cls_mom, width, cutoff, acc, csat)
 
 
 @numba.njit(nogil=True, cache=True)
-def _add_pixels(frame, e0, e1, base, cls, cls_mom, width, cx, cy, cutoff, acc, csat):
+def _add_pixels(frame, e0, e1, base, cls, cls_mom, width, cutoff, acc, csat):
     """Accumulate pixels e0..e1 of a frame span whose first element is pixel ``base``.
 
     Sparse frames are mostly zeros: runs of 32 zero bytes are skipped with one test.
     """
     per = 8 // frame.itemsize  # pixels per 64-bit word
     if per < 1 or frame.size % per or (frame.ctypes.data % 8) or e1 - e0 < 8 * per:
-        _run(frame, e0, e1, base, cls, cls_mom, width, cx, cy, cutoff, acc, csat)
+        _run(frame, e0, e1, base, cls, cls_mom, width, cutoff, acc, csat)
         return
     words = frame.view(np.uint64)
     w = (e0 + per - 1) // per
     w1 = e1 // per
-    _run(frame, e0, w * per, base, cls, cls_mom, width, cx, cy, cutoff, acc, csat)
+    _run(frame, e0, w * per, base, cls, cls_mom, width, cutoff, acc, csat)
     while w + 4 <= w1:
         if (words[w] | words[w + 1] | words[w + 2] | words[w + 3]) != 0:
-            _run(frame, w * per, (w + 4) * per, base, cls, cls_mom, width, cx, cy, cutoff, acc, csat)
+            _run(frame, w * per, (w + 4) * per, base, cls, cls_mom, width, cutoff, acc, csat)
         w += 4
-    _run(frame, w * per, e1, base, cls, cls_mom, width, cx, cy, cutoff, acc, csat)
+    _run(frame, w * per, e1, base, cls, cls_mom, width, cutoff, acc, csat)
 
 
 POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.int64)
@@ -112,14 +113,14 @@ def _distribute(acc, csat, cls_bins, values, sat):
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_frame(frame, cls, cls_mom, cls_bins, width, cx, cy, cutoff, first, last, acc, csat, values, sat):
+def accumulate_frame(frame, cls, cls_mom, cls_bins, width, cutoff, first, last, acc, csat, values, sat):
     """A decoded frame (flat) into one point's bin moments."""
-    _add_pixels(frame, first, last, 0, cls, cls_mom, width, cx, cy, cutoff, acc, csat)
+    _add_pixels(frame, first, last, 0, cls, cls_mom, width, cutoff, acc, csat)
     _distribute(acc, csat, cls_bins, values, sat)
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_chunk(chunk, block_buf, scratch, cls, cls_mom, cls_bins, width, cx, cy, cutoff, first, last, acc,
+def accumulate_chunk(chunk, block_buf, scratch, cls, cls_mom, cls_bins, width, cutoff, first, last, acc,
                      csat, values, sat):
     """Decode a bitshuffle-LZ4 chunk block by block, accumulating each block while it is in cache.
 
@@ -155,7 +156,7 @@ def accumulate_chunk(chunk, block_buf, scratch, cls, cls_mom, cls_bins, width, c
                 for t in range(POPCOUNT[bits]):
                     i = 8 * k + BIT_POSITIONS[bits, t]
                     if lo <= i < hi:
-                        _pixel(block_buf[i], e + i, cls, cls_mom, width, cx, cy, cutoff, acc, csat)
+                        _pixel(block_buf[i], e + i, cls, cls_mom, width, cutoff, acc, csat)
         pos += clen
         e += m
     if e < last and e < n:  # the last n % 8 elements are stored raw
@@ -163,14 +164,14 @@ def accumulate_chunk(chunk, block_buf, scratch, cls, cls_mom, cls_bins, width, c
         if pos + rest * itemsize > chunk.size:
             return False
         out_bytes[: rest * itemsize] = chunk[pos:pos + rest * itemsize]
-        _add_pixels(block_buf, max(first - e, 0), min(last - e, rest), e, cls, cls_mom, width, cx, cy, cutoff,
+        _add_pixels(block_buf, max(first - e, 0), min(last - e, rest), e, cls, cls_mom, width, cutoff,
                     acc, csat)
     _distribute(acc, csat, cls_bins, values, sat)
     return True
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_chunks(buf, ends, rows, block_buf, scratch, cls, cls_mom, cls_bins, width, cx, cy, cutoff, first, last,
+def accumulate_chunks(buf, ends, rows, block_buf, scratch, cls, cls_mom, cls_bins, width, cutoff, first, last,
                       acc, csat, values, sat):
     """Several chunks (concatenated; ``ends`` their end offsets) into rows ``rows`` of values/sat.
 
@@ -179,7 +180,7 @@ def accumulate_chunks(buf, ends, rows, block_buf, scratch, cls, cls_mom, cls_bin
     """
     start = 0
     for b in range(ends.size):
-        ok = accumulate_chunk(buf[start:ends[b]], block_buf, scratch, cls, cls_mom, cls_bins, width, cx, cy, cutoff,
+        ok = accumulate_chunk(buf[start:ends[b]], block_buf, scratch, cls, cls_mom, cls_bins, width, cutoff,
                               first, last, acc, csat, values[rows[b]], sat[rows[b]])
         if not ok:
             return b
