@@ -110,7 +110,7 @@ def cached_hits(folder: str, repeats: int, seconds_each: int) -> None:
         print("\n(cached-hit benchmark skipped: needs wrk — apt-get install wrk)")
         return
     eiger_file(folder, "map256", 256, 256, 16, 16, "uint16", unique=64)
-    d = Daemon(["serve", folder, "--cache-dir", os.path.join(folder, "cache-hits")])
+    d = Daemon(["serve", folder, "--cache-dir", "none"])
     bare = None
     try:
         url = "/darkfield/map256.npy?rmin=3"
@@ -151,7 +151,8 @@ def main() -> None:
     only = set(args.only or ("scaling", "overhead", "haproxy", "hits"))
     name, v, h = "cluster512", 64, 64
     eiger_file(folder, name, v, h, 512, 512, "uint32")
-    frames, url, cache = v * h, STXM.format(name=name), os.path.join(folder, "cache")
+    frames, url = v * h, STXM.format(name=name)
+    cache = tempfile.mkdtemp(prefix="cache-", dir=folder)  # fresh: no earlier run's results
     print(f"{frames} frames of 512x512 uint32, blocks of {args.block_frames}, {os.cpu_count()} cores")
     t0 = time.perf_counter()
     if "scaling" in only or "haproxy" in only:
@@ -185,6 +186,7 @@ def main() -> None:
             embedded.stop()
     if "hits" in only:
         cached_hits(folder, args.repeats, 5)
+    shutil.rmtree(cache, ignore_errors=True)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
 
 

@@ -37,7 +37,8 @@ def parse_tail(tail: str) -> tuple[str, int, int]:
 
 
 class PatchService:
-    """Computes patches with this process's engine, at most ``limit`` at once."""
+    """Computes patches with this process's engine, admitting at most ``limit`` at once (one per thread
+    computing, the rest waiting briefly); beyond that it answers 503 busy."""
 
     def __init__(self, endpoint: StxmEndpoint, catalog: Catalog, moments: LocalMoments, limit: int) -> None:
         self.endpoint, self.catalog, self.moments = endpoint, catalog, moments

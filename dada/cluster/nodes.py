@@ -67,13 +67,15 @@ class _Attempts:
 
 class NodePool:
     def __init__(self, urls: Sequence[str], *, balancer: bool = False, per_node: int = 2,
-                 patch_timeout: float = 60.0, down_after: int = 3, hedge_factor: float = 3.0) -> None:
+                 patch_timeout: float = 60.0, down_after: int = 3, hedge_factor: float = 3.0,
+                 busy_seconds: float = 30.0) -> None:
         self.balancer = balancer
         self.nodes = {u.rstrip("/"): Node(u.rstrip("/"), asyncio.Semaphore(per_node)) for u in urls}
         self.ring = Ring(list(self.nodes))
         self.patch_timeout = patch_timeout
         self.down_after = down_after
         self.hedge_factor = hedge_factor
+        self.busy_seconds = busy_seconds
         self._session: aiohttp.ClientSession | None = None
         self._probe: asyncio.Task | None = None
         self.durations: list[float] = []
@@ -108,8 +110,8 @@ class NodePool:
 
     # -- one patch ------------------------------------------------------------------------------
 
-    async def _once(self, node: Node, patch: Patch) -> bytes | None:
-        """One try on one node: the body, None to retry elsewhere (the reason noted), or a UserError."""
+    async def _once(self, node: Node, patch: Patch) -> bytes:
+        """One try on one node: the body, a _Retry saying why not, or the node's UserError."""
         node.load += 1
         try:
             async with node.slots:
@@ -121,11 +123,12 @@ class NodePool:
                         node.failures, node.done = 0, node.done + 1
                         self.durations.append(time.monotonic() - t0)
                         return body
-                    if r.status == 503:
-                        await asyncio.sleep(min(float(r.headers.get("Retry-After", "0.2") or 0.2), 2.0))
-                        raise _Retry(f"{node.url} busy (503)", failure=False)
+                    if r.status == 503 or (self.balancer and r.status == 502):
+                        # busy (the node said so), or through a balancer every node it tried was busy
+                        wait = float(r.headers.get("Retry-After") or 0.2) if r.status == 503 else 0.2
+                        raise _Retry(f"{node.url} busy ({r.status})", failure=False, wait=min(wait, 1.0))
                     if r.status in USER_ERRORS:
-                        raise UserError(r.status, json.loads(body))
+                        raise UserError(r.status, _json(body, r.status))
                     raise _Retry(f"{node.url} answered {r.status}")
         except TimeoutError:
             raise _Retry(f"{node.url} timed out after {self.patch_timeout:g} s", timeout=True) from None
@@ -135,10 +138,14 @@ class NodePool:
             node.load -= 1
 
     async def fetch(self, patch: Patch) -> bytes:
-        """The patch's answer from some node, trying nodes in ring order; NodesFailed when none can."""
+        """The patch's answer from some node, trying nodes in ring order; NodesFailed when none can.
+
+        Busy answers are waited out (Retry-After) for up to ``busy_seconds``; failures move the patch
+        to the next node, at most ``2 x nodes`` times (3 at least)."""
         tried: list[str] = []
         attempts = _Attempts()
-        for _ in range(max(3, 2 * len(self.nodes))):
+        failures, busy_until = 0, time.monotonic() + self.busy_seconds
+        while failures < max(3, 2 * len(self.nodes)):
             node = self._choose(patch, tried)
             if node is None:
                 break
@@ -148,8 +155,12 @@ class NodePool:
                 attempts.errors.append(exc.reason)
                 attempts.timed_out |= exc.timeout
                 if exc.failure:
+                    failures += 1
                     tried.append(node.url)
                     self._failed(node)
+                elif time.monotonic() + exc.wait > busy_until:
+                    break
+                await asyncio.sleep(exc.wait)
         kind = NodesTimedOut if attempts.timed_out and not self.balancer else NodesFailed
         raise kind(f"patch {patch.url} failed on every node tried", patches=[patch.url],
                    nodes=sorted(set(tried)) or sorted(self.nodes), errors=attempts.errors[-6:])
@@ -221,6 +232,14 @@ class NodePool:
 
 
 class _Retry(Exception):
-    def __init__(self, reason: str, failure: bool = True, timeout: bool = False) -> None:
+    def __init__(self, reason: str, failure: bool = True, timeout: bool = False, wait: float = 0.0) -> None:
         super().__init__(reason)
-        self.reason, self.failure, self.timeout = reason, failure, timeout
+        self.reason, self.failure, self.timeout, self.wait = reason, failure, timeout, wait
+
+
+def _json(body: bytes, status: int) -> dict:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    return doc if isinstance(doc, dict) else {"error": "http", "status": status, "message": f"a node answered {status}"}

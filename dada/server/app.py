@@ -111,8 +111,8 @@ def make_app(config: Config, role: str = "front") -> web.Application:
             cluster["local"] = LocalNodes(config, config.local_nodes)
             urls = await loop.run_in_executor(None, cluster["local"].start)
             log.info("started %d local nodes: %s", len(urls), ", ".join(urls))
-        nodes = NodePool(urls, balancer=bool(config.lb), per_node=config.per_node,
-                         patch_timeout=config.patch_timeout)
+        slots = config.lb_concurrency if config.lb else config.per_node
+        nodes = NodePool(urls, balancer=bool(config.lb), per_node=slots, patch_timeout=config.patch_timeout)
         await nodes.start()
         cluster["pool"] = nodes
         cluster["rate"] = config.node_rate or await nodes.rate()
@@ -145,7 +145,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     app.router.add_get("/progress/{rid}", hub.handle)
     if role == "node":
         multi = next(ep for ep in ENDPOINTS if ep.name == "stxm")
-        patches = PatchService(multi, catalog, LocalMoments(Engine(config.threads)), limit=2 * config.threads)
+        patches = PatchService(multi, catalog, LocalMoments(Engine(config.threads)), limit=4 * config.threads)
         app.router.add_get(PATCH_PREFIX + "/{tail:.*}", patch)
     for ep in ENDPOINTS:
         handler = dispatch.handler(ep)
