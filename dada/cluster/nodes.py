@@ -40,8 +40,7 @@ class Patch:
 @dataclass
 class Node:
     url: str
-    slots: asyncio.Semaphore
-    load: int = 0
+    load: int = 0  # patches in flight
     failures: int = 0
     up: bool = True
     done: int = 0
@@ -70,7 +69,9 @@ class NodePool:
                  patch_timeout: float = 60.0, down_after: int = 3, hedge_factor: float = 3.0,
                  busy_seconds: float = 30.0) -> None:
         self.balancer = balancer
-        self.nodes = {u.rstrip("/"): Node(u.rstrip("/"), asyncio.Semaphore(per_node)) for u in urls}
+        self.nodes = {u.rstrip("/"): Node(u.rstrip("/")) for u in urls}
+        self.per_node = per_node
+        self._freed = asyncio.Condition()
         self.ring = Ring(list(self.nodes))
         self.patch_timeout = patch_timeout
         self.down_after = down_after
@@ -79,6 +80,8 @@ class NodePool:
         self._session: aiohttp.ClientSession | None = None
         self._probe: asyncio.Task | None = None
         self.durations: list[float] = []
+        self.hedges = 0  # duplicates sent for slow patches
+        self.where: dict[str, tuple[str, float]] = {}  # patch URL -> node last sent it, when (hedges go elsewhere)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None),
@@ -104,51 +107,54 @@ class NodePool:
                 continue
         return statistics.median(rates) if rates else DEFAULT_RATE
 
-    def status(self) -> list[dict]:
-        return [{"url": n.url, "up": n.up, "load": n.load, "failures": n.failures, "done": n.done}
-                for n in self.nodes.values()]
+    def status(self) -> dict:
+        return {"hedges": self.hedges,
+                "nodes": [{"url": n.url, "up": n.up, "load": n.load, "failures": n.failures, "done": n.done}
+                          for n in self.nodes.values()]}
 
     # -- one patch ------------------------------------------------------------------------------
 
     async def _once(self, node: Node, patch: Patch) -> bytes:
-        """One try on one node: the body, a _Retry saying why not, or the node's UserError."""
-        node.load += 1
+        """One try on a node whose slot :meth:`_acquire` took: the body, a _Retry saying why not, or the
+        node's UserError. The slot is given back either way."""
         try:
-            async with node.slots:
-                t0 = time.monotonic()
-                async with self._session.get(node.url + patch.url,
-                                             timeout=aiohttp.ClientTimeout(total=self.patch_timeout)) as r:
-                    body = await r.read()
-                    if r.status == 200:
-                        node.failures, node.done = 0, node.done + 1
-                        self.durations.append(time.monotonic() - t0)
-                        return body
-                    if r.status == 503 or (self.balancer and r.status == 502):
-                        # busy (the node said so), or through a balancer every node it tried was busy
-                        wait = float(r.headers.get("Retry-After") or 0.2) if r.status == 503 else 0.2
-                        raise _Retry(f"{node.url} busy ({r.status})", failure=False, wait=min(wait, 1.0))
-                    if r.status in USER_ERRORS:
-                        raise UserError(r.status, _json(body, r.status))
-                    raise _Retry(f"{node.url} answered {r.status}")
+            t0 = time.monotonic()
+            async with self._session.get(node.url + patch.url,
+                                         timeout=aiohttp.ClientTimeout(total=self.patch_timeout)) as r:
+                body = await r.read()
+                if r.status == 200:
+                    node.failures, node.done = 0, node.done + 1
+                    self.durations.append(time.monotonic() - t0)
+                    return body
+                if r.status == 503 or (self.balancer and r.status == 502):
+                    # busy (the node said so), or through a balancer every node it tried was busy
+                    wait = float(r.headers.get("Retry-After") or 0.2) if r.status == 503 else 0.2
+                    raise _Retry(f"{node.url} busy ({r.status})", failure=False, wait=min(wait, 1.0))
+                if r.status in USER_ERRORS:
+                    raise UserError(r.status, _json(body, r.status))
+                raise _Retry(f"{node.url} answered {r.status}")
         except TimeoutError:
             raise _Retry(f"{node.url} timed out after {self.patch_timeout:g} s", timeout=True) from None
         except aiohttp.ClientError as exc:
             raise _Retry(f"{node.url}: {type(exc).__name__}: {exc}") from None
         finally:
-            node.load -= 1
+            async with self._freed:
+                node.load -= 1
+                self._freed.notify_all()
 
-    async def fetch(self, patch: Patch) -> bytes:
+    async def fetch(self, patch: Patch, avoid: tuple[str, ...] = ()) -> bytes:
         """The patch's answer from some node, trying nodes in ring order; NodesFailed when none can.
 
         Busy answers are waited out (Retry-After) for up to ``busy_seconds``; failures move the patch
         to the next node, at most ``2 x nodes`` times (3 at least)."""
-        tried: list[str] = []
+        tried: list[str] = list(avoid)  # nodes that come last in this patch's order
         attempts = _Attempts()
         failures, busy_until = 0, time.monotonic() + self.busy_seconds
         while failures < max(3, 2 * len(self.nodes)):
-            node = self._choose(patch, tried)
+            node = await self._acquire(patch, tried)
             if node is None:
                 break
+            self.where[patch.url] = (node.url, time.monotonic())
             try:
                 return await self._once(node, patch)
             except _Retry as exc:
@@ -165,13 +171,22 @@ class NodePool:
         raise kind(f"patch {patch.url} failed on every node tried", patches=[patch.url],
                    nodes=sorted(set(tried)) or sorted(self.nodes), errors=attempts.errors[-6:])
 
-    def _choose(self, patch: Patch, tried: list[str]) -> Node | None:
-        if self.balancer:
-            return next(iter(self.nodes.values()))
-        name = self.ring.pick(patch.key, lambda n: self.nodes[n].load, lambda n: self.nodes[n].up, tried)
-        if name is None and tried:  # every node tried once: allow a second round on the ones still up
-            name = self.ring.pick(patch.key, lambda n: self.nodes[n].load, lambda n: self.nodes[n].up)
-        return None if name is None else self.nodes[name]
+    async def _acquire(self, patch: Patch, tried: list[str]) -> Node | None:
+        """A slot on the first node in the patch's ring order that has one free: its own node when that
+        is free (affinity), else the next free one, so no node idles while another queues. Nodes that
+        failed this patch come last; None when no node is up."""
+        order = [self.nodes[n] for n in self.ring.order(patch.key)] if not self.balancer else list(self.nodes.values())
+        order.sort(key=lambda n: n.url in tried)  # stable: ring order kept within each group
+        async with self._freed:
+            while True:
+                up = [n for n in order if n.up or self.balancer]
+                if not up:
+                    return None
+                free = next((n for n in up if n.load < self.per_node), None)
+                if free is not None:
+                    free.load += 1
+                    return free
+                await self._freed.wait()
 
     def _failed(self, node: Node) -> None:
         node.failures += 1
@@ -197,7 +212,7 @@ class NodePool:
 
     async def fetch_all(self, patches: Sequence[Patch], on_done: Callable[[Patch, bytes], None]) -> None:
         """Every patch, ``on_done`` for each as it arrives; the slowest ones near the end are hedged."""
-        pending = {asyncio.ensure_future(self.fetch(p)): (p, time.monotonic()) for p in patches}
+        pending = {asyncio.ensure_future(self.fetch(p)): (p, time.monotonic()) for p in patches}  # task -> patch
         hedged: set[int] = set()
         answered: set[int] = set()
         try:
@@ -209,6 +224,7 @@ class NodePool:
                         continue
                     body = task.result()  # a failure here ends the request: it names the patch and nodes
                     answered.add(patch.id)
+                    self.where.pop(patch.url, None)
                     for other, (p, _) in list(pending.items()):  # the hedge's twin is no longer needed
                         if p.id == patch.id:
                             other.cancel()
@@ -220,15 +236,17 @@ class NodePool:
                 task.cancel()
 
     def _hedge(self, pending: dict, hedged: set[int], answered: int, total: int) -> None:
-        """Duplicate patches still running well past the typical patch time, once half are answered."""
+        """Duplicate patches running on a node well past the typical patch time, once half are answered."""
         if self.balancer or len(self.nodes) < 2 or len(self.durations) < 2 or 2 * answered < total:
             return
         typical = statistics.median(self.durations[-50:])
         now = time.monotonic()
-        for p, started in list(pending.values()):
-            if p.id not in hedged and now - started > max(self.hedge_factor * typical, 0.2):
+        for p, _ in list(pending.values()):
+            node, sent = self.where.get(p.url, ("", now))
+            if p.id not in hedged and now - sent > max(self.hedge_factor * typical, 0.2):
                 hedged.add(p.id)
-                pending[asyncio.ensure_future(self.fetch(Patch(p.id, p.url, p.key + "#hedge")))] = (p, now)
+                self.hedges += 1
+                pending[asyncio.ensure_future(self.fetch(p, avoid=(node,)))] = (p, now)  # elsewhere
 
 
 class _Retry(Exception):

@@ -1,17 +1,16 @@
-"""Consistent hashing with bounded load: the same block goes to the same node while it is healthy.
+"""Consistent hashing: the same block goes to the same node while that node is healthy and free.
 
-Each node owns many points on a hash ring; a key goes to the first node clockwise from its hash
-that is up and not loaded beyond ``(1 + epsilon)`` times the mean load (Mirrokni et al., 2018).
-A node leaving moves only its own keys; a busy node passes work to its ring neighbour instead of
-queueing it, so page caches and dadafs caches are reused without hot spots.
+Each node owns many points on a hash ring; a key's nodes in order are the owners met clockwise from
+its hash. A node leaving moves only its own keys. The node pool bounds the load: a node takes at
+most a few patches at once, and a patch whose node is full goes to the next node in its order that
+has a free slot, so page caches and dadafs caches are reused without hot spots or idle nodes.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 
 
 def _hash(text: str) -> int:
@@ -19,9 +18,8 @@ def _hash(text: str) -> int:
 
 
 class Ring:
-    def __init__(self, nodes: Sequence[str], replicas: int = 160, epsilon: float = 0.25) -> None:
+    def __init__(self, nodes: Sequence[str], replicas: int = 160) -> None:
         self.nodes = list(nodes)
-        self.epsilon = epsilon
         points = sorted((_hash(f"{n}#{i}"), n) for n in self.nodes for i in range(replicas))
         self._hashes = [h for h, _ in points]
         self._owners = [n for _, n in points]
@@ -35,17 +33,3 @@ class Ring:
             if len(seen) == len(self.nodes):
                 break
         return list(seen)
-
-    def pick(self, key: str, load: Callable[[str], int], usable: Callable[[str], bool],
-             exclude: Iterable[str] = ()) -> str | None:
-        """The first usable node in ring order whose load, with this key added, stays within the bound."""
-        skip = set(exclude)
-        candidates = [n for n in self.order(key) if n not in skip and usable(n)]
-        if not candidates:
-            return None
-        total = sum(load(n) for n in candidates) + 1
-        bound = math.ceil(total / len(candidates) * (1 + self.epsilon))
-        for n in candidates:
-            if load(n) + 1 <= bound:
-                return n
-        return candidates[0]

@@ -86,7 +86,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         doc = {"status": "ok", "role": role, "version": dada.__version__, "roots": sorted(config.roots)}
         if "pool" in cluster:
-            doc["nodes"] = cluster["pool"].status()
+            doc.update(cluster["pool"].status())
             doc["node_rate"] = cluster["rate"]
         if "rate" in node:
             doc["rate"] = node["rate"]
