@@ -165,7 +165,8 @@ def main() -> None:
                       lambda: seconds(f1, url), lambda: seconds(f2, url), args.repeats, frames)
             if "haproxy" in only:
                 lb = start_balancer("haproxy", [n.port for n in two], tempfile.mkdtemp(prefix="dada-lb-"))
-                f3 = front(folder, cache, args.block_frames, "--lb", lb.url)
+                # as deploy/README.md says: as many patches in flight as the nodes' slots (maxconn 2 x 2 nodes)
+                f3 = front(folder, cache, args.block_frames, "--lb", lb.url, "--lb-concurrency", "4")
                 try:
                     pairs("3. Through HAProxy against a direct node list (2 nodes)", "direct", "HAProxy",
                           lambda: seconds(f2, url), lambda: seconds(f3, url), args.repeats, frames)

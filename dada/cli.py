@@ -16,6 +16,12 @@ def _root_arg(text: str) -> tuple[str, str]:
     return name, path
 
 
+def _add_roots(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data_root", nargs="?", metavar="DATA_ROOT", help="folder whose scans are served")
+    p.add_argument("--root", action="append", type=_root_arg, metavar="NAME=PATH",
+                   help="a named data root (repeatable); URLs then start with NAME")
+
+
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000)")
@@ -28,6 +34,8 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
 def _add_front_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", help="analysis nodes as URL,URL,... (default: start one local node per core)")
     p.add_argument("--lb", metavar="URL", help="one load balancer in front of the nodes, instead of --nodes")
+    p.add_argument("--lb-concurrency", type=int,
+                   help="patches in flight through --lb (default 16; best: the nodes' slots in all, maxconn x nodes)")
     p.add_argument("--local-nodes", type=int, help="how many local nodes to start when no nodes are given")
     p.add_argument("--block-frames", type=int, help="frames per block (default: about a second of a node's work)")
     p.add_argument("--cache-dir", help="on-disk result cache (default ~/.cache/dada; 'none' for no disk cache)")
@@ -44,8 +52,8 @@ def _config(args: argparse.Namespace, roots: dict[str, str] | None):
     return Config.load(
         args.config, roots=roots or None, host=args.host, port=args.port, threads=args.threads,
         max_output_bytes=args.max_output_bytes, max_frames=args.max_frames, nodes=nodes, lb=get("lb"),
-        local_nodes=get("local_nodes"), block_frames=get("block_frames"), cache_disk_bytes=get("cache_bytes"),
-        aerospike=get("aerospike"),
+        local_nodes=get("local_nodes"), lb_concurrency=get("lb_concurrency"), block_frames=get("block_frames"),
+        cache_disk_bytes=get("cache_bytes"), aerospike=get("aerospike"),
         **({"cache_dir": "" if cache_dir == "none" else cache_dir} if cache_dir else {}),
     )
 
@@ -101,18 +109,14 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve a data root over HTTP",
                        description="Serve the scans below DATA_ROOT (and/or named --root folders) over HTTP.")
-    s.add_argument("data_root", nargs="?", metavar="DATA_ROOT", help="folder whose scans are served")
-    s.add_argument("--root", action="append", type=_root_arg, metavar="NAME=PATH",
-                   help="a named data root (repeatable); URLs then start with NAME")
+    _add_roots(s)
     _add_server_flags(s)
     _add_front_flags(s)
     s.set_defaults(func=cmd_serve)
 
     n = sub.add_parser("node", help="serve as an analysis node behind a front",
                        description="An ordinary daemon on DATA_ROOT that also answers the front's patch URLs.")
-    n.add_argument("data_root", nargs="?", metavar="DATA_ROOT", help="folder whose scans are served")
-    n.add_argument("--root", action="append", type=_root_arg, metavar="NAME=PATH",
-                   help="a named data root (repeatable); URLs then start with NAME")
+    _add_roots(n)
     _add_server_flags(n)
     n.set_defaults(func=cmd_node)
 

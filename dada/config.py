@@ -42,7 +42,7 @@ class Config:
     local_nodes: int = max(1, os.cpu_count() or 1)
     node_threads: int = 1  # threads of each local node
     per_node: int = 2  # patches in flight per node
-    lb_concurrency: int = 16  # patches in flight through --lb: about 2 x the nodes' threads in all
+    lb_concurrency: int = 16  # patches in flight through --lb: best the nodes' slots in all (maxconn x nodes)
     patch_timeout: float = 60.0  # s, before a patch is retried elsewhere
     block_frames: int | None = None  # frames per block; default from the frame size and node_rate
     node_rate: float | None = None  # raw bytes/s a node analyses; default: what the nodes measured at start

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from helpers import free_port, missing
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 FILES = {"haproxy": "haproxy.cfg", "nginx": "nginx.conf", "lighttpd": "lighttpd.conf"}
@@ -34,16 +34,7 @@ def require(binary: str) -> str:
     path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
     if path:
         return path
-    msg = f"{binary} is not installed (bash tests/install_parts.sh installs it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    missing(f"{binary} is not installed (bash tests/install_parts.sh installs it)")
 
 
 def _is_root_with(user: str) -> bool:

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 
 def free_port() -> int:
@@ -48,8 +48,8 @@ def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeou
 class Daemon:
     """``dada serve`` in its own process; requests go over real HTTP on 127.0.0.1."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "dada.cli", *args, "--host", "127.0.0.1", "--port", str(self.port)]
         self.log = open(os.devnull, "wb")  # noqa: SIM115
@@ -187,3 +187,22 @@ def expect(d: Daemon, path: str, status: int, **fields: Any) -> dict:
     for k, v in fields.items():
         assert body.get(k) == v, (path, body)
     return body
+
+
+def missing(message: str) -> NoReturn:
+    """A part the tests need is not there: a failure under CI=true (never a silent skip), a skip elsewhere."""
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_module(name: str, install: str) -> Any:
+    """Import a module the tests need, or :func:`missing`."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"the {name} package is missing ({install})")

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import pytest
 from aerospike_server import AerospikeTestServer
-from helpers import free_port
+from helpers import free_port, require_module
 
 from dada.cache import ResultCache, make_cache
 from dada.cache.aerospike_store import AerospikeStore, parse_hosts, piece_key
@@ -211,13 +211,7 @@ def test_disk_write_failure_is_counted_and_reads_go_on(tmp_path):
 
 @pytest.fixture(scope="session")
 def aerospike():
-    try:
-        import aerospike
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the aerospike package is missing (pip install -e '.[cluster]')")
-        pytest.skip("the aerospike package is missing (pip install -e '.[cluster]')")
-    return aerospike
+    return require_module("aerospike", "pip install -e '.[cluster]'")
 
 
 @dataclass

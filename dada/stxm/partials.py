@@ -82,8 +82,13 @@ class LocalMoments:
 
 
 def pack(moments: dict[str, Moments]) -> bytes:
-    """Every channel's moments as one npz: ``name`` (n, nbins, 4) = Σv, Σv·x, Σv·y, valid pixels."""
-    arrays = {name: np.concatenate([m.values, m.valid[..., None]], axis=2) for name, m in moments.items()}
+    """Every channel's moments as one npz: ``name`` (n, nbins, 4) = Σv, Σv·x, Σv·y, valid pixels, or
+    (n, nbins, 2) = Σv, valid pixels for channels that take no first moments (half the bytes)."""
+    arrays = {}
+    for name, m in moments.items():
+        first = m.values[m.present, :, 1:]
+        slots = m.values if first.any() else m.values[..., :1]
+        arrays[name] = np.concatenate([slots, m.valid[..., None]], axis=2)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
@@ -94,7 +99,10 @@ def unpack(data: bytes) -> dict[str, Moments]:
         out = {}
         for name in z.files:
             a = z[name]
-            out[name] = Moments(a[..., :3], a[..., 3], ~np.isnan(a[:, 0, 3]))
+            values = a[..., :-1]
+            if values.shape[2] == 1:
+                values = np.concatenate([values, np.where(np.isnan(values), np.nan, 0.0).repeat(2, axis=2)], axis=2)
+            out[name] = Moments(values, a[..., -1], ~np.isnan(a[:, 0, -1]))
         return out
 
 
