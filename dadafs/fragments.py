@@ -220,6 +220,7 @@ class FragmentStore:
             try:
                 with self._lock:
                     buf, n = self._writing[name]
+                    self._evict(room=n)  # make room first: the folder never holds more than the bound
                 tmp = os.path.join(self.dir, name + ".tmp")
                 self._write_file(tmp, buf, n)
                 os.replace(tmp, os.path.join(self.dir, name))
@@ -238,8 +239,8 @@ class FragmentStore:
         """Wait until every fragment handed to the writer is on disk."""
         self._queue.join()
 
-    def _evict(self) -> None:
-        while self._bytes > self.max_bytes and self._lru:
+    def _evict(self, room: int = 0) -> None:
+        while self._bytes + room > self.max_bytes and self._lru:
             name, size = self._lru.popitem(last=False)
             self._bytes -= size
             self.stats.evictions += 1

@@ -23,7 +23,7 @@ from dada.cluster.nodes import NodePool, Patch
 from dada.params import canon
 from dada.sources.scan import Scan
 from dada.stxm.channel import Moments
-from dada.stxm.partials import Pass, Progress, glue, pack, unpack
+from dada.stxm.partials import Pass, Progress, glue, pack_one, unpack, unpack_one
 
 PATCH_PREFIX = "/_patch"
 
@@ -48,7 +48,7 @@ class ClusterMoments:
         self.pool, self.loop, self.cache, self.block_size = pool, loop, cache, block_size
 
     def _key(self, block: Block, size: int, p: Pass, i: int) -> str:
-        text = f"block|{dada.__version__}|{block.identity}|{size}|{block.index}|{p.geo.key}|{p.keys[i]}"
+        text = f"block-npy|{dada.__version__}|{block.identity}|{size}|{block.index}|{p.geo.key}|{p.keys[i]}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, progress: Progress | None = None
@@ -75,10 +75,10 @@ class ClusterMoments:
         for k, block in enumerate(blocks):
             got: dict[str, Moments] = {}
             if self.cache is not None and block.complete:
-                for i in range(len(p.channels)):
+                for i, (c, _) in enumerate(p.channels):
                     data = self.cache.get(self._key(block, size, p, i))
                     if data is not None:
-                        got.update(unpack(data))
+                        got[c.name] = unpack_one(data)
             missing = {c.name for c, _ in p.channels} - set(got)
             if missing:
                 have[k] = got
@@ -111,6 +111,6 @@ class ClusterMoments:
             if self.cache is not None and block.complete:
                 for i, (c, _) in enumerate(p.channels):
                     if c.name in moments:
-                        self.cache.put(self._key(block, size, p, i), pack({c.name: moments[c.name]}))
+                        self.cache.put(self._key(block, size, p, i), pack_one(moments[c.name]))
             arrived(k, {**have[k], **moments})
         job.result()

@@ -217,7 +217,8 @@ class NodePool:
         answered: set[int] = set()
         try:
             while pending:
-                done, _ = await asyncio.wait(pending, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+                # wake on the next answer, or now and then to look for patches to hedge
+                done, _ = await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     patch, _ = pending.pop(task)
                     if patch.id in answered:

@@ -81,29 +81,41 @@ class LocalMoments:
         return out
 
 
+def _array(m: Moments) -> np.ndarray:
+    """(n, nbins, 4) = Σv, Σv·x, Σv·y, valid pixels, or (n, nbins, 2) = Σv, valid pixels for channels
+    that take no first moments (half the bytes)."""
+    slots = m.values if m.values[m.present, :, 1:].any() else m.values[..., :1]
+    return np.concatenate([slots, m.valid[..., None]], axis=2)
+
+
+def _moments(a: np.ndarray) -> Moments:
+    values = a[..., :-1]
+    if values.shape[2] == 1:
+        values = np.concatenate([values, np.where(np.isnan(values), np.nan, 0.0).repeat(2, axis=2)], axis=2)
+    return Moments(values, a[..., -1], ~np.isnan(a[:, 0, -1]))
+
+
 def pack(moments: dict[str, Moments]) -> bytes:
-    """Every channel's moments as one npz: ``name`` (n, nbins, 4) = Σv, Σv·x, Σv·y, valid pixels, or
-    (n, nbins, 2) = Σv, valid pixels for channels that take no first moments (half the bytes)."""
-    arrays = {}
-    for name, m in moments.items():
-        first = m.values[m.present, :, 1:]
-        slots = m.values if first.any() else m.values[..., :1]
-        arrays[name] = np.concatenate([slots, m.valid[..., None]], axis=2)
+    """Every channel's moments as one npz (what a node answers), arrays named by channel."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **{name: _array(m) for name, m in moments.items()})
     return buf.getvalue()
 
 
 def unpack(data: bytes) -> dict[str, Moments]:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        out = {}
-        for name in z.files:
-            a = z[name]
-            values = a[..., :-1]
-            if values.shape[2] == 1:
-                values = np.concatenate([values, np.where(np.isnan(values), np.nan, 0.0).repeat(2, axis=2)], axis=2)
-            out[name] = Moments(values, a[..., -1], ~np.isnan(a[:, 0, -1]))
-        return out
+        return {name: _moments(z[name]) for name in z.files}
+
+
+def pack_one(m: Moments) -> bytes:
+    """One channel's moments as one npy (what the cache keeps per block and channel)."""
+    buf = io.BytesIO()
+    np.save(buf, _array(m))
+    return buf.getvalue()
+
+
+def unpack_one(data: bytes) -> Moments:
+    return _moments(np.load(io.BytesIO(data), allow_pickle=False))
 
 
 def glue(parts: list[tuple[np.ndarray, dict[str, Moments]]], n: int) -> dict[str, Moments]:
