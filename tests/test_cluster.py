@@ -315,10 +315,21 @@ def metric(d: Daemon, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_fronts_share_results_through_aerospike_and_survive_its_outage(demo_root, nodes, reference, tmp_path):
-    aerospike = require_aerospike()
-    server = aerospike.ServerProcess(free_port())
+@pytest.fixture
+def aerospike_server():
+    """The wire-protocol test server as its own process (killed, whatever the test did)."""
+    require_module("aerospike", "pip install -e '.[cluster]'")
+    import test_cache
+
+    server = test_cache.ServerProcess(free_port())
     server.start()
+    yield server
+    if server.proc.poll() is None:
+        server.kill()
+
+
+def test_fronts_share_results_through_aerospike_and_survive_its_outage(demo_root, nodes, reference, aerospike_server):
+    server = aerospike_server
     spec = f"127.0.0.1:{server.port}"
     flags = ("--nodes", urls(nodes), "--block-frames", "8", "--cache-dir", "none", "--aerospike", spec)
     case = "stxm/eiger/u16/scan_0001.h5?darkfield.rmin=8&dpc.reference=median"
@@ -352,16 +363,7 @@ def test_fronts_share_results_through_aerospike_and_survive_its_outage(demo_root
             time.sleep(0.3)
     finally:
         b.stop()
-        if server.proc is not None and server.proc.poll() is None:
-            server.kill()
 
-
-def require_aerospike():
-    """The wire-protocol test server's helpers (and the real client): a part the tests need."""
-    require_module("aerospike", "pip install -e '.[cluster]'")
-    import test_cache
-
-    return test_cache
 
 
 def test_a_saturated_node_pushes_back_and_the_front_honours_it(demo_root, tmp_path):
