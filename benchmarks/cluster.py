@@ -17,6 +17,7 @@ pair's ratio and the median are printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import re
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
@@ -71,6 +73,16 @@ def pairs(title: str, base_name: str, ours_name: str, base, ours, repeats: int, 
     print(f"| median | {frames / statistics.median(tb):.0f} | {frames / statistics.median(to):.0f} | **{med:.3f}** |",
           flush=True)
     return med
+
+
+@contextlib.contextmanager
+def stopped_after(*procs) -> Iterator[None]:
+    """Stop these daemons and balancers however the block ends."""
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.stop()
 
 
 def nodes(root: str, n: int, threads: int = 1) -> list[Daemon]:
@@ -159,7 +171,7 @@ def main() -> None:
         two = nodes(folder, 2)
         f1 = front(folder, cache, args.block_frames, "--nodes", two[0].base)
         f2 = front(folder, cache, args.block_frames, "--nodes", ",".join(n.base for n in two))
-        try:
+        with stopped_after(f1, f2, *two):
             if "scaling" in only:
                 pairs("1. Two nodes (--threads 1) against one", "1 node", "2 nodes",
                       lambda: seconds(f1, url), lambda: seconds(f2, url), args.repeats, frames)
@@ -167,24 +179,15 @@ def main() -> None:
                 lb = start_balancer("haproxy", [n.port for n in two], tempfile.mkdtemp(prefix="dada-lb-"))
                 # as deploy/README.md says: as many patches in flight as the nodes' slots (maxconn 2 x 2 nodes)
                 f3 = front(folder, cache, args.block_frames, "--lb", lb.url, "--lb-concurrency", "4")
-                try:
+                with stopped_after(f3, lb):
                     pairs("3. Through HAProxy against a direct node list (2 nodes)", "direct", "HAProxy",
                           lambda: seconds(f2, url), lambda: seconds(f3, url), args.repeats, frames)
-                finally:
-                    f3.stop()
-                    lb.stop()
-        finally:
-            for d in (f1, f2, *two):
-                d.stop()
     if "overhead" in only:
         solo = Daemon(["node", folder, "--threads", "2"])
         embedded = front(folder, cache, args.block_frames)
-        try:
+        with stopped_after(solo, embedded):
             pairs("2. Front + 2 local nodes against one process on both cores", "in-process", "front",
                   lambda: seconds(solo, url), lambda: seconds(embedded, url), args.repeats, frames)
-        finally:
-            solo.stop()
-            embedded.stop()
     if "hits" in only:
         cached_hits(folder, args.repeats, 5)
     shutil.rmtree(cache, ignore_errors=True)

@@ -36,7 +36,7 @@ def patch_url(scan: Scan, block: Block, p: Pass) -> str:
     if usermask:
         query.append(("usermask", usermask))
     for c, a in p.channels:
-        query += [(f"{c.name}.{q.name}", canon(a[q.name]).lower() if isinstance(a[q.name], bool) else canon(a[q.name]))
+        query += [(f"{c.name}.{q.name}", canon(a[q.name]))
                   for q in c.params if not q.presentation and a[q.name] is not None]
     path = urllib.parse.quote(f"{PATCH_PREFIX}/{scan.name}/{block.first}-{block.stop}.npz")
     return f"{path}?{urllib.parse.urlencode(query)}"
@@ -87,10 +87,11 @@ class ClusterMoments:
             else:
                 arrived(k, got)
         if patches:
-            self._fetch(scan, blocks, size, p, patches, have, arrived)
+            self._fetch(blocks, size, p, patches, have, arrived)
         return glue(parts, frames.size)
 
-    def _fetch(self, scan, blocks, size, p, patches, have, arrived) -> None:
+    def _fetch(self, blocks: list[Block], size: int, p: Pass, patches: list[Patch],
+               have: dict[int, dict[str, Moments]], arrived: Callable[[int, dict[str, Moments]], None]) -> None:
         """Send the patches through the event loop; unpack, cache and glue here, off the loop."""
         answers: queue.Queue = queue.Queue()
         job = asyncio.run_coroutine_threadsafe(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Mapping
+from concurrent.futures import Executor
 
 import numpy as np
 
-from dada.endpoint import Context
 from dada.errors import BadParameter, Busy, NotFound
 from dada.sources.catalog import Catalog
 from dada.stxm.partials import LocalMoments, pack
@@ -57,16 +58,16 @@ class PatchService:
         with self._lock:
             self._busy -= 1
 
-    def compute(self, tail: str, query: dict[str, str]) -> bytes:
+    def compute(self, tail: str, query: Mapping[str, str]) -> bytes:
         path, first, stop = parse_tail(tail)
         args = self.endpoint.model.parse(query)
         scan = self.catalog.scan(path)
-        p = self.endpoint._pass(scan, args, self.catalog)
+        p = self.endpoint.pass_for(scan, args, self.catalog)
         for c, cargs in p.channels:
             c.check(p.geo, cargs)
         return pack(self.moments(scan, np.arange(first, stop, dtype=np.int64), p))
 
-    async def handle(self, tail: str, query: dict[str, str], ctx: Context, pool) -> bytes:
+    async def handle(self, tail: str, query: Mapping[str, str], pool: Executor) -> bytes:
         self.admit()
         try:
             if self.delay:

@@ -20,7 +20,6 @@ from dada.cluster.node import PatchService
 from dada.cluster.nodes import NodePool
 from dada.config import Config
 from dada.encoders.json import dumps
-from dada.endpoint import Context
 from dada.errors import DadaError
 from dada.registry import ENDPOINTS
 from dada.server.metrics import Metrics
@@ -75,6 +74,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     dispatch = Dispatcher(catalog, config, metrics, pool, hub, cache)
     cluster: dict[str, Any] = {}
     node: dict[str, float] = {}
+    local = LocalMoments(Engine(config.threads)) if role == "node" else None  # one engine: routes and patches
     api_doc, openapi_doc = index(ENDPOINTS), openapi(ENDPOINTS)
 
     async def api(_: web.Request) -> web.Response:
@@ -104,7 +104,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
             # Compile (or load the cached) numba kernels before the first request, not during it.
             await loop.run_in_executor(pool, warm_up)
             node["rate"] = await loop.run_in_executor(pool, measure_rate) * config.threads
-            dispatch.moments = LocalMoments(Engine(config.threads))
+            dispatch.moments = local
             return
         urls = list(config.nodes) or ([config.lb] if config.lb else [])
         if not urls:
@@ -132,8 +132,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
             cache.close()
 
     async def patch(request: web.Request) -> web.Response:
-        ctx = Context(catalog, dispatch.moments)
-        body = await patches.handle(request.match_info["tail"], request.query, ctx, pool)
+        body = await patches.handle(request.match_info["tail"], request.query, pool)
         return web.Response(body=body, content_type="application/x-npz")
 
     app = web.Application(middlewares=[errors])
@@ -145,7 +144,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     app.router.add_get("/progress/{rid}", hub.handle)
     if role == "node":
         multi = next(ep for ep in ENDPOINTS if ep.name == "stxm")
-        patches = PatchService(multi, catalog, LocalMoments(Engine(config.threads)), limit=4 * config.threads)
+        patches = PatchService(multi, catalog, local, limit=4 * config.threads)
         app.router.add_get(PATCH_PREFIX + "/{tail:.*}", patch)
     for ep in ENDPOINTS:
         handler = dispatch.handler(ep)

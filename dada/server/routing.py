@@ -80,6 +80,11 @@ class Hot:
     headers: dict[str, str]
 
 
+def _hot_key(request: web.Request) -> str:
+    """What names an encoded answer before any parsing: the path, the query and the Accept header."""
+    return f"{request.path_qs}|{request.headers.get('Accept', '')}"
+
+
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -134,8 +139,7 @@ class Dispatcher:
 
     def _hot(self, request: web.Request) -> web.Response | None:
         """A recent answer to the same URL of an unchanged complete scan, straight from memory."""
-        key = f"{request.path_qs}|{request.headers.get('Accept', '')}"
-        hot = self.hot.get(key)
+        hot = self.hot.get(_hot_key(request))
         if hot is None or not self.catalog.fresh(hot.scan):
             return None
         if hot.tag in request.headers.get("If-None-Match", ""):
@@ -150,7 +154,7 @@ class Dispatcher:
 
     def _remember(self, request: web.Request, scan: Scan, tag: str, headers: dict[str, str], body: bytes) -> None:
         self.answers.put(tag, body)
-        self.hot[f"{request.path_qs}|{request.headers.get('Accept', '')}"] = Hot(scan, tag, headers)
+        self.hot[_hot_key(request)] = Hot(scan, tag, headers)
         while len(self.hot) > HOT_URLS:
             self.hot.popitem(last=False)
 

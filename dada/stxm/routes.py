@@ -115,7 +115,8 @@ class StxmEndpoint(Endpoint):
         return Plan(shape, np.dtype("float64"), int(frames_read), extra_bytes=8 * nbytes - 8 * int(np.prod(shape)),
                     plane=True)
 
-    def _pass(self, scan: Scan, args: dict[str, Any], catalog: Catalog) -> Pass:
+    def pass_for(self, scan: Scan, args: dict[str, Any], catalog: Catalog) -> Pass:
+        """The fused pass this request's channels make (the front's request, or a node's patch)."""
         geo = geometry(scan, args, catalog)
         return Pass(geo, tuple((c, self.channel_args(c, args)) for c in self.requested(args)))
 
@@ -135,7 +136,7 @@ class StxmEndpoint(Endpoint):
     def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         scan = target.scan
         frames, vert, horz = select(scan, args)
-        p = self._pass(scan, args, ctx.catalog)
+        p = self.pass_for(scan, args, ctx.catalog)
         contexts = [self._context(scan, p, i, ctx) for i in range(len(p.channels))]
         progress = None if ctx.progress is None else _MapProgress(self, p, args, contexts, frames.shape, ctx.progress)
         moments = ctx.moments(scan, frames.ravel(), p, progress)
@@ -182,13 +183,10 @@ class _MapProgress:
         self.done += 1
         event: dict[str, Any] = {"done": self.done, "total": self.total, "cells": positions.tolist()}
         cargs = self.p.channels[self.index][1]
-        try:
-            out = self.channel.finalize(moments[self.channel.name], self.p.geo, cargs, self.context)
-            shapes = self.channel.output_shape(cargs, (1, positions.size))
-            view = self.channel.plane({k: np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()},
-                                      self.sub, cargs)
-        except (ValueError, KeyError):  # an output with no per-point view (e.g. reduce=sum)
-            view = None
-        if view is not None and view.shape == (1, positions.size):
+        out = self.channel.finalize(moments[self.channel.name], self.p.geo, cargs, self.context)
+        shapes = self.channel.output_shape(cargs, (1, positions.size))
+        view = self.channel.plane({k: np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()},
+                                  self.sub, cargs)
+        if view is not None and view.shape == (1, positions.size):  # not for outputs without a map (reduce=sum)
             event["values"] = [None if not np.isfinite(v) else float(v) for v in view[0]]
         self.publish(event)
