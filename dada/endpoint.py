@@ -10,9 +10,8 @@ and ``/api`` describe them from the same declarations.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -57,6 +56,7 @@ class Result:
     invalid: np.ndarray | None = None  # pixels a rendering must not show (masked, saturated)
     drawing: Drawing | None = None  # an analysis's own png, when a colormap will not do
     plane: np.ndarray | None = None  # the 2-D view png and csv show, when it is not the primary array
+    unit: str | None = None  # of the values the 2-D view shows, for the png's legend ("" dimensionless, None unknown)
 
     @property
     def primary(self) -> np.ndarray:
@@ -68,6 +68,14 @@ class Result:
         return self.primary if self.plane is None else self.plane
 
 
+class Listener(Protocol):
+    """A request's progress stream (``dada.server.progress``): events go out, a cancel comes back."""
+
+    def __call__(self, event: dict[str, Any]) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Context:
     """What a computation may use besides its target: the catalog, where STXM moments come from (this
@@ -75,7 +83,7 @@ class Context:
 
     catalog: Catalog
     moments: MomentSource
-    progress: Callable[[dict[str, Any]], None] | None = None
+    progress: Listener | None = None
 
 
 @dataclass(frozen=True)
@@ -110,13 +118,14 @@ class Endpoint:
     prefix: ClassVar[str]  # URL prefix, e.g. "/frame"
     summary: ClassVar[str]
     version: ClassVar[str] = "1"  # enters cache keys and ETags: bump when numbers change
-    target: ClassVar[str] = "scan"  # "scan" or "folder"
+    target: ClassVar[str] = "scan"  # what the path names: "scan", "tomo" (a tomography file) or "folder"
     formats: ClassVar[tuple[str, ...]] = ARRAY_FORMATS
     model: ClassVar[Model]
     item: ClassVar[Param | None] = None  # a trailing path segment after the scan
     item_optional: ClassVar[bool] = False
     render_only: ClassVar[frozenset[str]] = frozenset()  # parameters that only change png output
     cache_results: ClassVar[bool] = False  # keep computed arrays in the result cache (worth it: costly to compute)
+    maps: ClassVar[bool] = False  # its images are maps over the scan's points (the GUI's live maps, click-through)
 
     def resolve(self, catalog: Catalog, path: str, item: int | None) -> Target:
         """What the URL path names; runs in a worker thread (it may open files)."""
@@ -145,15 +154,22 @@ class Endpoint:
         tail = f"/{{{self.item.name}}}" if self.item is not None else ""
         return f"{self.prefix}/{{scan}}{tail}.{{fmt}}"
 
+    def overlays(self) -> list[dict[str, Any]]:
+        """Shapes of this route's parameters the GUI draws on detector frames (see ``dada.views.Overlay``)."""
+        return []
+
     def describe(self) -> dict[str, Any]:
-        """This endpoint as listed in /api (and read by the GUI)."""
+        """This endpoint as listed in /api (and read by the GUI, which knows no route's parameters)."""
         return {
             "name": self.name,
             "path": self.path_template(),
             "summary": self.summary,
             "version": self.version,
+            "target": self.target,
+            "maps": self.maps,
             "formats": list(self.formats),
             "item": None if self.item is None else {**self.item.schema(), "name": self.item.name,
                                                     "optional": self.item_optional},
             "parameters": self.model.schemas(),
+            "overlays": self.overlays(),
         }

@@ -51,6 +51,13 @@ class TooLarge(DadaError):
     kind = "too_large"
 
 
+class Cancelled(DadaError):
+    """The client asked, through its progress stream, to stop a running request (409)."""
+
+    status = 409
+    kind = "cancelled"
+
+
 class Unprocessable(DadaError):
     """The data exist but cannot be decoded or interpreted (422), e.g. a corrupt chunk."""
 

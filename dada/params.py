@@ -137,6 +137,8 @@ class Param:
             s["x-syntax"] = self.syntax
         if self.example is not None:
             s["example"] = self.example
+        if self.presentation:
+            s["x-presentation"] = True
         return s
 
 

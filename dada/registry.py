@@ -1,6 +1,13 @@
-"""The routes' science: each module declares endpoints or STXM channels; these lists register them."""
+"""The routes' science: each module declares endpoints or STXM channels; these lists register them.
+
+STXM channels of other packages join through the ``dada.channels`` entry point group (each entry
+names a :class:`~dada.stxm.channel.Channel` subclass): installed where the front and the nodes run,
+they appear in every route, ``/api``, the OpenAPI document and the GUI like the built-in ones.
+"""
 
 from __future__ import annotations
+
+from importlib.metadata import entry_points
 
 from dada.endpoint import Endpoint
 from dada.frames.listing import BROWSE, META
@@ -18,6 +25,7 @@ CHANNELS: tuple[Channel, ...] = (
     Dpc(),
     Azimuthal(),
     Radial(),
+    *(ep.load()() for ep in sorted(entry_points(group="dada.channels"), key=lambda e: e.name)),
 )
 
 ENDPOINTS: tuple[Endpoint, ...] = (

@@ -32,3 +32,20 @@ class HueSaturation:
 
 
 Drawing = Curve | HueSaturation
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A shape the GUI draws on a detector frame, so a user can check a channel's parameters against
+    the data and drag them: ``centre`` (x, y), ``circle`` (radius), ``annulus`` (inner, outer radius),
+    ``sectors`` (inner, outer radius, count; the first starts at +x, turning towards +y).
+
+    ``params`` name the route's parameters in that order. A radius left unset means the largest circle
+    about the centre inside the frame; an unset centre is the scan's recorded beam centre.
+    """
+
+    kind: str
+    params: tuple[str, ...]
+
+    def describe(self, prefix: str = "") -> dict[str, object]:
+        return {"kind": self.kind, "params": [prefix + p for p in self.params]}

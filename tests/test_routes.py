@@ -252,5 +252,9 @@ def test_health_and_metrics(daemon):
     text = daemon.get("/metrics").body.decode()
     assert 'dada_requests_total{endpoint="frame",status="200"}' in text
     assert "dada_frames_read_total" in text
-    root = daemon.get("/")
-    assert root.status == 302 and root.headers["location"] == "/api"
+    root = daemon.get("/")  # the web GUI, whose files the package ships
+    assert root.status == 200 and root.content_type == "text/html" and b'src="/gui/main.js"' in root.body
+    for name in ("main.js", "dada.css", "livemap.js"):
+        assert daemon.get(f"/gui/{name}").status == 200
+    assert daemon.get("/gui/../pyproject.toml").status == 404
+    assert daemon.get("/gui/%2e%2e/%2e%2e/pyproject.toml").status in (403, 404)

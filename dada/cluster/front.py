@@ -20,6 +20,7 @@ import dada
 from dada.cache import ResultCache
 from dada.cluster.blocks import Block, blocks_of
 from dada.cluster.nodes import NodePool, Patch
+from dada.errors import Cancelled
 from dada.params import canon
 from dada.sources.scan import Scan
 from dada.stxm.channel import Moments
@@ -87,12 +88,14 @@ class ClusterMoments:
             else:
                 arrived(k, got)
         if patches:
-            self._fetch(blocks, size, p, patches, have, arrived)
+            self._fetch(blocks, size, p, patches, have, arrived, progress)
         return glue(parts, frames.size)
 
     def _fetch(self, blocks: list[Block], size: int, p: Pass, patches: list[Patch],
-               have: dict[int, dict[str, Moments]], arrived: Callable[[int, dict[str, Moments]], None]) -> None:
-        """Send the patches through the event loop; unpack, cache and glue here, off the loop."""
+               have: dict[int, dict[str, Moments]], arrived: Callable[[int, dict[str, Moments]], None],
+               progress: Progress | None) -> None:
+        """Send the patches through the event loop; unpack, cache and glue here, off the loop. A cancel
+        from the listener stops the patches not yet answered (those answered stay cached)."""
         answers: queue.Queue = queue.Queue()
         job = asyncio.run_coroutine_threadsafe(
             self.pool.fetch_all(patches, lambda patch, body: answers.put((patch.id, body))), self.loop)
@@ -101,6 +104,9 @@ class ClusterMoments:
             try:
                 k, body = answers.get(timeout=0.05)
             except queue.Empty:
+                if progress is not None and progress.cancelled():
+                    job.cancel()
+                    raise Cancelled(f"cancelled with {left} of {len(patches)} patches still to come") from None
                 if job.done():
                     job.result()  # raises what ended it
                     if answers.empty():

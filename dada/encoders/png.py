@@ -1,4 +1,4 @@
-"""PNG: a 2-D array rendered through a colormap (see ``render``)."""
+"""PNG: a 2-D array rendered through a colormap, enlarged and with a legend on request (see ``render``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from dada.encoders.render import draw, to_rgba
+from dada.encoders.render import image
 from dada.endpoint import Result
 
 NAME = "png"
@@ -15,10 +15,6 @@ CONTENT_TYPE = "image/png"
 
 
 def encode(result: Result, render_args: dict[str, Any]) -> bytes:
-    if result.drawing is not None:
-        rgba = draw(result.drawing, render_args)
-    else:
-        rgba = to_rgba(result.view, result.invalid, render_args)
     buf = io.BytesIO()
-    Image.fromarray(rgba, mode="RGBA").save(buf, format="PNG", compress_level=1)
+    Image.fromarray(image(result, render_args), mode="RGBA").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

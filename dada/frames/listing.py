@@ -7,6 +7,7 @@ from typing import Any
 from dada.endpoint import Context, Endpoint, Result, Target
 from dada.params import Model
 from dada.selection import GRID
+from dada.sources.catalog import Catalog
 
 
 class Browse(Endpoint):
@@ -29,7 +30,14 @@ class Meta(Endpoint):
     formats = ("json",)
     model = Model((GRID,))
 
+    def resolve(self, catalog: Catalog, path: str, item: int | None) -> Target:
+        if catalog.holds_tomography(path):
+            return Target(tomo=catalog.tomo(path))
+        return super().resolve(catalog, path, item)
+
     def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
+        if target.tomo is not None:
+            return Result(document={**target.tomo.describe(), "complete": True})
         scan = target.scan
         doc = scan.describe()
         if args["grid"] is not None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from dada.encoders.render import RENDER, RENDER_NAMES
+from dada.encoders.render import RENDER, RENDER_NAMES, render_params
 from dada.endpoint import Context, Endpoint, Plan, Result, Target
 from dada.errors import BadParameter
 from dada.frames.pixels import MASK, bin_shape, bin_sum, valid_pixels
@@ -59,7 +59,7 @@ class Frame(Endpoint):
         n = self.frame_number(target, args)
         frame = scan.read_frame(n)
         attrs = {"scan": scan.name, "scan_identity": scan.identity, "frame": n}
-        return Result({"frame": frame}, attrs, invalid=~valid_pixels(scan, frame))
+        return Result({"frame": frame}, attrs, invalid=~valid_pixels(scan, frame), unit="counts")
 
 
 REDUCE = Param("reduce", "sum: total counts per (binned) pixel; mean: mean count per valid pixel and frame.",
@@ -107,7 +107,8 @@ class Sum(Endpoint):
             out = total
         attrs = {**provenance(scan, frames), "frames_used": int(present.size),
                  "frames_missing": int(frames.size - present.size), "reduce": args["reduce"], "bin": b}
-        return Result({args["reduce"]: out}, attrs, invalid=count == 0)
+        unit = "counts" if args["reduce"] == "sum" else "counts/px/frame"  # a mean is per detector pixel, not bin
+        return Result({args["reduce"]: out}, attrs, invalid=count == 0, unit=unit)
 
 
 class Composite(Endpoint):
@@ -116,7 +117,7 @@ class Composite(Endpoint):
     summary = ("Mosaic of the binned frames of a patch laid out on the scan grid, for browsing; "
                "each tile is the mean count per valid pixel of b×b bins (NaN where nothing is valid "
                "or the frame is not written yet).")
-    model = Model.of(SELECTION, [replace(BIN, default=8), MASK], RENDER)
+    model = Model.of(SELECTION, [replace(BIN, default=8), MASK], render_params(log=True))  # beam and halo at once
     render_only = RENDER_NAMES
 
     def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
@@ -148,7 +149,7 @@ class Composite(Endpoint):
                 out[i * th:(i + 1) * th, j * tw:(j + 1) * tw] = np.where(count > 0, total / count, np.nan)
         attrs = {**provenance(scan, frames), "bin": b, "tile_shape": [th, tw],
                  "vert": [vert.start, vert.stop, vert.step], "horz": [horz.start, horz.stop, horz.step]}
-        return Result({"composite": out}, attrs)
+        return Result({"composite": out}, attrs, unit="counts/px")  # mean per detector pixel of a bin
 
 
 FRAME, SUM, COMPOSITE = Frame(), Sum(), Composite()

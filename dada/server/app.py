@@ -7,6 +7,7 @@ import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +34,7 @@ from dada.stxm.engine import Engine, measure_rate, warm_up
 from dada.stxm.partials import LocalMoments
 
 log = logging.getLogger("dada.server")
+GUI = Path(dada.__file__).resolve().parent / "gui"  # the web GUI's static files (the top-level gui/ folder)
 
 
 def json_response(doc: object, status: int = 200, **headers: str) -> web.Response:
@@ -95,8 +97,8 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     async def metrics_route(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
-    async def root(_: web.Request) -> web.Response:
-        raise web.HTTPFound("/api")
+    async def root(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(GUI / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def startup(_: web.Application) -> None:
         loop = asyncio.get_running_loop()
@@ -137,11 +139,13 @@ def make_app(config: Config, role: str = "front") -> web.Application:
 
     app = web.Application(middlewares=[errors])
     app.router.add_get("/", root)
+    app.router.add_static("/gui/", GUI)
     app.router.add_get("/api", api)
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_route)
     app.router.add_get("/progress/{rid}", hub.handle)
+    app.router.add_delete("/progress/{rid}", hub.cancel)
     if role == "node":
         multi = next(ep for ep in ENDPOINTS if ep.name == "stxm")
         patches = PatchService(multi, catalog, local, limit=4 * config.threads)

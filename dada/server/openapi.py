@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 import dada
 from dada.encoders import CONTENT_TYPES
+from dada.encoders.render import CMAPS
 from dada.endpoint import Endpoint
 
 ERROR_SCHEMA = {
@@ -29,6 +32,7 @@ ERRORS = {
 }
 
 FIXED_ROUTES: dict[str, tuple[str, str]] = {
+    "/": ("The web GUI.", "text/html"),
     "/api": ("API index: version, endpoints with their parameter schemas, formats.", "application/json"),
     "/api/openapi.json": ("This OpenAPI document.", "application/json"),
     "/healthz": ("Liveness and readiness.", "application/json"),
@@ -91,4 +95,17 @@ def index(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
         "endpoints": [ep.describe() for ep in endpoints],
         "formats": CONTENT_TYPES,
         "openapi": "/api/openapi.json",
+        "colormaps": colormap_tables(),
     }
+
+
+def colormap_tables() -> dict[str, str]:
+    """Each png colormap as 256 colours in hex (``rrggbb`` × 256), so the GUI paints live maps and colour
+    bars with the server's own colours instead of a copy of them."""
+    from matplotlib import colormaps
+
+    tables = {}
+    for name in CMAPS:
+        rgb = colormaps[name](np.linspace(0.0, 1.0, 256), bytes=True)[:, :3]
+        tables[name] = rgb.tobytes().hex()
+    return tables

@@ -3,8 +3,9 @@
 A request whose client names it (``X-Request-Id``) publishes events (patches done and total, each
 patch's map cells and values) from worker threads; every listener gets them all from the start,
 then live, then an ``end`` event. A listener may connect before its request starts (the GUI picks
-the request id itself). Finished streams are kept a minute for late listeners. Requests nobody
-named publish nothing, so hot cached answers cost no bookkeeping.
+the request id itself). ``DELETE /progress/{request-id}`` cancels the request: the front sends no
+more patches and the request ends with a 409. Finished streams are kept a minute for late
+listeners. Requests nobody named publish nothing, so hot cached answers cost no bookkeeping.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from dada.errors import NotFound
 
 KEEP_SECONDS = 60.0
 WAIT_FOR_START = 30.0
@@ -28,6 +30,20 @@ class _Stream:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     ended: float | None = None
+    cancelled: bool = False  # read from worker threads: a plain flag, set once
+
+
+class _Publisher:
+    """A request's side of its stream: thread-safe events out, the listener's cancel in."""
+
+    def __init__(self, hub: ProgressHub, rid: str, stream: _Stream) -> None:
+        self.loop, self.hub, self.rid, self.stream = asyncio.get_running_loop(), hub, rid, stream
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.loop.call_soon_threadsafe(self.hub._add, self.rid, "progress", event)
+
+    def cancelled(self) -> bool:
+        return self.stream.cancelled
 
 
 class ProgressHub:
@@ -58,11 +74,18 @@ class ProgressHub:
         s.changed.set()
         s.changed = asyncio.Event()
 
-    def publisher(self, rid: str) -> Callable[[dict[str, Any]], None]:
-        """A thread-safe function that adds a progress event to the request's stream."""
-        loop = asyncio.get_running_loop()
-        self._stream(rid)
-        return lambda event: loop.call_soon_threadsafe(self._add, rid, "progress", event)
+    def publisher(self, rid: str) -> _Publisher:
+        """What the request's computation reports progress to (from any thread) and asks about cancels."""
+        return _Publisher(self, rid, self._stream(rid))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """``DELETE /progress/{rid}``: ask a running request to stop."""
+        rid = request.match_info["rid"]
+        s = self._streams.get(rid)
+        if s is None or s.ended is not None:
+            raise NotFound(f"no running request {rid!r}")
+        s.cancelled = True
+        return web.json_response({"request": rid, "cancelled": True}, status=202)
 
     def end(self, rid: str, status: int, error: dict[str, Any] | None = None) -> None:
         s = self._stream(rid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -25,7 +26,7 @@ from dada.cache import ResultCache
 from dada.cache.memory import MemoryCache
 from dada.config import Config
 from dada.encoders import CONTENT_TYPES, encode, negotiate, stored
-from dada.encoders.render import check_render
+from dada.encoders.render import check_render, legend
 from dada.endpoint import PLANE_FORMATS, Context, Endpoint, Plan, Result, Target
 from dada.errors import BadParameter, DadaError, NotFound, TooLarge
 from dada.server.metrics import Metrics
@@ -99,6 +100,27 @@ def etag(ep: Endpoint, target: Target, canonical: str, fmt: str) -> str:
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 
+def _encoded(result: Result, fmt: str, args: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """The body, plus for png what a viewer needs to read it (the GUI's colour bar and click-through):
+    the colour scale's values and unit, and which scan rows and columns the image's cells are."""
+    body = encode(result, fmt, args)
+    if fmt != "png":
+        return body, {}
+    view = {"legend": legend(result, args), **{k: result.attrs[k] for k in ("vert", "horz") if k in result.attrs}}
+    return body, {"X-Dada-View": json.dumps(view, separators=(",", ":"))}
+
+
+def _framed(more: dict[str, str], body: bytes) -> bytes:
+    """An encoded answer with the headers that depend on its content, as one cache value."""
+    head = json.dumps(more).encode()
+    return len(head).to_bytes(4, "big") + head + body
+
+
+def _unframed(data: bytes) -> tuple[dict[str, str], bytes]:
+    n = int.from_bytes(data[:4], "big")
+    return json.loads(data[4:4 + n]), data[4 + n:]
+
+
 class Dispatcher:
     """Holds what every request needs: catalog, config, metrics and the worker pool."""
 
@@ -144,16 +166,18 @@ class Dispatcher:
             return None
         if hot.tag in request.headers.get("If-None-Match", ""):
             return None  # the full path answers 304
-        body = self.answers.get(hot.tag)
-        if body is None:
+        data = self.answers.get(hot.tag)
+        if data is None:
             return None
+        _, body = _unframed(data)
         rid, named = request_id(request)
         if named:
             self.hub.end(rid, 200)
         return web.Response(body=body, headers={**hot.headers, "X-Request-Id": rid})
 
-    def _remember(self, request: web.Request, scan: Scan, tag: str, headers: dict[str, str], body: bytes) -> None:
-        self.answers.put(tag, body)
+    def _remember(self, request: web.Request, scan: Scan, tag: str, headers: dict[str, str], more: dict[str, str],
+                  body: bytes) -> None:
+        self.answers.put(tag, _framed(more, body))
         self.hot[_hot_key(request)] = Hot(scan, tag, headers)
         while len(self.hot) > HOT_URLS:
             self.hot.popitem(last=False)
@@ -177,9 +201,10 @@ class Dispatcher:
             "Content-Type": CONTENT_TYPES[fmt],
             "Vary": "Accept",
         }
-        if ep.target == "folder":
-            headers["Cache-Control"] = "no-cache"
-        if tag in request.headers.get("If-None-Match", ""):
+        if ep.target == "folder":  # a listing changes with no scan to name it: never "not modified"
+            headers["Cache-Control"] = "no-store"
+            del headers["ETag"]
+        elif tag in request.headers.get("If-None-Match", ""):
             self.metrics.not_modified.inc()
             return web.Response(status=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
         rid, named = request_id(request)
@@ -189,17 +214,19 @@ class Dispatcher:
             item = "" if target.item is None else f"_{target.item}"
             headers["Content-Disposition"] = f'inline; filename="{ep.name}_{stem}{item}.{fmt}"'
         keep = ep.cache_results and complete
-        body = self.answers.get(tag) if keep else None
-        if body is not None:  # a hot answer, already encoded
+        data = self.answers.get(tag) if keep else None
+        if data is not None:  # a hot answer, already encoded
             if named:
                 self.hub.end(rid, 200)
-            return web.Response(body=body, headers=headers)
+            more, body = _unframed(data)
+            return web.Response(body=body, headers={**headers, **more})
         ctx = Context(self.catalog, self.moments, self.hub.publisher(rid) if named else None)
         self.metrics.in_flight.inc()
         status, error = 200, None
         try:
             result = await self._work(self._compute, ep, target, args, ctx)
-            body = await self._work(encode, ep.present(result, args), fmt, args)
+            body, more = await self._work(_encoded, ep.present(result, args), fmt, args)
+            headers.update(more)
         except DadaError as exc:
             status, error = exc.status, exc.body()
             raise
@@ -210,7 +237,7 @@ class Dispatcher:
         self.metrics.frames.inc(plan.frames)
         self.metrics.bytes_out.labels(ep.name).inc(len(body))
         if keep:
-            self._remember(request, target.scan, tag, headers, body)
+            self._remember(request, target.scan, tag, headers, more, body)
         return web.Response(body=body, headers=headers)
 
     def _plan(self, ep: Endpoint, addr: Address, args: dict[str, Any]) -> tuple[Target, Plan]:

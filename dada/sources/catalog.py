@@ -22,7 +22,7 @@ from dada.sources.eiger import DATA_FILE, open_eiger
 from dada.sources.handles import HandleCache
 from dada.sources.hdf5 import open_hdf5
 from dada.sources.scan import FileStamp, Scan
-from dada.sources.tomo import TomoScan, open_tomo
+from dada.sources.tomo import TomoScan, is_tomo, open_tomo
 
 HDF5_EXTS = (".h5", ".hdf5", ".nxs", ".hdf")
 MASTER = "_master.h5"
@@ -164,6 +164,11 @@ class Catalog:
             with self._lock:
                 self._tomos[key] = cached
         return cached
+
+    def holds_tomography(self, urlpath: str) -> bool:
+        """Whether the scan file at a URL path is a tomography file (NXtomo or TDF), not a scan of frames."""
+        _, kind, real = self.locate(urlpath)
+        return kind != "eiger" and is_tomo(self.handles.get(real))
 
     def browse(self, urlpath: str) -> dict[str, Any]:
         """Folders and scans directly below a folder of the data root(s)."""

@@ -9,7 +9,7 @@ import numpy as np
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import SUM, Bins, Channel, Moments
-from dada.views import Drawing, HueSaturation
+from dada.views import Drawing, HueSaturation, Overlay
 
 
 def harmonic(sectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,6 +42,7 @@ class Azimuthal(Channel):
               minimum=3, maximum=720),
     )
     outputs = ("sectors", "orientation", "anisotropy")
+    overlays = (Overlay("sectors", ("rmin", "rmax", "nsectors")),)
 
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, args)
@@ -73,3 +74,7 @@ class Azimuthal(Channel):
         if output != "sectors":
             return None
         return HueSaturation(arrays["orientation"], 180.0, arrays["anisotropy"])
+
+    def unit(self, output: str, args: dict[str, Any]) -> str:
+        """Orientation in degrees; anisotropy (also the sectors' view, as saturation) is a ratio."""
+        return "deg" if output == "orientation" else ""

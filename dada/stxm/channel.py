@@ -22,7 +22,7 @@ import numpy as np
 
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry
-from dada.views import Drawing
+from dada.views import Drawing, Overlay
 
 SUM, SX, SY = 0, 1, 2  # moment slots
 
@@ -44,6 +44,7 @@ class Channel:
     doc: ClassVar[str]
     params: ClassVar[tuple[Param, ...]]
     outputs: ClassVar[tuple[str, ...]]  # output names; the first is the default for single-array formats
+    overlays: ClassVar[tuple[Overlay, ...]] = ()  # its pixel bins' shapes, drawn on frames by the GUI
 
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         """Raise BadParameter for impossible parameters (before any frame is read)."""
@@ -75,6 +76,10 @@ class Channel:
 
     def drawing(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> Drawing | None:
         """A png of the channel's own, when a colormap does not fit (e.g. orientation as hue)."""
+        return None
+
+    def unit(self, output: str, args: dict[str, Any]) -> str | None:
+        """Unit of the values an output's 2-D view shows, for the png's legend ("" dimensionless, None unknown)."""
         return None
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import SUM, Bins, Channel, Moments
+from dada.views import Overlay
 
 
 class Darkfield(Channel):
@@ -18,6 +19,7 @@ class Darkfield(Channel):
         radius_param("rmax", "Outer radius (excluded); default: the largest circle inside the frame.", None),
     )
     outputs = ("darkfield", "transmission")
+    overlays = (Overlay("annulus", ("rmin", "rmax")),)
 
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, args)
@@ -31,3 +33,6 @@ class Darkfield(Channel):
     def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:
         return {"darkfield": m.values[:, 0, SUM], "transmission": m.values[:, 1, SUM]}
+
+    def unit(self, output: str, args: dict[str, Any]) -> str:
+        return "counts"

@@ -11,6 +11,7 @@ from dada.errors import BadParameter
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import SUM, SX, SY, Bins, Channel, Moments
+from dada.views import Overlay
 
 
 def centre_of_mass(m: Moments) -> np.ndarray:
@@ -39,6 +40,7 @@ class Dpc(Channel):
               choices=("x", "y", "magnitude", "angle"), default="magnitude", presentation=True),
     )
     outputs = ("dpc",)
+    overlays = (Overlay("circle", ("rdpc",)),)
 
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, {"r0": 0.0, "rdpc": args["rdpc"]}, "r0", "rdpc")
@@ -83,3 +85,6 @@ class Dpc(Channel):
         if which == "magnitude":
             return np.hypot(dpc[0], dpc[1])
         return np.degrees(np.arctan2(dpc[1], dpc[0]))
+
+    def unit(self, output: str, args: dict[str, Any]) -> str:
+        return "deg" if args["component"] == "angle" else args["unit"]

@@ -50,6 +50,9 @@ class Progress(Protocol):
     def block(self, positions: np.ndarray, moments: dict[str, Moments]) -> None:
         """``positions``: indices into the request's flat frame list that this block covers."""
 
+    def cancelled(self) -> bool:
+        """Whether the listener asked to stop: no more blocks are worth computing."""
+
 
 class MomentSource(Protocol):
     def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, progress: Progress | None = None

@@ -10,7 +10,7 @@ from dada.errors import BadParameter
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import SUM, Bins, Channel, Moments
-from dada.views import Curve, Drawing
+from dada.views import Curve, Drawing, Overlay
 
 
 def q_of_r(r: np.ndarray | float, geo: BeamGeometry) -> np.ndarray:
@@ -34,6 +34,7 @@ class Radial(Channel):
               choices=("none", "sum"), default="none"),
     )
     outputs = ("radial", "axis")
+    overlays = (Overlay("annulus", ("rmin", "rmax")),)
 
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, args)
@@ -83,3 +84,7 @@ class Radial(Channel):
             return None
         unit = "q (nm$^{-1}$)" if args["unit"] == "q" else "r (px)"
         return Curve(arrays["axis"], arrays["radial"], unit, "mean counts per pixel")
+
+    def unit(self, output: str, args: dict[str, Any]) -> str | None:
+        """Per point, mean counts per pixel; summed, the view mixes the axis and the profile (a curve)."""
+        return "counts/px" if args["reduce"] == "none" else None

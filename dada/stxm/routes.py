@@ -9,14 +9,13 @@ built once per scan geometry and parameters and kept; whole-scan references
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from dada.encoders.render import RENDER, RENDER_NAMES
-from dada.endpoint import Context, Endpoint, Plan, Result, Target
+from dada.endpoint import Context, Endpoint, Listener, Plan, Result, Target
 from dada.errors import BadParameter
 from dada.memo import Memo
 from dada.params import Model, Param
@@ -26,6 +25,7 @@ from dada.sources.scan import Scan
 from dada.stxm.beam import GEOMETRY, BeamGeometry, geometry
 from dada.stxm.channel import Channel, Moments
 from dada.stxm.partials import Pass
+from dada.views import Overlay
 
 WHOLE_SCAN = Memo(64)
 
@@ -38,6 +38,7 @@ class StxmEndpoint(Endpoint):
     """Serves one channel (``/darkfield``…) or, with ``multi``, any set of them (``/stxm``)."""
 
     cache_results = True
+    maps = True
 
     def __init__(self, channels: tuple[Channel, ...], multi: bool) -> None:
         self.channels = {c.name: c for c in channels}
@@ -59,6 +60,11 @@ class StxmEndpoint(Endpoint):
                        choices=outputs, default=outputs[0], presentation=True)
         self.model = Model.of(SELECTION, GEOMETRY, own, [output], RENDER)
         self.render_only = RENDER_NAMES
+
+    def overlays(self) -> list[dict[str, Any]]:
+        centre = Overlay("centre", ("cx", "cy")).describe()
+        return [centre, *(o.describe(f"{c.name}." if self.multi else "")
+                          for c in self.channels.values() for o in c.overlays)]
 
     # -- parameters per channel ------------------------------------------------------------------
 
@@ -162,18 +168,21 @@ class StxmEndpoint(Endpoint):
         own = {k[len(prefix):]: v for k, v in computed.arrays.items() if k.startswith(prefix)}
         cargs = self.channel_args(channel, args)
         return Result(arrays, computed.attrs, plane=channel.plane(own, sub, cargs),
-                      drawing=channel.drawing(own, sub, cargs))
+                      drawing=channel.drawing(own, sub, cargs), unit=channel.unit(sub, cargs))
 
 
 class _MapProgress:
     """Turns each block's moments into the primary output's values at its map cells, for the progress stream."""
 
     def __init__(self, ep: StxmEndpoint, p: Pass, args: dict[str, Any], contexts: list[Any],
-                 shape: tuple[int, int], publish: Callable[[dict[str, Any]], None]) -> None:
+                 shape: tuple[int, int], publish: Listener) -> None:
         self.channel, self.sub = ep._split_output(args)
         self.index = [c.name for c, _ in p.channels].index(self.channel.name)
         self.p, self.args, self.context, self.shape, self.publish = p, args, contexts[self.index], shape, publish
         self.done = self.total = 0
+
+    def cancelled(self) -> bool:
+        return self.publish.cancelled()
 
     def start(self, total: int) -> None:
         self.total = total

@@ -166,7 +166,7 @@ class Sinogram(TomoEndpoint):
     def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         s = sinogram(target.tomo, args, target.item).astype(np.float32)
         return Result({"sinogram": s, "angles": angles_of(target.tomo, args)},
-                      {**self.attrs(target.tomo, args), "row": target.item})
+                      {**self.attrs(target.tomo, args), "row": target.item}, unit="-ln(I/I0)")
 
 
 class Slice(TomoEndpoint):
@@ -189,7 +189,9 @@ class Slice(TomoEndpoint):
         if center == "auto":
             center, _ = find_center(s)
         image = reconstruct(s, angles_of(tomo, args), float(center), filter_name=args["filter"])
-        return Result({"slice": image}, {**self.attrs(tomo, args), "row": target.item, "center": center})
+        # line integrals over (binned) detector pixels back-project to attenuation per slice pixel
+        return Result({"slice": image}, {**self.attrs(tomo, args), "row": target.item, "center": center},
+                      unit="1/px")
 
 
 class Center(TomoEndpoint):

@@ -1,0 +1,266 @@
+// A map that fills in as the server's progress stream reports blocks, then shows the server's png.
+//
+// The GUI names the request (X-Request-Id) and listens on /progress/{id} before asking, so it sees
+// every block; cancelling tells the server (DELETE /progress/{id}) and drops the answer. For a scan
+// still being written the map is asked for again until the scan is complete: the cluster's cache
+// makes each round compute only the blocks that are new.
+
+import { request, withToken } from "./api.js";
+import { drawLegend, liveLimits, paint } from "./colors.js";
+
+const FOLLOW_SECONDS = 2;
+const MAX_SIDE = 560; // px the map may take on screen, at most
+
+function span([start, stop, step]) {
+  return Math.max(0, Math.ceil((stop - start) / step));
+}
+
+function rid() {
+  return "gui-" + (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2));
+}
+
+export class LiveMap {
+  constructor(els, { onPoint, onRegion, onSettled }) {
+    Object.assign(this, els);
+    this.onPoint = onPoint;
+    this.onRegion = onRegion;
+    this.onSettled = onSettled; // after each answer: (ok) -> Promise<boolean follow-again>
+    this.values = null; // Float64Array, row-major, of the shown cells
+    this.shape = null; // [lines, points]
+    this.scale = 1;
+    this.view = null; // the png's X-Dada-View: legend, vert, horz
+    this.cursor = null;
+    this.job = null;
+    this.cancelButton.addEventListener("click", () => this.cancel());
+    this.box.addEventListener("mousemove", (e) => this.hover(this.cellAt(e)));
+    this.box.addEventListener("mouseleave", () => this.hover(null));
+    this.box.addEventListener("mousedown", (e) => this.press(e));
+    this.box.addEventListener("keydown", (e) => this.key(e));
+  }
+
+  /** Ask for `urls.png` (and its values as `urls.csv`), painting blocks as they come. */
+  async run(urls, render) {
+    this.stop();
+    const job = { id: rid(), controller: new AbortController(), urls, render, timer: null, source: null };
+    this.job = job;
+    this.error.textContent = "";
+    this.cancelButton.disabled = false;
+    Object.assign(this.box.dataset, { rid: job.id, blocks: "0" }); // what tests and screen readers can follow
+    this.status(0, 0, "asking…", "running");
+    job.source = new EventSource(withToken(`/progress/${job.id}`));
+    job.source.addEventListener("progress", (e) => this.job === job && this.progress(JSON.parse(e.data), render));
+    job.source.addEventListener("end", () => job.source.close());
+    let ok = false;
+    try {
+      const resp = await request(urls.png, { headers: { "X-Request-Id": job.id }, signal: job.controller.signal });
+      const view = JSON.parse(resp.headers.get("X-Dada-View") || "{}");
+      const blob = await resp.blob();
+      if (this.job !== job) return;
+      await this.showImage(blob, view);
+      ok = true;
+      this.status(1, 1, "done", "done");
+      if (this.isMap()) await this.loadValues(urls.csv, job);
+    } catch (exc) {
+      if (exc.name === "AbortError" || this.job !== job) return;
+      this.fail(exc);
+    } finally {
+      if (this.job === job) this.cancelButton.disabled = true;
+      job.source.close();
+    }
+    if (this.job === job && this.onSettled && (await this.onSettled(ok)) && this.job === job) {
+      job.timer = setTimeout(() => this.job === job && this.run(urls, render), FOLLOW_SECONDS * 1000);
+      this.status(1, 1, "following the scan: asking again as frames land", "following");
+    }
+  }
+
+  fail(exc) {
+    this.status(0, 0, exc.status ? `error ${exc.status}` : "error", "error");
+    this.error.textContent = exc.message;
+    this.error.dispatchEvent(new CustomEvent("server-error", { detail: exc.body || {} }));
+  }
+
+  /** Forget the running request (a new one replaces it); the server is told to stop. */
+  stop() {
+    const job = this.job;
+    if (!job) return;
+    this.job = null;
+    clearTimeout(job.timer);
+    job.controller.abort();
+    job.source?.close();
+    request(`/progress/${job.id}`, { method: "DELETE" }).catch(() => {});
+  }
+
+  cancel() {
+    this.stop();
+    this.cancelButton.disabled = true;
+    this.status(0, 0, "cancelled", "cancelled");
+  }
+
+  status(done, total, text, state) {
+    this.bar.max = total || 1;
+    this.bar.value = done;
+    this.text.textContent = text;
+    if (state) this.box.dataset.state = state;
+  }
+
+  size(lines, points) {
+    const room = Math.min(MAX_SIDE, (this.box.parentElement.clientWidth || MAX_SIDE) - this.legend.width - 16);
+    this.scale = Math.max(1, Math.floor(Math.min(room / points, MAX_SIDE / lines)));
+    for (const el of [this.canvas, this.img]) {
+      el.style.width = `${points * this.scale}px`;
+      el.style.height = `${lines * this.scale}px`;
+    }
+  }
+
+  progress(ev, render) {
+    if (ev.shape) {
+      const [lines, points] = ev.shape;
+      if (!this.shape || this.shape[0] !== lines || this.shape[1] !== points) {
+        this.shape = [lines, points];
+        this.values = new Float64Array(lines * points).fill(NaN);
+        this.canvas.width = points;
+        this.canvas.height = lines;
+        this.size(lines, points);
+        this.img.hidden = true;
+      }
+      this.canvas.hidden = false;
+    }
+    if (ev.cells) this.box.dataset.blocks = String(Number(this.box.dataset.blocks) + 1);
+    if (ev.cells && ev.values && this.values) { // views without a value per point (profiles) only count
+      ev.cells.forEach((cell, i) => (this.values[cell] = ev.values[i] === null ? NaN : ev.values[i]));
+      const [lo, hi] = liveLimits(this.values, render);
+      const [lines, points] = this.shape;
+      this.canvas.getContext("2d").putImageData(paint(this.values, points, lines, render.cmap || "viridis", lo, hi, render.log === "true"), 0, 0);
+    }
+    if (ev.total) this.status(ev.done, ev.total, `${ev.done} of ${ev.total} blocks`);
+  }
+
+  async showImage(blob, view) {
+    const old = this.img.src;
+    this.img.src = URL.createObjectURL(blob);
+    await this.img.decode();
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    this.view = view;
+    const { naturalWidth: w, naturalHeight: h } = this.img;
+    if (this.isMap()) {
+      this.shape = [h, w];
+      this.size(h, w);
+    } else {
+      this.img.style.width = this.img.style.height = "";
+    }
+    this.img.hidden = false;
+    this.canvas.hidden = true;
+    drawLegend(this.legend, view.legend || null);
+  }
+
+  /** Whether the image's cells are the selection's scan points (not a profile or a waterfall). */
+  isMap() {
+    const v = this.view;
+    return Boolean(v && v.vert && v.horz && this.img.naturalHeight === span(v.vert) && this.img.naturalWidth === span(v.horz));
+  }
+
+  async loadValues(url, job) {
+    const text = await (await request(url, { signal: job.controller.signal })).text();
+    if (this.job !== job) return;
+    const rows = text.trim().split("\n");
+    const [lines, points] = this.shape;
+    if (rows.length !== lines) return;
+    const values = new Float64Array(lines * points);
+    rows.forEach((row, i) => row.split(",").forEach((v, j) => (values[i * points + j] = Number(v))));
+    this.values = values;
+  }
+
+  cellAt(e) {
+    if (!this.shape || (!this.img.hidden && !this.isMap())) return null;
+    const r = this.box.getBoundingClientRect();
+    const row = Math.floor((e.clientY - r.top) / this.scale), col = Math.floor((e.clientX - r.left) / this.scale);
+    return row >= 0 && col >= 0 && row < this.shape[0] && col < this.shape[1] ? [row, col] : null;
+  }
+
+  /** Scan line and point of a map cell, from the answer's selection. */
+  point([row, col]) {
+    const v = this.view && this.view.vert ? this.view : { vert: [0, 0, 1], horz: [0, 0, 1] };
+    return [v.vert[0] + row * v.vert[2], v.horz[0] + col * v.horz[2]];
+  }
+
+  hover(cell) {
+    if (!cell) {
+      this.hoverInfo.textContent = "";
+      return;
+    }
+    const [line, pt] = this.point(cell);
+    const value = this.values ? this.values[cell[0] * this.shape[1] + cell[1]] : NaN;
+    const legend = this.view?.legend;
+    const u = legend ? (legend.kind === "hue" ? legend.strength_unit : legend.unit) : "";
+    const unit = u ? ` ${u}` : "";
+    this.hoverInfo.textContent = `line ${line}, point ${pt}: ${Number.isFinite(value) ? value.toPrecision(6) : "—"}${unit}`;
+  }
+
+  place(el, [r0, c0], [r1, c1]) {
+    Object.assign(el.style, {
+      left: `${Math.min(c0, c1) * this.scale}px`, top: `${Math.min(r0, r1) * this.scale}px`,
+      width: `${(Math.abs(c1 - c0) + 1) * this.scale}px`, height: `${(Math.abs(r1 - r0) + 1) * this.scale}px`,
+    });
+    el.hidden = false;
+  }
+
+  choose(cell) {
+    this.cursor = cell;
+    this.place(this.cursorEl, cell, cell);
+    this.onPoint(this.point(cell));
+  }
+
+  /** Click: the point's frame. Shift-drag: a region of points. */
+  press(e) {
+    const start = this.cellAt(e);
+    if (!start) return;
+    if (!e.shiftKey) {
+      this.choose(start);
+      return;
+    }
+    e.preventDefault();
+    let end = start;
+    const move = (m) => {
+      end = this.cellAt(m) || end;
+      this.place(this.regionEl, start, end);
+    };
+    const up = () => {
+      window.removeEventListener("mousemove", move);
+      window.removeEventListener("mouseup", up);
+      const [a, b] = [this.point([Math.min(start[0], end[0]), Math.min(start[1], end[1])]),
+        this.point([Math.max(start[0], end[0]), Math.max(start[1], end[1])])];
+      this.onRegion({ vert: `${a[0]}:${b[0] + 1}`, horz: `${a[1]}:${b[1] + 1}` });
+    };
+    window.addEventListener("mousemove", move);
+    window.addEventListener("mouseup", up);
+    this.place(this.regionEl, start, start);
+  }
+
+  key(e) {
+    if (!this.shape) return;
+    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    const cell = this.cursor || [0, 0];
+    if (moves[e.key]) {
+      e.preventDefault();
+      const next = [Math.min(this.shape[0] - 1, Math.max(0, cell[0] + moves[e.key][0])),
+        Math.min(this.shape[1] - 1, Math.max(0, cell[1] + moves[e.key][1]))];
+      this.cursor = next;
+      this.place(this.cursorEl, next, next);
+      this.hover(next);
+    } else if (e.key === "Enter") {
+      e.preventDefault();
+      this.choose(cell);
+    }
+  }
+
+  /** Show a chosen scan point's cell (after a reload restores it). */
+  mark([line, pt]) {
+    const v = this.view;
+    if (!v || !v.vert) return;
+    const cell = [(line - v.vert[0]) / v.vert[2], (pt - v.horz[0]) / v.horz[2]];
+    if (Number.isInteger(cell[0]) && Number.isInteger(cell[1])) {
+      this.cursor = cell;
+      this.place(this.cursorEl, cell, cell);
+    }
+  }
+}
