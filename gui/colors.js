@@ -32,8 +32,8 @@ export function liveLimits(values, { vmin, vmax, log }) {
       if (s > hi) hi = s;
     }
   }
-  if (vmin !== undefined && vmin !== "") lo = shown(Number(vmin), log);
-  if (vmax !== undefined && vmax !== "") hi = shown(Number(vmax), log);
+  if (vmin !== undefined && vmin !== null && vmin !== "") lo = shown(Number(vmin), log);
+  if (vmax !== undefined && vmax !== null && vmax !== "") hi = shown(Number(vmax), log);
   return [Number.isFinite(lo) ? lo : 0, Number.isFinite(hi) ? hi : 1];
 }
 

@@ -29,6 +29,7 @@ export class LiveMap {
     this.shape = null; // [lines, points]
     this.scale = 1;
     this.view = null; // the png's X-Dada-View: legend, vert, horz
+    this.shownUrl = "";
     this.cursor = null;
     this.job = null;
     this.cancelButton.addEventListener("click", () => this.cancel());
@@ -41,14 +42,17 @@ export class LiveMap {
   /** Ask for `urls.png` (and its values as `urls.csv`), painting blocks as they come. */
   async run(urls, render) {
     this.stop();
-    const job = { id: rid(), controller: new AbortController(), urls, render, timer: null, source: null };
+    // a new view starts from an empty map; asking again for the same one (a growing scan) keeps what is shown
+    const job = { id: rid(), controller: new AbortController(), urls, render, timer: null, source: null,
+      fresh: urls.png !== this.shownUrl };
+    this.shownUrl = urls.png;
     this.job = job;
     this.error.textContent = "";
     this.cancelButton.disabled = false;
     Object.assign(this.box.dataset, { rid: job.id, blocks: "0" }); // what tests and screen readers can follow
     this.status(0, 0, "asking…", "running");
     job.source = new EventSource(withToken(`/progress/${job.id}`));
-    job.source.addEventListener("progress", (e) => this.job === job && this.progress(JSON.parse(e.data), render));
+    job.source.addEventListener("progress", (e) => this.job === job && this.progress(JSON.parse(e.data), job));
     job.source.addEventListener("end", () => job.source.close());
     let ok = false;
     try {
@@ -74,6 +78,9 @@ export class LiveMap {
   }
 
   fail(exc) {
+    this.img.hidden = this.canvas.hidden = true; // no map of other parameters beside the message
+    this.shownUrl = "";
+    drawLegend(this.legend, null);
     this.status(0, 0, exc.status ? `error ${exc.status}` : "error", "error");
     this.error.textContent = exc.message;
     this.error.dispatchEvent(new CustomEvent("server-error", { detail: exc.body || {} }));
@@ -112,25 +119,33 @@ export class LiveMap {
     }
   }
 
-  progress(ev, render) {
+  progress(ev, job) {
+    const render = job.render;
     if (ev.shape) {
       const [lines, points] = ev.shape;
-      if (!this.shape || this.shape[0] !== lines || this.shape[1] !== points) {
+      if (job.fresh || !this.shape || this.shape[0] !== lines || this.shape[1] !== points) {
+        job.fresh = false;
         this.shape = [lines, points];
         this.values = new Float64Array(lines * points).fill(NaN);
         this.canvas.width = points;
         this.canvas.height = lines;
         this.size(lines, points);
         this.img.hidden = true;
+        this.cursorEl.hidden = this.regionEl.hidden = true;
+        this.cursor = null;
+        this.hoverInfo.textContent = "";
       }
       this.canvas.hidden = false;
     }
     if (ev.cells) this.box.dataset.blocks = String(Number(this.box.dataset.blocks) + 1);
     if (ev.cells && ev.values && this.values) { // views without a value per point (profiles) only count
       ev.cells.forEach((cell, i) => (this.values[cell] = ev.values[i] === null ? NaN : ev.values[i]));
-      const [lo, hi] = liveLimits(this.values, render);
+      const log = render.log === true || render.log === "true";
+      const [lo, hi] = liveLimits(this.values, { vmin: render.vmin, vmax: render.vmax, log });
       const [lines, points] = this.shape;
-      this.canvas.getContext("2d").putImageData(paint(this.values, points, lines, render.cmap || "viridis", lo, hi, render.log === "true"), 0, 0);
+      this.canvas.getContext("2d").putImageData(paint(this.values, points, lines, render.cmap || "viridis", lo, hi, log), 0, 0);
+      drawLegend(this.legend, { kind: "colormap", cmap: render.cmap || "viridis", log,
+        vmin: log ? 10 ** lo : lo, vmax: log ? 10 ** hi : hi, unit: null });
     }
     if (ev.total) this.status(ev.done, ev.total, `${ev.done} of ${ev.total} blocks`);
   }
@@ -193,7 +208,7 @@ export class LiveMap {
     const legend = this.view?.legend;
     const u = legend ? (legend.kind === "hue" ? legend.strength_unit : legend.unit) : "";
     const unit = u ? ` ${u}` : "";
-    this.hoverInfo.textContent = `line ${line}, point ${pt}: ${Number.isFinite(value) ? value.toPrecision(6) : "—"}${unit}`;
+    this.hoverInfo.textContent = `line ${line}, point ${pt}: ${Number.isFinite(value) ? Number(value.toPrecision(6)) : "—"}${unit}`;
   }
 
   place(el, [r0, c0], [r1, c1]) {

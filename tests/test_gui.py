@@ -7,6 +7,7 @@ Screenshots of each step are kept under tests/artifacts/gui/.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -151,6 +152,15 @@ def test_pick_a_scan_and_watch_the_map_fill_in(gui, browser):
     view = json.loads(gui.get(url).headers["x-dada-view"])
     assert view["legend"]["unit"] == "counts" and view["vert"] == [0, LINES, 1]
     assert browser.find_element(By.ID, "legend").is_displayed()
+    # hovering a cell shows its scan point and value, as the npy answer has it
+    values = np.load(io.BytesIO(gui.get(f"/darkfield/{SCAN}.npy").body))
+    img = browser.find_element(By.ID, "map-image")
+    scale = img.size["width"] / POINTS
+    ActionChains(browser).move_to_element_with_offset(img, int(4.5 * scale - img.size["width"] / 2),
+                                                      int(3.5 * scale - img.size["height"] / 2)).perform()
+    wait(lambda: browser.find_element(By.ID, "hover-info").text.startswith("line 3, point 4: "), 10, "hover")
+    text = browser.find_element(By.ID, "hover-info").text.removeprefix("line 3, point 4: ")
+    assert text.endswith(" counts") and float(text.removesuffix(" counts")) == pytest.approx(values[3, 4], rel=1e-5)
     assert not console_errors(browser)
 
 
@@ -212,7 +222,7 @@ def test_click_a_point_shows_its_frame_with_the_geometry(gui, gui_root, browser)
     assert frame == f"/frame/{SCAN}.png?at=5,9&log=true"
     assert browser.execute_script("return location.hash").endswith("#at=5,9")
     npy = gui.get(frame.replace(".png", ".npy"))
-    got = np.load(__import__("io").BytesIO(npy.body))
+    got = np.load(io.BytesIO(npy.body))
     assert np.array_equal(got, read_frame(gui_root, SCAN, 5 * POINTS + 9))  # the frame of that point
     # overlays: the beam centre from the metadata, the ring radii and the 8 sectors of the URL
     meta = gui.get(f"/meta/{SCAN}.json").json()["geometry"]
@@ -231,6 +241,11 @@ def test_click_a_point_shows_its_frame_with_the_geometry(gui, gui_root, browser)
     box.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_DOWN, Keys.ENTER)
     wait(lambda: browser.find_element(By.ID, "frame-image").get_attribute("data-url").endswith("at=6,10&log=true"), 30,
          "the frame chosen by keyboard")
+    # the README's picture: a map filling in while a point's frame is shown
+    open_gui(browser, gui, f"/#/darkfield/{SCAN}.png?rmin=9&cmap=inferno#at=12,20")
+    wait(lambda: int(browser.find_element(By.ID, "map-box").get_attribute("data-blocks") or 0) >= 20, 60, "blocks")
+    wait(lambda: browser.find_element(By.ID, "frame-image").get_attribute("data-url"), 30, "the frame")
+    shot(browser, "00-live-map-and-frame")
 
 
 def test_dragging_a_ring_sets_its_radius(gui, browser):
@@ -369,7 +384,7 @@ def test_a_channel_added_on_the_server_appears_in_the_form(gui_root, browser, tm
         shot(browser, "11-plugin-channel")
         assert np.array_equal(image_pixels(browser, "map-image"), server_png(d, shown_url(browser)))
         # its numbers, against numpy over the frames read with h5py
-        got = np.load(__import__("io").BytesIO(d.get(f"/halo/{SCAN}.npy?halo_width=3&vert=0:2").body))
+        got = np.load(io.BytesIO(d.get(f"/halo/{SCAN}.npy?halo_width=3&vert=0:2").body))
         meta = d.get(f"/meta/{SCAN}.json").json()
         cx, cy = meta["geometry"]["beam_center_x"], meta["geometry"]["beam_center_y"]
         yy, xx = np.mgrid[:128, :120]
