@@ -176,7 +176,7 @@ def main() -> None:
                 pairs("1. Two nodes (--threads 1) against one", "1 node", "2 nodes",
                       lambda: seconds(f1, url), lambda: seconds(f2, url), args.repeats, frames)
             if "haproxy" in only:
-                lb = start_balancer("haproxy", [n.port for n in two], tempfile.mkdtemp(prefix="dada-lb-"))
+                lb = start_balancer("haproxy", [n.port for n in two])
                 # as deploy/README.md says: as many patches in flight as the nodes' slots (maxconn 2 x 2 nodes)
                 f3 = front(folder, cache, args.block_frames, "--lb", lb.url, "--lb-concurrency", "4")
                 with stopped_after(f3, lb):

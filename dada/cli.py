@@ -1,4 +1,5 @@
-"""Command line: ``dada serve`` (the front), ``dada node`` (an analysis node) and ``dada demo``."""
+"""Command line: ``dada serve`` (the front), ``dada node`` (an analysis node), ``dada demo``, ``dada get``
+(download a URL) and ``dada token`` (make an access token)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_get(args: argparse.Namespace) -> int:
+    from dada.client import ServerError, download
+
+    try:
+        download(args.url, args.output, token=args.token, progress=not args.no_progress)
+    except ServerError as exc:
+        print(f"dada get: {exc}", file=sys.stderr)
+        return 1 if exc.status < 500 else 2
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """A new random token, shown once, and the config lines that grant it: only its hash is kept."""
+    import secrets
+
+    from dada.server.access import digest
+
+    token = secrets.token_urlsafe(32)
+    paths = ", ".join(f'"{p.strip("/")}"' for p in args.paths)
+    print(f"# the token for {args.name}: hand it over, it is shown only this once\n{token}\n"
+          f"# and for the daemon's configuration file:\n[[tokens]]\nname = \"{args.name}\"\n"
+          f"sha256 = \"{digest(token)}\"\npaths = [{paths}]")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     from dada.demo import SIZES
 
@@ -132,6 +158,25 @@ def parser() -> argparse.ArgumentParser:
     _add_server_flags(d)
     _add_front_flags(d)
     d.set_defaults(func=cmd_demo)
+
+    g = sub.add_parser("get", help="download a dada URL to a file",
+                       description="Download any dada URL to FILE: a progress bar for long maps, retries while "
+                                   "the server is busy, the server's message (and exit status 1 for a client "
+                                   "error) when it refuses.")
+    g.add_argument("url", metavar="URL", help="absolute URL, e.g. http://localhost:8000/darkfield/eiger/u16/"
+                                              "scan_0001.h5?rmin=12")
+    g.add_argument("-o", "--output", required=True, metavar="FILE", help="where the answer goes ('-': stdout)")
+    g.add_argument("--token", help="bearer token (default: $DADA_TOKEN)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_get)
+
+    t = sub.add_parser("token", help="make an access token and its configuration lines",
+                       description="Print a new random token, and the [[tokens]] lines for the daemon's config "
+                                   "file that grant it read access to PATH... below the data root. The config "
+                                   "holds only the token's SHA-256.")
+    t.add_argument("name", metavar="NAME", help="who the token is for (logs and progress streams name it)")
+    t.add_argument("paths", nargs="+", metavar="PATH", help="subtrees it reads, e.g. p10/2026/beamtime-42 ('' all)")
+    t.set_defaults(func=cmd_token)
     return top
 
 

@@ -12,6 +12,11 @@ Example ``dada.toml``::
 
     [roots]                        # several data roots: the first URL segment names one
     p10 = "/gpfs/p10/raw"
+
+    [[tokens]]                     # access control: each token reads some subtrees (dada token)
+    name = "p10-beamtime-42"
+    sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    paths = ["p10/2026/beamtime-42"]
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+NODE_SECRET_ENV = "DADA_NODE_SECRET"
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,17 @@ class Config:
     cache_disk_bytes: int = 10 * 2**30
     aerospike: str | None = None
     answer_cache_bytes: int = 128 * 2**20  # encoded answers of complete scans kept in memory, by ETag
+    # working memory of the requests computing at once (each plan says its share); beyond it they wait
+    work_budget_bytes: int = 4 * 2**30
     aerospike_namespace: str = "dada"
+    # access control: [[tokens]] tables of name, sha256 (of the token; `dada token` makes both) and paths
+    # (subtrees below the data root it reads). None named: open, as the embedded demo is.
+    tokens: tuple[dict[str, Any], ...] = ()
+    # nodes answer only requests carrying this secret (the front sends it; DADA_NODE_SECRET in the
+    # environment works too), or from these networks; the front makes a fresh secret for its local nodes
+    node_secret: str | None = None
+    node_networks: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*": any); none by default
 
     @classmethod
     def load(cls, path: str | None = None, **overrides: Any) -> Config:
@@ -65,11 +82,13 @@ class Config:
             unknown = sorted(set(values) - known)
             if unknown:
                 raise ValueError(f"{path}: unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-            for name in ("dataset_paths", "nodes"):
+            for name in ("dataset_paths", "nodes", "tokens", "node_networks", "cors_origins"):
                 if name in values:
                     values[name] = tuple(values[name])
         cfg = replace(cls(), **values)
         cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        if cfg.node_secret is None and os.environ.get(NODE_SECRET_ENV):
+            cfg = replace(cfg, node_secret=os.environ[NODE_SECRET_ENV])
         if not cfg.roots:
             raise ValueError("no data root: give DATA_ROOT or a [roots] table in the config file")
         return cfg

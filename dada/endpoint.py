@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from dada.stxm.partials import MomentSource
 
 ARRAY_FORMATS = ("npy", "png", "tiff", "json", "csv", "h5", "mat")
+WORK_PER_OUTPUT = 4  # copies of the answer a computation and its encoding hold at once, at most
 PLANE_FORMATS = ("png", "csv")  # need a 2-D answer
 
 
@@ -36,10 +37,16 @@ class Plan:
     frames: int = 0  # frames the answer reads
     extra_bytes: int = 0  # of the other arrays (formats like h5 carry them all)
     plane: bool = False  # png/csv have a 2-D view even though the primary array is not 2-D
+    work: int = 0  # bytes the computation needs at its peak, when more than WORK_PER_OUTPUT × the answer
 
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize + self.extra_bytes
+
+    @property
+    def work_bytes(self) -> int:
+        """What the request holds of the server's working-memory budget while it computes and encodes."""
+        return max(self.work, WORK_PER_OUTPUT * self.nbytes)
 
     @property
     def has_plane(self) -> bool:

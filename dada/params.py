@@ -10,6 +10,7 @@ canonical form used in cache keys.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,27 @@ from typing import Any
 from dada.errors import BadParameter
 
 Parser = Callable[[str], Any]
+
+# ASCII only: Python's int() and float() also take "٣", "1_0" and other forms no URL should mean.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def ascii_int(raw: str) -> int:
+    """An integer written in ASCII digits; ValueError otherwise."""
+    if not _INTEGER.fullmatch(raw):
+        raise ValueError(f"{raw!r} is not an integer")
+    return int(raw)
+
+
+def ascii_float(raw: str) -> float:
+    """A finite decimal number in ASCII (no hex, no inf or nan); ValueError otherwise."""
+    if not _NUMBER.fullmatch(raw):
+        raise ValueError(f"{raw!r} is not a number")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(f"{raw!r} is not a finite number")
+    return value
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,7 @@ class Param:
     required: bool = False
     example: str | None = None
     presentation: bool = False  # only changes how an answer is shown: never enters what is computed
+    names_file: bool = False  # the value is a file below the data root: access control checks it too
 
     def allowed(self) -> str:
         """Say in words what this parameter accepts (for 400 bodies and docs)."""
@@ -84,18 +107,9 @@ class Param:
                 raise ValueError(f"{raw!r} is not allowed")
             return tuple(items) if self.many else items[0]
         if self.type == "integer":
-            try:
-                return int(raw)
-            except ValueError:
-                raise ValueError(f"{raw!r} is not an integer") from None
+            return ascii_int(raw)
         if self.type == "number":
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ValueError(f"{raw!r} is not a number") from None
-            if not math.isfinite(value):
-                raise ValueError(f"{raw!r} is not a finite number")
-            return value
+            return ascii_float(raw)
         if self.type == "boolean":
             low = raw.lower()
             if low in ("1", "true", "yes", "on"):
@@ -160,8 +174,14 @@ class Model:
         return cls(tuple(p for g in groups for p in g))
 
     def parse(self, query: Mapping[str, str], ignore: Iterable[str] = ()) -> dict[str, Any]:
-        """Parse a query mapping; unknown names are a 400 listing the known ones."""
+        """Parse a query mapping; unknown names are a 400 listing the known ones, and so is a name given
+        twice (a multi-dict's repeats: which one was meant cannot be guessed)."""
         skip = set(ignore)
+        getall = getattr(query, "getall", None)
+        if getall is not None:
+            repeated = sorted({k for k in query if len(getall(k)) > 1})
+            if repeated:
+                raise BadParameter(repeated[0], "is given more than once", "each parameter once")
         unknown = sorted(k for k in query if k not in self.by_name and k not in skip)
         if unknown:
             known = ", ".join(p.name for p in self.params) or "none"

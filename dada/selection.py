@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dada.errors import BadParameter
-from dada.params import Param
+from dada.params import Param, ascii_int
 
 if TYPE_CHECKING:
     from dada.sources.scan import Scan
@@ -135,10 +135,7 @@ class ScanGrid:
 
 
 def _nonneg(s: str) -> int:
-    try:
-        value = int(s)
-    except ValueError:
-        raise ValueError(f"{s!r} is not an integer") from None
+    value = ascii_int(s)
     if value < 0:
         raise ValueError(f"{value} is negative")
     return value

@@ -3,10 +3,13 @@
 ``dadafs serve`` exposes a directory tree over HTTP and keeps read fragments on
 local SSD; ``dadafs mount`` is a FUSE filesystem on each worker that caches
 metadata and fragments in RAM, reads ahead on sequential access and fails fast
-when the server is away.
+when the server is away. Given a shared secret or allowed networks, the server answers only mounts
+that send the secret or come from those networks.
 """
 
 FRAGMENT_SIZE = 4 * 2**20
+SECRET_HEADER = "X-Dadafs-Secret"  # the shared secret a mount sends on every request
+SECRET_ENV = "DADAFS_SECRET"  # the secret from the environment, when no --secret-file is given
 
 
 def reuse_freed_memory() -> None:

@@ -8,22 +8,44 @@ import logging
 import os
 import sys
 
-from dadafs import FRAGMENT_SIZE, reuse_freed_memory
+from dadafs import FRAGMENT_SIZE, SECRET_ENV, SECRET_HEADER, reuse_freed_memory
+
+
+def shared_secret(path: str | None) -> str | None:
+    """The secret server and mounts share: the file's text (stripped), else ``$DADAFS_SECRET``; None if neither.
+    OSError or ValueError when the file cannot be read or is empty."""
+    if path is None:
+        return os.environ.get(SECRET_ENV) or None
+    with open(path) as f:
+        if os.fstat(f.fileno()).st_mode & 0o004:
+            print(f"dadafs: warning: {path} is readable by every user: chmod 600 it", file=sys.stderr)
+        secret = f.read().strip()
+    if not secret:
+        raise ValueError(f"{path} is empty")
+    return secret
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from dada.server.access import NodeGuard
     from dadafs.server import make_app
 
     if not os.path.isdir(args.src):
         print(f"dadafs: {args.src} is not a folder", file=sys.stderr)
         return 2
+    try:
+        guard = NodeGuard.of(shared_secret(args.secret_file), args.allow, header=SECRET_HEADER)
+    except (OSError, ValueError) as exc:
+        print(f"dadafs: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cache = args.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "dadafs")
-    app = make_app(args.src, cache, args.cache_bytes, args.fragment_size)
-    logging.getLogger("dadafs").info("serving %s on http://%s:%d (fragment cache %s, %d bytes)",
-                                     args.src, args.host, args.port, cache, args.cache_bytes)
+    app = make_app(args.src, cache, args.cache_bytes, args.fragment_size, guard)
+    doors = ([SECRET_HEADER] if guard.secret else []) + [str(n) for n in guard.networks]
+    logging.getLogger("dadafs").info("serving %s on http://%s:%d (fragment cache %s, %d bytes) to %s",
+                                     args.src, args.host, args.port, cache, args.cache_bytes,
+                                     " or ".join(doors) if doors else "anyone")
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     return 0
 
@@ -37,13 +59,24 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if not args.foreground:
         return mount_background(sys.argv[1:], args.mountpoint)
     from dadafs.fs import DadaFS
-    from dadafs.remote import Remote
+    from dadafs.remote import Refused, Remote
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    remote = Remote(args.url, retry_for=args.retry)
     try:
+        secret = shared_secret(args.secret_file)
+    except (OSError, ValueError) as exc:
+        print(f"dadafs: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    remote = Remote(args.url, retry_for=args.retry, secret=secret)
+    try:
+        remote.stat("")  # before anything else: a refusal is said here, not as EIO on every read
         fs = DadaFS(remote, attr_ttl=args.attr_ttl, negative_ttl=args.negative_ttl, cache_bytes=args.cache_bytes,
                     readahead=args.readahead, immutable=args.immutable)
+    except Refused:
+        hint = "the secret given is not its secret" if secret else f"give its secret (--secret-file or ${SECRET_ENV})"
+        print(f"dadafs: {args.url} refuses this mount (HTTP 403): {hint}, or mount from a network it allows",
+              file=sys.stderr)
+        return 1
     except Exception as exc:  # the server must answer once at mount time
         print(f"dadafs: {args.url} does not answer: {exc}", file=sys.stderr)
         return 1
@@ -89,6 +122,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-dir", help="fragment cache folder on local SSD (default ~/.cache/dadafs)")
     s.add_argument("--cache-bytes", type=int, default=64 * 2**30, help="fragment cache bound (default 64 GiB)")
     s.add_argument("--fragment-size", type=int, default=FRAGMENT_SIZE, help="fragment size (default 4 MiB)")
+    s.add_argument("--secret-file", metavar="FILE", help=f"answer only requests carrying this file's secret "
+                   f"({SECRET_HEADER}) or from an --allow network; mode 0600 (default: ${SECRET_ENV})")
+    s.add_argument("--allow", action="append", default=[], metavar="NETWORK",
+                   help="answer this network (CIDR, e.g. 10.1.0.0/24) without the secret; repeatable")
     s.set_defaults(func=cmd_serve)
 
     m = sub.add_parser("mount", help="mount a dadafs server with FUSE",
@@ -102,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--readahead", type=int, default=4, help="most fragments read ahead of a sequential reader")
     m.add_argument("--retry", type=float, default=3.0, help="seconds to retry an unreachable server before EIO")
     m.add_argument("--immutable", action="store_true", help="files never change: let the kernel keep their pages")
+    m.add_argument("--secret-file", metavar="FILE", help=f"the server's secret, sent as {SECRET_HEADER} on every "
+                   f"request; mode 0600 (default: ${SECRET_ENV})")
     m.set_defaults(func=cmd_mount)
 
     st = sub.add_parser("status", help="cache hit rates of a mount", description="Print a mount's cache hit rates.")

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import queue
 import time
 import urllib.parse
 from typing import Any
 
+from dadafs import SECRET_HEADER
+
+log = logging.getLogger("dadafs.remote")
+
 
 class ServerAway(Exception):
     """The server did not answer within the retry bound."""
+
+
+class Refused(ServerAway):
+    """The server refuses this client (403): no secret, a wrong one, or not from an allowed network."""
 
 
 class Changed(Exception):
@@ -24,7 +33,8 @@ class Changed(Exception):
 
 
 class Remote:
-    def __init__(self, url: str, retry_for: float = 3.0, timeout: float = 10.0, pool: int = 32) -> None:
+    def __init__(self, url: str, retry_for: float = 3.0, timeout: float = 10.0, pool: int = 32,
+                 secret: str | None = None) -> None:
         self.base = url.rstrip("/")
         parts = urllib.parse.urlsplit(self.base)
         if parts.scheme != "http" or not parts.hostname:
@@ -34,8 +44,11 @@ class Remote:
         self.connect_timeout = min(1.0, retry_for)
         self.timeout = timeout
         self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue(pool)
+        self.headers = {SECRET_HEADER: secret} if secret else {}  # sent on every request
         self.requests = 0
         self.failures = 0
+        self._failing_since: float | None = None  # when the current outage began; None while the server answers
+        self.accepted = False  # answered since the start or the last 403
 
     def _connection(self) -> http.client.HTTPConnection:
         try:
@@ -57,16 +70,17 @@ class Remote:
 
     def _get(self, url: str, headers: dict[str, str], body: memoryview | None = None
              ) -> tuple[int, http.client.HTTPMessage, bytes | int]:
-        """GET with retries until ``retry_for`` has passed: (status, headers, body), the body read into
-        ``body`` (its length returned) when given and the answer is a 206 of exactly that length."""
-        deadline = time.monotonic() + self.retry_for
+        """GET with retries until ``retry_for`` has passed since the server stopped answering (one bound per
+        outage, so once it is over every request fails after one try): (status, headers, body), the body
+        read into ``body`` (its length returned) when given and the answer is a 206 of exactly that length."""
+        deadline = time.monotonic() + self.retry_for  # TEMP-REVERT
         delay = 0.05
         while True:
             conn = None
             try:
                 self.requests += 1
                 conn = self._connection()
-                conn.request("GET", url, headers=headers)
+                conn.request("GET", url, headers={**self.headers, **headers})
                 r = conn.getresponse()
                 if body is not None and r.status == 206 and r.length == len(body):
                     got = 0
@@ -82,15 +96,28 @@ class Remote:
                     conn.close()
                 else:
                     self._release(conn)
+                self._failing_since = None  # it answered: any outage is over
+                if r.status == 403:
+                    raise self._refused()
+                self.accepted = True
                 return r.status, r.headers, data
             except (OSError, http.client.HTTPException) as exc:
                 self.failures += 1
+                self._failing_since = self._failing_since or time.monotonic()
                 if conn is not None:
                     conn.close()
                 if time.monotonic() + delay > deadline:
                     raise ServerAway(f"{self.base} did not answer: {exc}") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
+
+    def _refused(self) -> Refused:
+        """A 403: counted as a failure, logged when a server that answered starts refusing."""
+        self.failures += 1
+        if self.accepted:
+            log.warning("%s refuses this mount now (HTTP 403): its secret or allowed networks changed", self.base)
+        self.accepted = False
+        return Refused(f"{self.base} refused the request (HTTP 403)")
 
     def _json(self, url: str) -> Any | None:
         status, _, data = self._get(url, {})

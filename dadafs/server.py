@@ -7,7 +7,9 @@
     GET /healthz        {"status": "ok", "fragment_size": …}
     GET /metrics        Prometheus metrics
 
-Nothing outside the served folder is reachable, symlinks included.
+Nothing outside the served folder is reachable, symlinks included. Given a shared secret or allowed
+networks, it answers everything but ``/healthz`` only for requests carrying ``X-Dadafs-Secret`` or
+coming from those networks; others get 403.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from dada.confine import resolve
-from dadafs import FRAGMENT_SIZE
+from dada.server.access import Forbidden, NodeGuard
+from dadafs import FRAGMENT_SIZE, SECRET_HEADER
 from dadafs.fragments import FragmentStore, Piece, SourceChanged, identity
 
 log = logging.getLogger("dadafs.server")
@@ -218,9 +222,28 @@ def parse_range(spec: str, size: int) -> tuple[int, int] | None:
     return start, stop
 
 
-def make_app(root: str, cache_dir: str, cache_bytes: int, fragment_size: int = FRAGMENT_SIZE) -> web.Application:
+def guarded(guard: NodeGuard, served: Served) -> Middleware:
+    """403 for requests with neither the secret nor an allowed address (``/healthz`` stays open): the
+    check of dada's nodes, reading dadafs's header."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            guard.check(request)
+        except Forbidden:
+            served.requests.labels("refused", "403").inc()
+            return error(403, f"this dadafs server answers its mounts only: send {SECRET_HEADER} "
+                              "(dadafs mount --secret-file) or come from an allowed network")
+        return await handler(request)
+
+    return check
+
+
+def make_app(root: str, cache_dir: str, cache_bytes: int, fragment_size: int = FRAGMENT_SIZE,
+             guard: NodeGuard | None = None) -> web.Application:
+    """The server; with an enabled ``guard``, only requests it lets in are answered."""
     served = Served(root, FragmentStore(cache_dir, cache_bytes, fragment_size))
-    app = web.Application()
+    app = web.Application(middlewares=[guarded(guard, served)] if guard is not None and guard.enabled else [])
     app.router.add_get("/stat/{tail:.*}", served.stat)
     app.router.add_get("/stat", served.stat)
     app.router.add_get("/list/{tail:.*}", served.list)

@@ -1,7 +1,7 @@
 // The GUI's wiring: the tree, the views and the address bar. Everything it shows is built from
 // /api, so a new analysis or parameter on the server appears here with no change.
 
-import { getJSON, initToken } from "./api.js";
+import { getJSON, initToken, token } from "./api.js";
 import { Tree, meta as fetchMeta, showMeta } from "./browse.js";
 import { setColormaps } from "./colors.js";
 import { buildForm, readForm, showErrors } from "./form.js";
@@ -129,7 +129,10 @@ function showUrls(view) {
     fmtSelect.replaceChildren(...formats.map((f) => new Option(f, f)));
     fmtSelect.value = formats.includes(was) ? was : formats[0];
   }
-  const absolute = new URL(resultUrl(view, fmtSelect.value), location.href).href;
+  const url = new URL(resultUrl(view, fmtSelect.value), location.href);
+  $("with-token-label").hidden = !token();
+  if (token() && $("with-token").checked) url.searchParams.set("token", token()); // only when asked
+  const absolute = url.href.replace(/%2C/gi, ",").replace(/%3A/gi, ":");
   $("result-url").value = absolute;
   const s = snippets(absolute, fmtSelect.value);
   $("snippet-curl").textContent = s.curl;
@@ -173,6 +176,7 @@ async function start() {
     go({ ...app.view, endpoint: ep.name, params: keep(app.view.params, ep) }, true);
   });
   $("format").addEventListener("change", () => showUrls(app.view));
+  $("with-token").addEventListener("change", () => showUrls(app.view));
   $("copy-url").addEventListener("click", () => navigator.clipboard?.writeText($("result-url").value));
   $("error").addEventListener("server-error", (e) => {
     if (showErrors($("analysis-fields"), e.detail)) $("error").textContent = "";

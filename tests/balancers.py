@@ -9,6 +9,7 @@ else.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import re
@@ -16,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -156,14 +158,16 @@ class Balancer:
                 self.proc.wait()
 
 
-def start_balancer(kind: str, backends: list[int | str], tmp_path: Path, port: int | None = None,
+def start_balancer(kind: str, backends: list[int | str], port: int | None = None,
                    timeout: float = 15) -> Balancer:
     """Start ``kind`` (haproxy, nginx, lighttpd) in the foreground in front of ``backends`` (ports on
     127.0.0.1; for lighttpd also Unix socket paths) with the config made from deploy/; return once it
     accepts connections on 127.0.0.1:``port`` (a free one by default)."""
     binary = require(kind)
-    tmp = Path(tmp_path) / f"{kind}-{time.monotonic_ns()}"
-    tmp.mkdir(parents=True)
+    # a short folder of its own: HAProxy refuses a stats socket path over 97 bytes, which a pytest tmp_path
+    # with a long test name exceeds; removed when the test run ends (the log is read until then)
+    tmp = Path(tempfile.mkdtemp(prefix=f"dada-{kind}-"))
+    atexit.register(shutil.rmtree, tmp, True)
     port, stats_port = port or free_port(), free_port()
     conf = tmp / FILES[kind]
     conf.write_text(render(kind, backends, port, stats_port, tmp))

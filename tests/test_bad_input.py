@@ -119,6 +119,69 @@ def test_bad_parameters_are_400_naming_them(strict, path, parameter):
     assert body["allowed"]
 
 
+# What a hostile-input probe of the daemon found answered misleadingly or leniently; each is a 400 naming
+# what was wrong now.
+PROBED = [
+    ("/frame/good/scan_0001/0.bmp", "format"),  # was 404 "no scan at …"
+    ("/frame/good/scan_0001/0.PNG", "format"),
+    ("/frame/good/scan_0001/0.tif", "format"),
+    ("/meta/good/scan_0001.jpeg", "format"),
+    ("/frame/good/scan_0001/-1.npy", "n"),  # were 404 "no scan"
+    ("/frame/good/scan_0001/1e3.npy", "n"),
+    ("/frame/good/scan_0001/1.0.npy", "n"),
+    ("/frame/good/scan_0001/%D9%A3.npy", "n"),  # an Arabic-Indic three
+    ("/sum/good/scan_0001.npy?bin=2&bin=0", "bin"),  # took the first value
+    ("/frame/good/scan_0001/1.png?log=true&log=false", "log"),
+    ("/sum/good/scan_0001.npy?vert=%D9%A3", "vert"),  # read as 3
+    ("/sum/good/scan_0001.npy?vert=1_0", "vert"),  # read as 10
+    ("/sum/good/scan_0001.npy?bin=1_0", "bin"),
+    ("/frame/good/scan_0001/1.png?vmax=%D9%A3", "vmax"),
+    ("/frame/good/scan_0001/1.png?vmax=0x10", "vmax"),
+    ("/sum/good/scan_0001.npy?grid=2x2", "grid"),  # accepted on a 6x8 scan
+    ("/sum/good/scan_0001.npy?grid=8x6", "grid"),  # the right count, not the recorded grid
+]
+
+
+@pytest.mark.parametrize(("path", "parameter"), PROBED)
+def test_what_the_probe_found_is_400_naming_it(strict, path, parameter):
+    body = expect(strict, path, 400, parameter=parameter)
+    assert body["allowed"]
+
+
+def test_a_grid_error_names_both_grids(strict):
+    body = expect(strict, "/sum/good/scan_0001.npy?grid=2x2", 400, parameter="grid")
+    assert "2x2" in body["message"] and "6x8" in body["message"]
+    body = expect(strict, "/frame/good/scan_0001/0.bmp", 400, parameter="format")
+    assert "npy" in body["allowed"] and "png" in body["allowed"]
+
+
+def test_a_tomography_row_of_minus_one_is_named(daemon):
+    body = expect(daemon, "/tomo/slice/tomo/nxtomo_0001/-1.npy", 400, parameter="row")
+    assert "missing" not in body["message"]
+
+
+def test_head_answers_from_the_plan(strict):
+    """HEAD reads nothing: the frames counter does not move, yet the headers are the GET's."""
+    def frames_read() -> float:
+        text = strict.get("/metrics").body.decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("dada_frames_read_total"))
+
+    import http.client
+
+    before = frames_read()
+    conn = http.client.HTTPConnection("127.0.0.1", strict.port, timeout=30)
+    conn.request("HEAD", "/sum/good/scan_0001.npy?vert=0:2&horz=0:3&bin=2")
+    r = conn.getresponse()
+    assert r.status == 200 and r.read() == b""
+    head = dict(r.getheaders())
+    conn.close()
+    assert frames_read() == before
+    get = strict.get("/sum/good/scan_0001.npy?vert=0:2&horz=0:3&bin=2")
+    assert get.headers["etag"] == head["ETag"] and get.headers["content-type"] == head["Content-Type"]
+    assert frames_read() > before
+
+
 def test_limits_are_413_before_any_read(strict):
     # The corrupt scan would answer 422 if a single frame were read: 413 proves the check comes first.
     body = expect(strict, "/composite/corrupt/scan_0001.npy?bin=1", 413, limit="max_output_bytes")

@@ -138,13 +138,13 @@ class EchoBackend:
 
 
 @pytest.fixture
-def cluster(request, tmp_path):
+def cluster(request):
     """(balancer, its three backends). lighttpd 1.4.69 tells backends apart by address only, not
     port, so on 127.0.0.1 its backends listen on Unix sockets (short paths: they have a length limit)."""
     kind = request.param
     sockets = Path(tempfile.mkdtemp(prefix="dada-lb-")) if kind == "lighttpd" else None
     backends = [EchoBackend(f"b{k}", sockets) for k in range(3)]
-    lb = start_balancer(kind, [b.address for b in backends], tmp_path)
+    lb = start_balancer(kind, [b.address for b in backends])
     yield lb, backends
     lb.stop()
     for b in backends:
@@ -279,11 +279,11 @@ def test_bounded_load_spreads_a_hot_uri(cluster):
     assert len(answered) >= 2, "hash-balance-factor lets no node take every concurrent request"
 
 
-def test_lighttpd_tells_nodes_apart_by_address_only(tmp_path):
+def test_lighttpd_tells_nodes_apart_by_address_only():
     """The caveat in deploy/lighttpd.conf: two nodes on one machine (same address, other port) get
     no share of lighttpd 1.4.69's hash; all patches go to one of them."""
     backends = [EchoBackend(f"b{k}") for k in range(3)]
-    lb = start_balancer("lighttpd", [b.address for b in backends], tmp_path)
+    lb = start_balancer("lighttpd", [b.address for b in backends])
     try:
         assert len(set(mapping(lb, patch_uris(20)).values())) == 1
     finally:

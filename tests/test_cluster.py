@@ -97,7 +97,7 @@ def test_front_over_a_node_list_matches_one_process_byte_for_byte(demo_root, nod
 
 @pytest.mark.parametrize("kind", ["haproxy", "nginx", "lighttpd"])
 def test_front_through_a_real_load_balancer_matches_one_process(kind, demo_root, nodes, reference, tmp_path):
-    lb = start_balancer(kind, [d.port for d in nodes], tmp_path)
+    lb = start_balancer(kind, [d.port for d in nodes])
     f = front(demo_root, tmp_path, "--lb", lb.url)
     try:
         check_same(f, reference)

@@ -22,12 +22,24 @@ def urls(text: str) -> list[str]:
     return re.findall(r"'(http://localhost:8000[^']*)'", text)
 
 
-def test_readme_python_example_runs(daemon):
-    (code,) = blocks("python")
+def run_python(code: str, daemon) -> str:
     code = code.replace("http://localhost:8000", daemon.base)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "(64, 72) uint16 (32, 36)"
+    return out.stdout.strip()
+
+
+def test_readme_python_example_runs(daemon):
+    (code,) = [b for b in blocks("python") if "urllib" in b]
+    assert run_python(code, daemon) == "(64, 72) uint16 (32, 36)"
+
+
+def test_readme_client_example_runs(daemon):
+    """The dada.client block, with what its comments claim checked."""
+    (code,) = [b for b in blocks("python") if "dada.client" in b]
+    check = ("\nprint(a.data.shape, a.attrs['darkfield']['rmin'], a.url.split('?')[0].endswith('.h5'),"
+             " both.arrays['dpc.dpc'].shape, frame.shape, dict(c.meta('eiger/u16/scan_0001')['grid'])['vert'])")
+    assert run_python(code + check, daemon) == "(4, 8) 12.0 True (2, 6, 8) (64, 72) 6"
 
 
 def test_readme_curl_urls_answer(daemon):

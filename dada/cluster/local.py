@@ -7,6 +7,7 @@ results; the local nodes compute them, one core each. Children die with the fron
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import time
 import urllib.request
 
-from dada.config import Config
+from dada.config import NODE_SECRET_ENV, Config
 
 PR_SET_PDEATHSIG = 1
 
@@ -47,7 +48,8 @@ class LocalNodes:
             port = _free_port()
             cmd = [sys.executable, "-m", "dada.cli", "node", *self._args(), "--host", "127.0.0.1", "--port", str(port),
                    "--threads", str(self.config.node_threads), "--max-frames", str(self.config.max_frames)]
-            self.procs.append(subprocess.Popen(cmd, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL))
+            env = {**os.environ, NODE_SECRET_ENV: self.config.node_secret} if self.config.node_secret else None
+            self.procs.append(subprocess.Popen(cmd, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL, env=env))
             self.urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + timeout
         for proc, url in zip(self.procs, self.urls, strict=True):

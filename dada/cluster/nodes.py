@@ -22,6 +22,7 @@ import aiohttp
 
 from dada.cluster.ring import Ring
 from dada.errors import DadaError, NodesFailed, NodesTimedOut
+from dada.server.access import NODE_SECRET_HEADER
 
 log = logging.getLogger("dada.cluster")
 
@@ -67,8 +68,9 @@ class _Attempts:
 class NodePool:
     def __init__(self, urls: Sequence[str], *, balancer: bool = False, per_node: int = 2,
                  patch_timeout: float = 60.0, down_after: int = 3, hedge_factor: float = 3.0,
-                 busy_seconds: float = 30.0) -> None:
+                 busy_seconds: float = 30.0, secret: str | None = None) -> None:
         self.balancer = balancer
+        self.headers = {NODE_SECRET_HEADER: secret} if secret else {}  # the nodes answer their front only
         self.nodes = {u.rstrip("/"): Node(u.rstrip("/")) for u in urls}
         self.per_node = per_node
         self._freed = asyncio.Condition()
@@ -85,7 +87,7 @@ class NodePool:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None),
-                                              connector=aiohttp.TCPConnector(limit=0))
+                                              connector=aiohttp.TCPConnector(limit=0), headers=self.headers)
         self._probe = asyncio.create_task(self._probe_loop())
 
     async def close(self) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import secrets
+import signal
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 import dada
 from dada.cache import make_cache
@@ -23,6 +26,8 @@ from dada.config import Config
 from dada.encoders.json import dumps
 from dada.errors import DadaError
 from dada.registry import ENDPOINTS
+from dada.server.access import Access, NodeGuard
+from dada.server.http_errors import JsonErrorRunner, check_request
 from dada.server.metrics import Metrics
 from dada.server.openapi import index, openapi
 from dada.server.progress import ProgressHub
@@ -43,17 +48,20 @@ def json_response(doc: object, status: int = 200, **headers: str) -> web.Respons
 
 @web.middleware
 async def errors(request: web.Request, handler):
-    """Every failure becomes a JSON body with a status; tracebacks go to the log only."""
+    """Every failure becomes a JSON body with a status; tracebacks go to the log only. Requests
+    aiohttp's parser passes but HTTP does not are refused first; a 405 keeps the router's Allow."""
     try:
+        check_request(request)
         return await handler(request)
     except DadaError as exc:
         return json_response(exc.body(), exc.status, **getattr(exc, "headers", {}))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return json_response({"error": "http", "status": exc.status, "message": exc.reason}, exc.status)
+        allow = {"Allow": exc.headers[hdrs.ALLOW]} if hdrs.ALLOW in exc.headers else {}
+        return json_response({"error": "http", "status": exc.status, "message": exc.reason}, exc.status, **allow)
     except Exception:
-        log.exception("internal error on %s", request.rel_url)
+        log.exception("internal error on %s", request.path)  # never the query: it may hold a token
         return json_response(
             {"error": "internal", "status": 500, "message": "internal error; the server log has the details"},
             500,
@@ -67,13 +75,18 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     catalog = Catalog(config.roots, handles, config.dataset_paths, config.recheck_seconds)
     metrics = Metrics()
     pool = ThreadPoolExecutor(config.threads, thread_name_prefix="dada-work")
-    hub = ProgressHub()
+    access = Access(config.tokens)
+    hub = ProgressHub(access)
     cache = None
     if role == "front":
         cache = make_cache(config.cache_memory_bytes, config.cache_dir, config.cache_disk_bytes, config.aerospike,
                            namespace=config.aerospike_namespace)
         metrics.watch_cache(cache.stats)
-    dispatch = Dispatcher(catalog, config, metrics, pool, hub, cache)
+    dispatch = Dispatcher(catalog, config, metrics, pool, hub, cache, access)
+    # nodes answer their front only; a front makes a secret for the local nodes it starts
+    node_secret = config.node_secret or (secrets.token_hex(16) if role == "front" and not config.nodes
+                                         and not config.lb else None)
+    guard = NodeGuard.of(node_secret, config.node_networks)
     cluster: dict[str, Any] = {}
     node: dict[str, float] = {}
     local = LocalMoments(Engine(config.threads)) if role == "node" else None  # one engine: routes and patches
@@ -110,11 +123,12 @@ def make_app(config: Config, role: str = "front") -> web.Application:
             return
         urls = list(config.nodes) or ([config.lb] if config.lb else [])
         if not urls:
-            cluster["local"] = LocalNodes(config, config.local_nodes)
+            cluster["local"] = LocalNodes(replace(config, node_secret=node_secret), config.local_nodes)
             urls = await loop.run_in_executor(None, cluster["local"].start)
             log.info("started %d local nodes: %s", len(urls), ", ".join(urls))
         slots = config.lb_concurrency if config.lb else config.per_node
-        nodes = NodePool(urls, balancer=bool(config.lb), per_node=slots, patch_timeout=config.patch_timeout)
+        nodes = NodePool(urls, balancer=bool(config.lb), per_node=slots, patch_timeout=config.patch_timeout,
+                         secret=node_secret)
         await nodes.start()
         cluster["pool"] = nodes
         cluster["rate"] = config.node_rate or await nodes.rate()
@@ -137,7 +151,10 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         body = await patches.handle(request.match_info["tail"], request.query, pool)
         return web.Response(body=body, content_type="application/x-npz")
 
-    app = web.Application(middlewares=[errors])
+    middlewares = [errors, cors(config.cors_origins)] if config.cors_origins else [errors]
+    if role == "node":
+        middlewares.append(guarded(guard))
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/", root)
     app.router.add_static("/gui/", GUI)
     app.router.add_get("/api", api)
@@ -162,6 +179,41 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     return app
 
 
+def guarded(guard: NodeGuard):
+    """A node's middleware: 403 for anything but its front (the shared secret or a configured network)."""
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        guard.check(request)
+        return await handler(request)
+
+    return check
+
+
+CORS_HEADERS = {"Access-Control-Allow-Headers": "Authorization, X-Request-Id, If-None-Match",
+                "Access-Control-Expose-Headers": "ETag, X-Request-Id, X-Dada-View, Content-Disposition",
+                "Access-Control-Allow-Methods": "GET, HEAD, DELETE, OPTIONS", "Access-Control-Max-Age": "600"}
+
+
+def cors(origins: tuple[str, ...]):
+    """Cross-origin calls from the configured browser origins (\"*\": any): headers on answers, preflights."""
+    allowed = set(origins)
+
+    @web.middleware
+    async def add(request: web.Request, handler):
+        origin = request.headers.get("Origin")
+        ok = origin is not None and ("*" in allowed or origin in allowed)
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            resp: web.StreamResponse = web.Response(status=204 if ok else 403)
+        else:
+            resp = await handler(request)
+        if ok:
+            resp.headers.update({**CORS_HEADERS, "Access-Control-Allow-Origin": origin, "Vary": "Origin"})
+        return resp
+
+    return add
+
+
 def block_size(config: Config, rate: float, scan: Scan) -> int:
     return config.block_frames or block_frames(scan.frame_nbytes, rate)
 
@@ -170,4 +222,20 @@ def serve(config: Config, role: str = "front") -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.info("dada %s %s serving %s on http://%s:%d", dada.__version__, role,
              ", ".join(f"{k or '/'}={v}" for k, v in config.roots.items()), config.host, config.port)
-    web.run_app(make_app(config, role), host=config.host, port=config.port, print=None, access_log=None)
+    app = make_app(config, role)
+
+    async def run() -> None:
+        # web.run_app's AppRunner would answer parse errors with text quoting the request: serve
+        # through JsonErrorRunner, with run_app's keep-alive timeout, until SIGINT or SIGTERM.
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        runner = JsonErrorRunner(app, access_log=None, keepalive_timeout=75)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, config.host, config.port).start()
+            await stop.wait()
+        finally:
+            await runner.cleanup()  # the app's on_cleanup stops child processes
+
+    asyncio.run(run())

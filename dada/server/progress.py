@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from dada.errors import NotFound
+from dada.server.access import Access, Forbidden, Grant
 
 KEEP_SECONDS = 60.0
 WAIT_FOR_START = 30.0
@@ -31,6 +32,7 @@ class _Stream:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     ended: float | None = None
     cancelled: bool = False  # read from worker threads: a plain flag, set once
+    owner: str | None = None  # with access control: the token name that first used this request id
 
 
 class _Publisher:
@@ -47,7 +49,8 @@ class _Publisher:
 
 
 class ProgressHub:
-    def __init__(self) -> None:
+    def __init__(self, access: Access) -> None:
+        self.access = access
         self._streams: dict[str, _Stream] = {}
         self._ended: OrderedDict[str, float] = OrderedDict()  # finished streams, oldest first
 
@@ -74,16 +77,29 @@ class ProgressHub:
         s.changed.set()
         s.changed = asyncio.Event()
 
-    def publisher(self, rid: str) -> _Publisher:
+    def _owned(self, rid: str, grant: Grant | None) -> _Stream:
+        """The stream of a request id, claimed by the first token that uses it; 403 for any other token
+        (a stream carries map values: it is as private as the answer)."""
+        s = self._stream(rid)
+        if grant is not None:
+            if s.owner is None:
+                s.owner = grant.name
+            elif s.owner != grant.name:
+                raise Forbidden("this request id belongs to another token")
+        return s
+
+    def publisher(self, rid: str, grant: Grant | None = None) -> _Publisher:
         """What the request's computation reports progress to (from any thread) and asks about cancels."""
-        return _Publisher(self, rid, self._stream(rid))
+        return _Publisher(self, rid, self._owned(rid, grant))
 
     async def cancel(self, request: web.Request) -> web.Response:
         """``DELETE /progress/{rid}``: ask a running request to stop."""
         rid = request.match_info["rid"]
+        grant = self.access.grant(request)
         s = self._streams.get(rid)
         if s is None or s.ended is not None:
             raise NotFound(f"no running request {rid!r}")
+        self._owned(rid, grant)
         s.cancelled = True
         return web.json_response({"request": rid, "cancelled": True}, status=202)
 
@@ -95,7 +111,7 @@ class ProgressHub:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         rid = request.match_info["rid"]
-        s = self._stream(rid)
+        s = self._owned(rid, self.access.grant(request))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)

@@ -12,11 +12,12 @@ import hashlib
 import json
 import re
 import time
+import urllib.parse
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +30,8 @@ from dada.encoders import CONTENT_TYPES, encode, negotiate, stored
 from dada.encoders.render import check_render, legend
 from dada.endpoint import PLANE_FORMATS, Context, Endpoint, Plan, Result, Target
 from dada.errors import BadParameter, DadaError, NotFound, TooLarge
+from dada.server.access import TOKEN_PARAM, Access, without_token
+from dada.server.budget import Budget
 from dada.server.metrics import Metrics
 from dada.server.progress import ProgressHub
 from dada.sources.catalog import Catalog
@@ -48,22 +51,30 @@ class Address:
     fmt: str | None  # from the extension; None: negotiate by Accept
 
 
+# What a user means as a format (letters, e.g. .bmp, .PNG) or as a number (-1, 1e3, 1.0): a scan's own
+# name may hold dots, but never ends in a lone extension of letters the route cannot serve.
+FORMAT_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,4}")
+NUMBER_LIKE = re.compile(r"[-+]?[\d.]+(?:[eE][-+]?\d+)?")  # \d: any script's digits, to name them wrong
+
+
 def split_tail(ep: Endpoint, tail: str) -> Address:
     """``a/b/scan/3.npy`` -> (``a/b/scan``, 3, ``npy``) as the endpoint's declarations say."""
     tail = tail.strip("/")
     fmt = None
     head, dot, ext = tail.rpartition(".")
-    if dot and ext in CONTENT_TYPES and "/" not in ext:
+    if dot and "/" not in ext and (ext in CONTENT_TYPES or (ep.target != "folder" and FORMAT_LIKE.fullmatch(ext))):
         if ext not in ep.formats:
-            raise BadParameter("format", f"{ext} is not available here", f"one of {', '.join(ep.formats)}")
+            raise BadParameter("format", f"{ext!r} is not a format of this route", f"one of {', '.join(ep.formats)}")
         fmt, tail = ext, head
     if ep.target == "folder":
         return Address(tail, None, fmt)
     item = None
     if ep.item is not None:
         head, _, last = tail.rpartition("/")
-        if head and last.isdigit():
+        if head and re.fullmatch(r"[0-9]+", last):
             item, tail = ep.item.parse(last), head
+        elif head and NUMBER_LIKE.fullmatch(last):
+            raise BadParameter(ep.item.name, f"{last!r} is not a valid {ep.item.name}", ep.item.allowed())
         elif not ep.item_optional:
             raise BadParameter(ep.item.name, "missing at the end of the path", ep.item.allowed())
     if not tail:
@@ -82,8 +93,11 @@ class Hot:
 
 
 def _hot_key(request: web.Request) -> str:
-    """What names an encoded answer before any parsing: the path, the query and the Accept header."""
-    return f"{request.path_qs}|{request.headers.get('Accept', '')}"
+    """What names an encoded answer before any parsing: the path, the query (never a token) and Accept."""
+    where = request.path_qs
+    if TOKEN_PARAM in request.query:
+        where = f"{request.path}?{urllib.parse.urlencode(list(without_token(request.query).items()))}"
+    return f"{where}|{request.headers.get('Accept', '')}"
 
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -125,8 +139,9 @@ class Dispatcher:
     """Holds what every request needs: catalog, config, metrics and the worker pool."""
 
     def __init__(self, catalog: Catalog, config: Config, metrics: Metrics, pool: Executor, hub: ProgressHub,
-                 cache: ResultCache | None) -> None:
+                 cache: ResultCache | None, access: Access) -> None:
         self.catalog = catalog
+        self.access = access
         self.config = config
         self.metrics = metrics
         self.pool = pool
@@ -134,6 +149,7 @@ class Dispatcher:
         self.cache = cache
         self.moments: MomentSource | None = None  # set when the app starts: local engine or the cluster
         self.answers = MemoryCache(config.answer_cache_bytes)  # encoded hot answers, by ETag
+        self.budget = Budget(config.work_budget_bytes)
         self.hot: OrderedDict[str, Hot] = OrderedDict()  # URL -> the scan and ETag of its last answer
 
     async def _work(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -183,11 +199,24 @@ class Dispatcher:
             self.hot.popitem(last=False)
 
     async def _answer(self, ep: Endpoint, request: web.Request) -> web.StreamResponse:
-        hot = self._hot(request) if ep.cache_results else None
-        if hot is not None:
-            return hot
+        grant = self.access.grant(request)  # 401 first: before anything about the data is said
+        if grant is None:  # open: the hot path comes before any parsing
+            hot = self._hot(request) if ep.cache_results else None
+            if hot is not None:
+                return hot
         addr = split_tail(ep, request.match_info.get("tail", ""))
-        args = ep.model.parse(request.query)
+        query = without_token(request.query)
+        if ep.target == "folder":
+            self.access.check_folder(grant, addr.path)
+        else:
+            self.access.check(grant, addr.path)
+            for p in ep.model.params:
+                if p.names_file and query.get(p.name):
+                    self.access.check(grant, query[p.name], "file")
+            hot = self._hot(request) if grant is not None and ep.cache_results else None
+            if hot is not None:
+                return hot
+        args = ep.model.parse(query)
         check_render(args)
         fmt = addr.fmt or negotiate(request.headers.get("Accept"), ep.formats)
         target, plan = await self._work(self._plan, ep, addr, args)
@@ -220,12 +249,19 @@ class Dispatcher:
                 self.hub.end(rid, 200)
             more, body = _unframed(data)
             return web.Response(body=body, headers={**headers, **more})
-        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid) if named else None)
+        if request.method == "HEAD":  # what the answer would be, from the plan: nothing is computed
+            head = web.StreamResponse(headers=headers)
+            await head.prepare(request)
+            return head
+        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid, grant) if named else None)
         self.metrics.in_flight.inc()
         status, error = 200, None
         try:
-            result = await self._work(self._compute, ep, target, args, ctx)
-            body, more = await self._work(_encoded, ep.present(result, args), fmt, args)
+            async with self.budget.reserve(plan.work_bytes):
+                result = await self._work(self._compute, ep, target, args, ctx)
+                if result.document is not None and ep.target == "folder":
+                    result = replace(result, document=Access.visible(grant, result.document))
+                body, more = await self._work(_encoded, ep.present(result, args), fmt, args)
             headers.update(more)
         except DadaError as exc:
             status, error = exc.status, exc.body()

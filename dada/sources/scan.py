@@ -123,11 +123,15 @@ class Scan:
         """The grid to use: ``grid=`` from the URL wins over metadata; 400 if neither exists."""
         total = self.expected_frames or self.nframes
         if override is not None:
-            if override.vert * override.horz > total:
+            recorded = None if self.grid is None else f"{self.grid.vert}x{self.grid.horz}"
+            if recorded is not None and str(override) != recorded:
+                raise BadParameter("grid", f"{override} contradicts the scan's recorded grid {recorded}",
+                                   f"{recorded} or no grid")
+            if override.vert * override.horz != total:
                 raise BadParameter(
                     "grid",
-                    f"{override} needs {override.vert * override.horz} frames, the scan has {total}",
-                    f"VxH with V*H <= {total}",
+                    f"{override} has {override.vert * override.horz} points, the scan has {total} frames",
+                    f"VxH with V*H = {total}",
                 )
             base = self.grid or ScanGrid(override.vert, override.horz)
             return ScanGrid(override.vert, override.horz, base.fast_axis, base.snake)
@@ -135,7 +139,7 @@ class Scan:
             raise BadParameter(
                 "grid",
                 "this scan's files record no scan grid; say it in the URL",
-                f"VxH with V*H <= {total}, e.g. grid=1x{total}",
+                f"VxH with V*H = {total}, e.g. grid=1x{total}",
             )
         return self.grid
 

@@ -81,7 +81,7 @@ GEOMETRY = (
     Param("cx", "Beam centre along columns (x); default from the scan's metadata.", type="number", unit="px"),
     Param("cy", "Beam centre along rows (y); default from the scan's metadata.", type="number", unit="px"),
     Param("usermask", "A mask file below the data root (.npy, or HDF5 with one 2-D dataset); non-zero = masked.",
-          example="masks/beamstop.npy"),
+          example="masks/beamstop.npy", names_file=True),
 )
 
 

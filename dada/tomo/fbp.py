@@ -117,6 +117,21 @@ def _spread(values, cos_t, sin_t, grid, table, width, per_cell, nbands):
                             grid[row, lo_u + i] += cv * wu[i]
 
 
+def grid_size(n: int) -> int:
+    """Side of the oversampled frequency grid for an n-pixel image (even, FFT-friendly)."""
+    g = scipy.fft.next_fast_len(int(2 * np.ceil(SIGMA * n / 2)), real=False)
+    return g + g % 2
+
+
+def work_bytes(nang: int, ncols: int) -> int:
+    """Peak memory of reconstructing an nang × ncols sinogram, for limits checked before reading (fit to
+    measured peaks, rounded up): 20 B per angle and grid column (float64 projections padded to the grid,
+    their spectra), 12 B per grid cell (the grid, its inverse FFT, the image) and 16 B per kernel-table
+    entry and grid column (the deapodisation's cosine matrix, once per grid size)."""
+    g = grid_size(ncols)
+    return 20 * nang * g + 12 * g * g + 16 * _kernel(WIDTH, SIGMA)[0].size * g
+
+
 class Reconstructor:
     """Reusable buffers for one image size: the big grid is allocated once (first writes are slow)."""
 
@@ -140,9 +155,7 @@ class Reconstructor:
         """
         nang, ncols = sinogram.shape
         size = size or ncols
-        g = int(2 * np.ceil(SIGMA * max(size, ncols) / 2))
-        g = scipy.fft.next_fast_len(g, real=False)
-        g += g % 2
+        g = grid_size(max(size, ncols))
         proj = np.zeros((nang, g), dtype=np.float64)
         proj[:, :ncols] = sinogram
         spectrum = scipy.fft.rfft(proj, axis=1, workers=-1)

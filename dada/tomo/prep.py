@@ -76,11 +76,23 @@ def paganin_margin(pixel: float, distance: float, energy_kev: float, delta_beta:
     return int(np.ceil(4 * np.sqrt(lam * distance * delta_beta / np.pi) / pixel)) + 2
 
 
+def padded_shape(h: int, w: int, pad: int) -> tuple[int, int]:
+    """The FFT grid an (h, w) image is edge-padded to: the margin on each side, then a fast length."""
+    return scipy.fft.next_fast_len(h + 2 * pad, real=True), scipy.fft.next_fast_len(w + 2 * pad, real=True)
+
+
+def paganin_bytes(n: int, h: int, w: int, pad: int) -> int:
+    """Peak memory of :func:`paganin` on n (h, w) images, for limits checked before reading: 36 B per
+    padded pixel (measured 34-37) for the float32 stack, its complex64 spectrum, the complex128 filtered
+    spectrum, the inverse FFT's complex128 pass and its float64 result."""
+    ph, pw = padded_shape(h, w, pad)
+    return 36 * n * ph * pw
+
+
 def paganin(images: np.ndarray, pixel: float, distance: float, energy_kev: float, delta_beta: float) -> np.ndarray:
     """Apply the filter to each (rows, cols) intensity image of a stack, edge-padded against wrap-around."""
     n, h, w = images.shape
-    pad = paganin_margin(pixel, distance, energy_kev, delta_beta)
-    shape = (scipy.fft.next_fast_len(h + 2 * pad, real=True), scipy.fft.next_fast_len(w + 2 * pad, real=True))
+    shape = padded_shape(h, w, paganin_margin(pixel, distance, energy_kev, delta_beta))
     py, px = shape[0] - h, shape[1] - w
     padded = np.pad(images, ((0, 0), (py // 2, py - py // 2), (px // 2, px - px // 2)), mode="edge")
     filt = paganin_filter(shape, pixel, distance, energy_kev, delta_beta)
