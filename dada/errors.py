@@ -58,6 +58,14 @@ class Cancelled(DadaError):
     kind = "cancelled"
 
 
+class Unavailable(DadaError):
+    """The storage holding the data does not answer now (an I/O error, a dead mount): not absence (503)."""
+
+    status = 503
+    kind = "unavailable"
+    headers = {"Retry-After": "5"}
+
+
 class Unprocessable(DadaError):
     """The data exist but cannot be decoded or interpreted (422), e.g. a corrupt chunk."""
 

@@ -73,7 +73,7 @@ class Remote:
         """GET with retries until ``retry_for`` has passed since the server stopped answering (one bound per
         outage, so once it is over every request fails after one try): (status, headers, body), the body
         read into ``body`` (its length returned) when given and the answer is a 206 of exactly that length."""
-        deadline = time.monotonic() + self.retry_for  # TEMP-REVERT
+        deadline = (self._failing_since or time.monotonic()) + self.retry_for
         delay = 0.05
         while True:
             conn = None

@@ -258,3 +258,14 @@ def test_health_and_metrics(daemon):
         assert daemon.get(f"/gui/{name}").status == 200
     assert daemon.get("/gui/../pyproject.toml").status == 404
     assert daemon.get("/gui/%2e%2e/%2e%2e/pyproject.toml").status in (403, 404)
+
+
+def test_h5_answers_encode_concurrently(daemon):
+    """Many h5 answers at once (the encoder's in-memory files once shared a name: 500 under load)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    urls = [f"/stxm/eiger/u16/scan_0001.h5?darkfield.rmin={5 + k / 7:.4f}&channels=darkfield" for k in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(daemon.get, urls))
+    assert [r.status for r in answers] == [200] * len(urls)
+    assert all(r.body[:8] == b"\x89HDF\r\n\x1a\n" for r in answers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import h5py
@@ -24,7 +25,8 @@ def attr_value(v: Any) -> Any:
 
 
 def encode(result: Result, render_args: dict[str, Any]) -> bytes:
-    with h5py.File("result.h5", "w", driver="core", backing_store=False) as f:
+    # An in-memory file, yet HDF5 refuses a second one of the same name open at once: one name per answer.
+    with h5py.File(f"answer-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False) as f:
         for name, a in result.arrays.items():
             f.create_dataset(name, data=a)
         for k, v in result.attrs.items():

@@ -10,14 +10,15 @@ and again after resolving symlinks: whatever would land outside the root is a
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from dada.confine import inside, segments
-from dada.errors import BadParameter, NotFound
+from dada.errors import BadParameter, NotFound, Unavailable
 from dada.sources.eiger import DATA_FILE, open_eiger
 from dada.sources.handles import HandleCache
 from dada.sources.hdf5 import open_hdf5
@@ -85,10 +86,10 @@ class Catalog:
         candidates += [base + ext for ext in HDF5_EXTS]
         for c in candidates:
             real = self._inside(root, c)
-            if real and os.path.isfile(real):
+            if real and _is(real, stat.S_ISREG):
                 return root, _kind(real), real
         real = self._inside(root, base)
-        if real and os.path.isdir(real) and parts:
+        if real and _is(real, stat.S_ISDIR) and parts:
             scans = [e for e in _scan_entries(real)]
             if len(scans) == 1:
                 inner = self._inside(root, os.path.join(real, scans[0]))
@@ -176,7 +177,7 @@ class Catalog:
             return {"path": "", "folders": sorted(self.roots), "scans": []}
         root, parts = self._split(urlpath)
         real = self._inside(root, os.path.join(root, *parts))
-        if real is None or not os.path.isdir(real):
+        if real is None or not _is(real, stat.S_ISDIR):
             raise NotFound(f"no folder at {urlpath!r}")
         prefix = urlpath.strip("/")
         folders, scans = [], []
@@ -201,6 +202,18 @@ class Catalog:
                     "mtime": st.st_mtime,
                 })
         return {"path": prefix, "folders": folders, "scans": scans}
+
+
+def _is(path: str, kind: Callable[[int], bool]) -> bool:
+    """``os.path.isfile``/``isdir`` (``kind``: ``stat.S_ISREG``/``S_ISDIR``), except that storage which cannot
+    answer (EIO, a dead network mount) is a 503 to retry, not a 404 saying the scan does not exist."""
+    try:
+        return kind(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return False
+    except OSError as exc:
+        raise Unavailable(f"the storage holding {os.path.basename(path)!r} does not answer ({exc.strerror}); "
+                          "try again shortly") from None
 
 
 def _kind(path: str) -> str:
