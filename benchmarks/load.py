@@ -43,6 +43,8 @@ from helpers import Daemon  # noqa: E402
 from dada.demo import demo_exists, make_demo  # noqa: E402
 
 MiB = 2**20
+RETRIES = 5
+retried: dict[str, int] = defaultdict(int)  # 503 answers (busy: the working-memory budget is taken) asked again
 # What the benchmark's daemon may hold beyond its state after warm-up: its caches, bounded by their
 # configured sizes, one working-memory budget of requests in flight, and allocator slack.
 CACHE_BYTES, ANSWER_BYTES, BUDGET_BYTES, SLACK = 256 * MiB, 64 * MiB, 1024 * MiB, 300 * MiB
@@ -119,12 +121,18 @@ async def drive(base: str, seconds: float, clients: int, sizes: dict[str, int], 
             kind, _, make = rnd.choices(kinds, weights)[0]
             url, expected = make(rnd)
             t0 = time.perf_counter()
-            try:
-                async with session.get(base + url) as resp:
-                    await resp.read()
-                    status = resp.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                status = f"{type(exc).__name__}"
+            for _ in range(RETRIES + 1):  # as dada.client does: a busy server (503) is asked again
+                try:
+                    async with session.get(base + url) as resp:
+                        await resp.read()
+                        status = resp.status
+                        wait = float(resp.headers.get("Retry-After", "1"))
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    status, wait = f"{type(exc).__name__}", 0.0
+                if status != 503:
+                    break
+                retried[kind] += 1
+                await asyncio.sleep(wait)
             seen[kind].append((time.perf_counter() - t0, status, status in expected))
 
     timeout = aiohttp.ClientTimeout(total=600)
@@ -142,7 +150,7 @@ def report(seen: dict[str, list], seconds: float) -> dict:
         for r in rows:
             codes[str(r[1])] += 1
         out["kinds"][kind] = {"requests": len(rows), "errors": len(bad), "unexpected": sorted(set(map(str, bad))),
-                              "codes": dict(codes),
+                              "codes": dict(codes), "retried_503": retried[kind],
                               "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 1),
                               "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 1)}
         out["requests"] += len(rows)
@@ -203,9 +211,10 @@ def main() -> int:
     if args.json:
         print(json.dumps(out))
         return 0 if out["ok"] else 1
-    print(f"\n{'kind':<18}{'requests':>9}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}  codes")
+    print(f"\n{'kind':<18}{'requests':>9}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}  codes (503s asked again)")
     for kind, k in out["kinds"].items():
         print(f"{kind:<18}{k['requests']:>9}{k['errors']:>8}{k['p50_ms']:>9}{k['p99_ms']:>9}  {k['codes']}"
+              + (f" ({k['retried_503']})" if k["retried_503"] else "")
               + (f"  unexpected: {k['unexpected']}" if k["unexpected"] else ""))
     print(f"{'all':<18}{out['requests']:>9}{out['errors']:>8}{out['p50_ms']:>9}{out['p99_ms']:>9}"
           f"   {out['requests_per_s']} requests/s")

@@ -167,11 +167,23 @@ def select(scan: Scan, args: dict[str, Any]) -> tuple[np.ndarray, range, range]:
     return scan.grid_for(args.get("grid")).patch(vert, horz), vert, horz
 
 
+def _everything(args: dict[str, Any]) -> bool:
+    return args.get("vert") is None and args.get("horz") is None and args.get("grid") is None
+
+
 def select_or_all(scan: Scan, args: dict[str, Any]) -> np.ndarray:
     """Like :func:`select`, but with no selection and no grid given, every frame (1-D)."""
-    if args.get("vert") is None and args.get("horz") is None and args.get("grid") is None:
+    if _everything(args):
         return np.arange(scan.expected_frames or scan.nframes, dtype=np.int64)
     return select(scan, args)[0]
+
+
+def count_selected(scan: Scan, args: dict[str, Any]) -> int:
+    """How many frames :func:`select_or_all` names, without building their numbers."""
+    if _everything(args):
+        return scan.expected_frames or scan.nframes
+    vert, horz = select_ranges(scan, args)
+    return len(vert) * len(horz)
 
 
 def provenance(scan: Scan, frames: np.ndarray) -> dict[str, Any]:

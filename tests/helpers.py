@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -53,11 +54,13 @@ class Daemon:
         self.base = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "dada.cli", *args, "--host", "127.0.0.1", "--port", str(self.port)]
         self.log = open(os.devnull, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+        # the daemon's log goes to a file: a pipe nobody reads fills after 64 kB and blocks the daemon
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.stderr, env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"dada exited: {self.proc.stderr.read().decode()}")
+                raise RuntimeError(f"dada exited: {self.output()}")
             try:
                 if self.get("/healthz").status == 200:
                     return
@@ -67,6 +70,11 @@ class Daemon:
 
     def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 60) -> Response:
         return http_get(self.port, path, headers, timeout)
+
+    def output(self) -> str:
+        """What the daemon logged so far."""
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
 
     def url(self, path: str, **query: Any) -> str:
         q = urllib.parse.urlencode(query)
@@ -82,6 +90,7 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+        self.stderr.close()
 
 
 class Proc:

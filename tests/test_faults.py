@@ -62,8 +62,9 @@ def same(d: Daemon, reference: Daemon, path: str) -> float:
 
 def log_of(d: Daemon) -> str:
     """Stop the daemon; what it logged."""
+    text = d.output()
     d.stop()
-    return d.proc.stderr.read().decode()
+    return text
 
 
 # -- 1. the disk cache's folder refuses writes -----------------------------------------------------

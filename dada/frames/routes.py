@@ -12,8 +12,9 @@ from dada.endpoint import Context, Endpoint, Plan, Result, Target
 from dada.errors import BadParameter
 from dada.frames.pixels import MASK, bin_shape, bin_sum, valid_pixels
 from dada.params import Model, Param
-from dada.selection import GRID, SELECTION, Point, provenance, select, select_or_all
+from dada.selection import GRID, SELECTION, Point, count_selected, provenance, select, select_or_all, select_ranges
 from dada.sources.catalog import Catalog
+from dada.sources.scan import Scan
 
 BIN = Param("bin", "Bin b×b pixels into one (edge rows/columns that do not fill a bin are dropped).",
             type="integer", default=1, minimum=1, maximum=256)
@@ -77,15 +78,14 @@ class Sum(Endpoint):
 
     def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
         scan = target.scan
-        frames = select_or_all(scan, args)
-        dtype = np.dtype("float64") if args["reduce"] == "mean" else np.dtype("int64")
-        return Plan(bin_shape(scan.frame_shape, args["bin"]), dtype, int(frames.size))
+        dtype = np.dtype("float64") if args["reduce"] == "mean" else _total_dtype(scan)
+        return Plan(bin_shape(scan.frame_shape, args["bin"]), dtype, count_selected(scan, args))
 
     def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         scan = target.scan
         frames = select_or_all(scan, args).ravel()
         present = frames[frames < scan.nframes]
-        total = np.zeros(scan.frame_shape, dtype=np.int64)
+        total = np.zeros(scan.frame_shape, dtype=_total_dtype(scan))
         count = np.zeros(scan.frame_shape, dtype=np.int64)
         buf = np.empty(scan.frame_shape, dtype=scan.dtype)
         good = np.empty(scan.frame_shape, dtype=bool)
@@ -122,12 +122,12 @@ class Composite(Endpoint):
 
     def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
         scan = target.scan
-        frames, _, _ = select(scan, args)
+        vert, horz = select_ranges(scan, args)
         th, tw = bin_shape(scan.frame_shape, args["bin"])
         if th == 0 or tw == 0:
             raise BadParameter("bin", f"{args['bin']} is larger than the {scan.frame_shape} frame",
                                f"an integer in [1, {min(scan.frame_shape)}]")
-        return Plan((frames.shape[0] * th, frames.shape[1] * tw), np.dtype("float32"), int(frames.size))
+        return Plan((len(vert) * th, len(horz) * tw), np.dtype("float32"), len(vert) * len(horz))
 
     def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         scan = target.scan
@@ -150,6 +150,11 @@ class Composite(Endpoint):
         attrs = {**provenance(scan, frames), "bin": b, "tile_shape": [th, tw],
                  "vert": [vert.start, vert.stop, vert.step], "horz": [horz.start, horz.stop, horz.step]}
         return Result({"composite": out}, attrs, unit="counts/px")  # mean per detector pixel of a bin
+
+
+def _total_dtype(scan: Scan) -> np.dtype:
+    """What sums of the scan's frames are kept in: exact integers, or float64 for frames of floats."""
+    return np.dtype("float64") if scan.dtype.kind == "f" else np.dtype("int64")
 
 
 FRAME, SUM, COMPOSITE = Frame(), Sum(), Composite()

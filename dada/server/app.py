@@ -27,7 +27,7 @@ from dada.encoders.json import dumps
 from dada.errors import DadaError
 from dada.registry import ENDPOINTS
 from dada.server.access import Access, NodeGuard
-from dada.server.http_errors import JsonErrorRunner, check_request
+from dada.server.http_errors import JsonErrorRunner, QuietParseErrors, check_request
 from dada.server.metrics import Metrics
 from dada.server.openapi import index, openapi
 from dada.server.progress import ProgressHub
@@ -220,6 +220,7 @@ def block_size(config: Config, rate: float, scan: Scan) -> int:
 
 def serve(config: Config, role: str = "front") -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(QuietParseErrors())
     log.info("dada %s %s serving %s on http://%s:%d", dada.__version__, role,
              ", ".join(f"{k or '/'}={v}" for k, v in config.roots.items()), config.host, config.port)
     app = make_app(config, role)

@@ -36,6 +36,7 @@ Any of that changing makes an error a plain JSON 400, never a quoting one.
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,6 +125,15 @@ class JsonErrorHandler(web.RequestHandler):
         response = web.Response(body=dumps(error.body()), status=error.status, content_type="application/json")
         response.force_close()
         return response
+
+
+class QuietParseErrors(logging.Filter):
+    """Drop aiohttp's tracebacks for requests its parser refused: each is a client's mistake, answered
+    with a JSON 4xx, and logging ~1 kB per one lets anyone fill the server's disk."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, HttpProcessingError)
 
 
 class JsonErrorServer(web.Server):

@@ -25,10 +25,25 @@ ERROR_SCHEMA = {
 
 ERRORS = {
     "400": "A parameter is malformed or out of range; the body names it and what is allowed.",
+    "401": "The server needs a token (Authorization: Bearer, or ?token=) and none valid was given.",
+    "403": "The token does not grant this scan, folder or file.",
     "404": "No such scan, folder or frame (also any path outside the data root).",
     "406": "No format the route produces matches the Accept header.",
-    "413": "The answer would exceed a configured limit (checked before reading).",
+    "409": "The request was cancelled through its progress stream.",
+    "413": "The answer, or the work to make it, would exceed a configured limit (checked before reading).",
     "422": "The data cannot be decoded (e.g. a corrupt chunk; the body names the frame).",
+    "502": "Analysis nodes failed on some patches after retries; the body names them.",
+    "503": "Busy, or the storage does not answer: try again after Retry-After.",
+    "504": "Analysis nodes timed out on some patches after retries.",
+}
+# What the HTTP layer answers before any route (dada.server.http_errors), on every path, also as JSON.
+PROTOCOL_ERRORS = {
+    "405": "The method is not one this route allows (the Allow header lists them).",
+    "414": "The request line is too long.",
+    "431": "A header, or all of them, is too large.",
+    "500": "An internal error; the server log has the details.",
+    "501": "An unknown method or transfer coding.",
+    "505": "An HTTP version other than 1.x.",
 }
 
 FIXED_ROUTES: dict[str, tuple[str, str]] = {
@@ -64,11 +79,30 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
                 "content": {CONTENT_TYPES[f]: {} for f in ep.formats}},
         "304": {"description": "Not modified (If-None-Match matched the ETag)."},
     }
-    for code, text in ERRORS.items():
-        responses[code] = {"description": text,
-                           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    responses.update(_errors({**ERRORS, **PROTOCOL_ERRORS}))
     return {"operationId": ep.name, "summary": ep.summary, "parameters": params, "responses": responses,
             "x-version": ep.version}
+
+
+def _errors(codes: dict[str, str]) -> dict[str, Any]:
+    return {code: {"description": text,
+                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            for code, text in codes.items()}
+
+
+RID = {"name": "rid", "in": "path", "required": True, "description": "The request's X-Request-Id.",
+       "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}}
+PROGRESS = {
+    "get": {"operationId": "progress", "summary": "Progress of a named request as server-sent events.",
+            "parameters": [RID],
+            "responses": {"200": {"description": "progress events, then an end event",
+                                  "content": {"text/event-stream": {}}},
+                          **_errors({k: ERRORS[k] for k in ("401", "403")}), **_errors(PROTOCOL_ERRORS)}},
+    "delete": {"operationId": "cancel", "summary": "Cancel a running named request.", "parameters": [RID],
+               "responses": {"202": {"description": "cancelled", "content": {"application/json": {}}},
+                             **_errors({k: ERRORS[k] for k in ("401", "403", "404")}),
+                             **_errors(PROTOCOL_ERRORS)}},
+}
 
 
 def openapi(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
@@ -76,9 +110,11 @@ def openapi(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
     for ep in endpoints:
         paths[ep.path_template()] = {"get": _operation(ep)}
     for path, (summary, ctype) in FIXED_ROUTES.items():
-        paths[path] = {"get": {"operationId": path.strip("/").replace("/", "_").replace(".", "_"),
+        paths[path] = {"get": {"operationId": path.strip("/").replace("/", "_").replace(".", "_") or "gui",
                                "summary": summary,
-                               "responses": {"200": {"description": summary, "content": {ctype: {}}}}}}
+                               "responses": {"200": {"description": summary, "content": {ctype: {}}},
+                                             **_errors(PROTOCOL_ERRORS)}}}
+    paths["/progress/{rid}"] = PROGRESS
     return {
         "openapi": "3.0.3",
         "info": {"title": "dada", "version": dada.__version__,

@@ -131,7 +131,7 @@ class Catalog:
         if kind == "eiger":
             scan = open_eiger(name, real, self.handles, lambda p: self._inside(root, p), stamp)
         else:
-            scan = open_hdf5(name, real, self.handles, self.dataset_paths, stamp)
+            scan = open_hdf5(name, real, self.handles, self.dataset_paths, stamp, lambda p: self._inside(root, p))
         with self._lock:
             self._scans[real] = (scan, now)
         return scan
@@ -191,7 +191,7 @@ class Catalog:
                 continue
             if os.path.isdir(inside):
                 folders.append(e.name)
-            elif _is_scan_file(e.name):
+            elif _is_scan_file(e.name) and _is(inside, stat.S_ISREG):  # not a FIFO or device named *.h5
                 st = os.stat(inside)
                 scan_name = _scan_name(e.name)
                 scans.append({

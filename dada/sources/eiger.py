@@ -9,6 +9,7 @@ pointing outside the data root is never followed.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
@@ -22,7 +23,9 @@ from dada.sources.scan import (
     FileStamp,
     Scan,
     Segment,
+    check_stack,
     find_mask,
+    local_get,
     read_geometry,
     read_grid,
     read_scalar,
@@ -47,13 +50,13 @@ def open_eiger(
     a file's identity entry.
     """
     f = handles.get(master)
-    data = f.get("entry/data")
+    data = local_get(f, "entry/data")
     if not isinstance(data, h5py.Group):
         raise Unprocessable(f"{os.path.basename(master)} has no /entry/data group")
     segments: list[Segment] = []
     stamps = [stamp(master)]
     missing: list[str] = []
-    shape = dtype = None
+    like = None
     first = 0
     for key in sorted(k for k in data if DATA_LINK.match(k)):
         link = data.get(key, getlink=True)
@@ -67,13 +70,13 @@ def open_eiger(
         else:
             path, dset_path = master, f"entry/data/{key}"
         try:
-            dset = handles.get(path)[dset_path]
-        except (OSError, KeyError) as exc:
+            dset = local_get(handles.get(path), dset_path, confine)
+        except OSError as exc:
             raise Unprocessable(f"data file {os.path.basename(path)} cannot be opened: {exc}") from None
-        if dset.ndim != 3:
-            raise Unprocessable(f"{os.path.basename(path)}:{dset_path} is not a stack of frames")
-        if shape is None:
-            shape, dtype = dset.shape[1:], dset.dtype
+        if not isinstance(dset, h5py.Dataset):
+            raise Unprocessable(f"{os.path.basename(path)} has no dataset {dset_path}")
+        check_stack(dset, like)
+        like = like or (dset.shape[1:], dset.dtype)
         count = written_frames(dset)
         st = stamp(path)
         if path != master:
@@ -82,11 +85,13 @@ def open_eiger(
         first += count
         if count < dset.shape[0]:
             break  # this file is still being written
-    if shape is None:
+    if like is None:
         raise Unprocessable(f"{os.path.basename(master)} links to no data file that exists yet")
     nimages = read_scalar(f, ("entry/instrument/detector/detectorSpecific/nimages",))
     ntrigger = read_scalar(f, ("entry/instrument/detector/detectorSpecific/ntrigger",))
-    expected = int(nimages * (ntrigger or 1)) if nimages else None
+    total = nimages * (ntrigger or 1) if nimages else math.nan
+    expected = int(total) if math.isfinite(total) and total >= 1 else None
+    shape, dtype = like
     return Scan(
         name=name,
         kind="eiger",

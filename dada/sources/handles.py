@@ -14,6 +14,8 @@ from collections import OrderedDict
 import h5py
 import hdf5plugin  # noqa: F401  (registers the bitshuffle/LZ4 filters with HDF5)
 
+from dada.errors import Unprocessable
+
 
 class HandleCache:
     def __init__(self, capacity: int = 64) -> None:
@@ -34,7 +36,12 @@ class HandleCache:
             # metadata to the new open, so a changed file's old handle is closed first.
             for old in [k for k in self._files if k[0] == path]:
                 self._files.pop(old).close()
-        f = h5py.File(path, "r")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            if exc.errno is not None:
+                raise
+            raise Unprocessable(f"{os.path.basename(path)} cannot be opened as HDF5: {exc}") from None
         with self._lock:
             if key in self._files:  # another thread opened it meanwhile
                 f.close()

@@ -14,14 +14,25 @@ import numpy as np
 
 from dada.errors import Unprocessable
 from dada.sources.handles import HandleCache
-from dada.sources.scan import FileStamp, Scan, Segment, find_mask, read_geometry, read_grid, written_frames
+from dada.sources.scan import (
+    FileStamp,
+    Scan,
+    Segment,
+    check_stack,
+    find_mask,
+    local_get,
+    read_geometry,
+    read_grid,
+    written_frames,
+)
 
 
-def find_stack(f: h5py.File, dataset_paths: Sequence[str]) -> str:
+def find_stack(f: h5py.File, dataset_paths: Sequence[str], confine: Callable[[str], str | None] | None = None
+               ) -> h5py.Dataset:
     for p in dataset_paths:
-        obj = f.get(p)
+        obj = local_get(f, p, confine)
         if isinstance(obj, h5py.Dataset) and obj.ndim == 3:
-            return p
+            return obj
     found: list[str] = []
 
     def visit(name: str, obj: object) -> None:
@@ -36,7 +47,7 @@ def find_stack(f: h5py.File, dataset_paths: Sequence[str]) -> str:
         raise Unprocessable(
             f"{base} holds several 3-D datasets ({', '.join(found)}); name one in the config's dataset_paths"
         )
-    return found[0]
+    return local_get(f, found[0], confine)
 
 
 def open_hdf5(
@@ -45,16 +56,18 @@ def open_hdf5(
     handles: HandleCache,
     dataset_paths: Sequence[str],
     stamp: Callable[[str], FileStamp],
+    confine: Callable[[str], str | None] | None = None,
 ) -> Scan:
+    """``confine`` admits the files a virtual dataset may read (those inside the data root)."""
     f = handles.get(path)
-    dset_path = find_stack(f, dataset_paths)
-    dset = f[dset_path]
+    dset = find_stack(f, dataset_paths, confine)
+    check_stack(dset)
     count = written_frames(dset)
     st = stamp(path)
     return Scan(
         name=name,
         kind="hdf5",
-        segments=[Segment(path, dset_path, 0, count, st)],
+        segments=[Segment(path, dset.name, 0, count, st)],
         frame_shape=(int(dset.shape[1]), int(dset.shape[2])),
         dtype=np.dtype(dset.dtype),
         expected_frames=int(dset.shape[0]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -150,10 +151,10 @@ class Scan:
         if self._mask is None:
             mask = np.zeros(self.frame_shape, dtype=bool)
             if self.mask_source is not None:
-                path, dset = self.mask_source
-                raw = self.handles.get(path)[dset][()]
-                if raw.shape == self.frame_shape:
-                    mask = raw != 0
+                path, name = self.mask_source
+                dset = self.handles.get(path)[name]
+                if dset.shape == self.frame_shape and dset.dtype.kind in "biuf":
+                    mask = dset[()] != 0
             self._mask = mask
         return self._mask
 
@@ -237,13 +238,59 @@ MASK_PATHS = (
 )
 
 
+def local_get(group: h5py.Group, path: str, confine: Callable[[str], str | None] | None = None,
+              depth: int = 0) -> h5py.Group | h5py.Dataset | None:
+    """The object at ``path`` (None if absent), reached through hard and soft links only; 422 if the way leads
+    out of the file (an external link) or the dataset's data lie outside it (external storage, or a virtual
+    dataset whose sources ``confine`` does not place inside the data root; none without ``confine``)."""
+    obj: Any = group
+    where = f"{os.path.basename(group.file.filename)}:{path}"
+    for part in (p for p in path.split("/") if p):
+        link = obj.get(part, getlink=True) if isinstance(obj, h5py.Group) else None
+        if link is None:
+            return None
+        if isinstance(link, h5py.SoftLink) and depth < 8:
+            obj = local_get(obj.file if link.path.startswith("/") else obj, link.path, confine, depth + 1)
+        elif isinstance(link, h5py.HardLink):
+            obj = obj[part]
+        else:
+            raise Unprocessable(f"{where} leads out of the file (an external link) or round soft links")
+        if obj is None:
+            return None
+    if isinstance(obj, h5py.Dataset) and not _stored_inside(obj, confine):
+        raise Unprocessable(f"{where} keeps its data outside the file and the data root")
+    return obj
+
+
+def _stored_inside(dset: h5py.Dataset, confine: Callable[[str], str | None] | None) -> bool:
+    if dset.external:
+        return False
+    if not dset.is_virtual:
+        return True
+    here = os.path.dirname(dset.file.filename)
+    for source in dset.virtual_sources():
+        name = source.file_name
+        real = None if confine is None or "%" in name else confine(os.path.join(here, name))
+        if name != "." and (real is None or not os.path.isfile(real)):
+            return False
+    return True
+
+
+def metadata(f: h5py.File, path: str) -> h5py.Group | h5py.Dataset | None:
+    """A metadata object kept in the file itself; anything linking elsewhere counts as absent."""
+    try:
+        return local_get(f, path)
+    except Unprocessable:
+        return None
+
+
 def read_scalar(f: h5py.File, paths: tuple[str, ...]) -> float | None:
     for p in paths:
-        obj = f.get(p)
+        obj = metadata(f, p)
         if isinstance(obj, h5py.Dataset) and obj.size == 1:
             try:
                 return float(np.asarray(obj[()]).reshape(()))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OSError):
                 continue
     return None
 
@@ -252,23 +299,52 @@ def read_geometry(f: h5py.File) -> RecordedGeometry:
     return RecordedGeometry(**{k: read_scalar(f, paths) for k, paths in GEOMETRY_PATHS.items()})
 
 
+def _text(obj: object, default: str) -> str:
+    """A string dataset's value, or ``default`` if there is none."""
+    if not isinstance(obj, h5py.Dataset):
+        return default
+    value = obj[()]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def read_grid(f: h5py.File) -> ScanGrid | None:
     """Our grid convention: ``/entry/scan/grid_shape`` = [V, H], optional ``fast_axis``, ``snake``."""
-    g = f.get("entry/scan")
-    if not isinstance(g, h5py.Group) or "grid_shape" not in g:
+    shape = metadata(f, "entry/scan/grid_shape")
+    if not isinstance(shape, h5py.Dataset):
         return None
-    v, h = (int(x) for x in np.asarray(g["grid_shape"][()]).ravel()[:2])
-    fast = g["fast_axis"][()] if "fast_axis" in g else b"horz"
-    fast = fast.decode() if isinstance(fast, bytes) else str(fast)
-    snake = bool(g["snake"][()]) if "snake" in g else False
+    try:
+        v, h = (int(x) for x in np.asarray(shape[()]).ravel()[:2])
+        if v < 1 or h < 1:
+            raise ValueError(f"{v}x{h}")
+    except (TypeError, ValueError, OSError) as exc:
+        raise Unprocessable(f"{os.path.basename(f.filename)}:/entry/scan/grid_shape is not two positive "
+                            f"integers ({exc})") from None
+    fast = _text(metadata(f, "entry/scan/fast_axis"), "horz")
+    snake = metadata(f, "entry/scan/snake")
+    snake = bool(np.asarray(snake[()]).ravel()[:1].any()) if isinstance(snake, h5py.Dataset) else False
     return ScanGrid(v, h, fast if fast in ("horz", "vert") else "horz", snake)
 
 
 def find_mask(f: h5py.File, path: str) -> tuple[str, str] | None:
     for p in MASK_PATHS:
-        if isinstance(f.get(p), h5py.Dataset):
+        if isinstance(metadata(f, p), h5py.Dataset):
             return (path, p)
     return None
+
+
+def check_stack(dset: h5py.Dataset, like: tuple[tuple[int, ...], np.dtype] | None = None) -> None:
+    """422 unless ``dset`` is a stack of frames the analyses take, of ``like``'s (frame shape, dtype) if given."""
+    where = f"{os.path.basename(dset.file.filename)}:{dset.name}"
+    dtype = dset.dtype
+    if dset.ndim != 3:
+        raise Unprocessable(f"{where} is not a stack of frames")
+    if 0 in dset.shape[1:]:
+        raise Unprocessable(f"{where} holds frames of shape {dset.shape[1:]}, without pixels")
+    if not (dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize in (4, 8))):
+        raise Unprocessable(f"{where} holds frames of {dtype}, not of integers, float32 or float64")
+    if like is not None and (dset.shape[1:], dtype) != like:
+        raise Unprocessable(f"{where} holds {dset.shape[1:]} {dtype} frames, unlike the scan's first "
+                            f"{like[0]} {like[1]} ones")
 
 
 def written_frames(dset: h5py.Dataset) -> int:

@@ -24,6 +24,7 @@ import numpy as np
 from dada.errors import NotFound, Unprocessable
 from dada.sources.handles import HandleCache
 from dada.sources.patches import read_slab
+from dada.sources.scan import metadata
 
 NX_DATA = ("entry/data/data", "entry/instrument/detector/data")
 NX_KEY = ("entry/data/image_key", "entry/instrument/detector/image_key")
@@ -103,7 +104,7 @@ class TomoScan:
 
 def _first(f: h5py.File, paths: tuple[str, ...]) -> h5py.Dataset | None:
     for p in paths:
-        obj = f.get(p)
+        obj = metadata(f, p)
         if isinstance(obj, h5py.Dataset):
             return obj
     return None
@@ -121,7 +122,7 @@ def _scalar(f: h5py.File, paths: tuple[str, ...]) -> float | None:
 
 def is_tomo(f: h5py.File) -> bool:
     return _first(f, NX_KEY) is not None or any(
-        isinstance(f.get(p), h5py.Dataset) for p in ("data_white", "exchange/data_white"))
+        isinstance(metadata(f, p), h5py.Dataset) for p in ("data_white", "exchange/data_white"))
 
 
 def open_tomo(name: str, path: str, root: str, handles: HandleCache) -> TomoScan:
@@ -131,23 +132,24 @@ def open_tomo(name: str, path: str, root: str, handles: HandleCache) -> TomoScan
     geometry = dict(pixel_size=_scalar(f, PIXEL), distance=_scalar(f, DISTANCE), energy=_scalar(f, ENERGY))
     keys = _first(f, NX_KEY)
     if keys is not None:
-        data = _first(f, NX_DATA)
-        if data is None or data.ndim != 3:
-            raise Unprocessable(f"{os.path.basename(path)}: NXtomo without a 3-D data stack")
-        key = np.asarray(keys[()]).astype(int)
+        data = _numbers(path, _first(f, NX_DATA), 3, "NXtomo data stack")
+        key = np.asarray(_numbers(path, keys, 1, "image_key")[()]).astype(int)
         proj, flat, dark = (np.flatnonzero(key == k) for k in (0, 1, 2))
-        angle_ds = _first(f, NX_ANGLE)
-        angles = None if angle_ds is None else np.asarray(angle_ds[()], dtype=np.float64)[proj]
+        if key.size != data.shape[0] or not proj.size:
+            raise Unprocessable(f"{os.path.basename(path)}: image_key marks {proj.size} of {key.size} images as "
+                                f"projections, for a stack of {data.shape[0]} images")
+        angles = _angles(path, _first(f, NX_ANGLE), data.shape[0])
         return TomoScan(name, "nxtomo", path, stamp, handles, {"data": data.name}, {"data": False}, proj, flat, dark,
-                        angles, (proj.size, data.shape[1], data.shape[2]), **geometry)
-    base = "exchange/" if isinstance(f.get("exchange/data"), h5py.Dataset) else ""
-    data = f.get(base + "data")
+                        None if angles is None else angles[proj], (proj.size, data.shape[1], data.shape[2]),
+                        **geometry)
+    base = "exchange/" if isinstance(metadata(f, "exchange/data"), h5py.Dataset) else ""
+    data = metadata(f, base + "data")
     if not isinstance(data, h5py.Dataset) or data.ndim != 3:
         raise NotFound(f"{name} is not a tomography file (no NXtomo image_key, no TDF data)")
-    datasets = {"data": data.name}
+    datasets = {"data": _numbers(path, data, 3, "data stack").name}
     for role, p in (("flat", "data_white"), ("dark", "data_dark")):
-        if isinstance(f.get(base + p), h5py.Dataset):
-            datasets[role] = f[base + p].name
+        if isinstance(metadata(f, base + p), h5py.Dataset):
+            datasets[role] = _numbers(path, f[base + p], 3, p).name
 
     def sino_major(path_: str) -> bool:
         order = f[path_].attrs.get("order", b"")
@@ -155,11 +157,34 @@ def open_tomo(name: str, path: str, root: str, handles: HandleCache) -> TomoScan
         return order == "sinograms" or (not base and order != "projections")
 
     major = {role: sino_major(p) for role, p in datasets.items()}
-    n = data.shape[1] if major["data"] else data.shape[0]
-    rows = data.shape[0] if major["data"] else data.shape[1]
-    nflat = (f[datasets["flat"]].shape[1 if major["flat"] else 0]) if "flat" in datasets else 0
-    ndark = (f[datasets["dark"]].shape[1 if major["dark"] else 0]) if "dark" in datasets else 0
-    theta = f.get(base + "theta")
-    angles = np.asarray(theta[()], dtype=np.float64) if isinstance(theta, h5py.Dataset) else None
+    images = {role: f[p].shape[1 if major[role] else 0] for role, p in datasets.items()}
+    pixels = {role: (f[p].shape[0 if major[role] else 1], f[p].shape[2]) for role, p in datasets.items()}
+    for role, shape in pixels.items():
+        if shape != pixels["data"]:
+            raise Unprocessable(f"{os.path.basename(path)}: the {role} images are {shape[0]}x{shape[1]}, the "
+                                f"projections {pixels['data'][0]}x{pixels['data'][1]}")
+    n, (rows, cols) = images["data"], pixels["data"]
+    nflat, ndark = images.get("flat", 0), images.get("dark", 0)
+    theta = metadata(f, base + "theta")
+    angles = _angles(path, theta if isinstance(theta, h5py.Dataset) else None, n)
     return TomoScan(name, "tdf", path, stamp, handles, datasets, major, np.arange(n), np.arange(nflat),
-                    np.arange(ndark), angles, (n, rows, data.shape[2]), **geometry)
+                    np.arange(ndark), angles, (n, rows, cols), **geometry)
+
+
+def _numbers(path: str, d: h5py.Dataset | None, ndim: int, what: str) -> h5py.Dataset:
+    """``d`` if it is an ``ndim``-D dataset of real numbers without an empty axis; 422 naming it otherwise."""
+    if d is None or d.ndim != ndim or 0 in d.shape or d.dtype.kind not in "biuf":
+        found = "missing" if d is None else f"{d.shape} {d.dtype}"
+        raise Unprocessable(f"{os.path.basename(path)}: the {what} is not a {ndim}-D array of numbers ({found})")
+    return d
+
+
+def _angles(path: str, d: h5py.Dataset | None, images: int) -> np.ndarray | None:
+    """Rotation angles, one per image, or None when the file has none."""
+    if d is None:
+        return None
+    angles = np.asarray(_numbers(path, d, 1, d.name)[()], dtype=np.float64)
+    if angles.size != images or not np.isfinite(angles).all():
+        raise Unprocessable(f"{os.path.basename(path)}: {d.name} holds {angles.size} angles for {images} images, "
+                            f"{np.count_nonzero(~np.isfinite(angles))} of them not finite")
+    return angles

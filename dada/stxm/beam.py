@@ -6,6 +6,7 @@ metadata (``dada.sources.scan.RecordedGeometry``) plus the URL's ``cx``, ``cy`` 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -15,10 +16,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from dada.errors import BadParameter
+from dada.errors import BadParameter, Unprocessable
 from dada.params import Param
 from dada.sources.catalog import Catalog
-from dada.sources.scan import Scan
+from dada.sources.scan import Scan, local_get
 
 
 @dataclass(frozen=True)
@@ -88,20 +89,24 @@ GEOMETRY = (
 def load_usermask(catalog: Catalog, path: str, shape: tuple[int, int]) -> np.ndarray:
     real = catalog.resolve_file(path, "usermask")
     try:
-        if real.endswith(".npy"):
-            m = np.load(real, allow_pickle=False)
-        else:
-            with h5py.File(real, "r") as f:
-                found: list[np.ndarray] = []
-                f.visititems(lambda _n, o: found.append(o[()]) if isinstance(o, h5py.Dataset) and o.ndim == 2 else None)
+        with contextlib.ExitStack() as files:
+            if real.endswith(".npy"):
+                m = np.load(real, mmap_mode="r", allow_pickle=False)
+            else:
+                f = files.enter_context(h5py.File(real, "r"))
+                found: list[str] = []
+                f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim == 2 else None)
                 if len(found) != 1:
                     raise ValueError(f"holds {len(found)} 2-D datasets, not one")
-                m = found[0]
-    except (OSError, ValueError) as exc:
+                m = local_get(f, found[0])
+            if m.shape != shape:
+                raise BadParameter("usermask", f"its shape {m.shape} is not the frame shape {shape}",
+                                   f"a {shape} array")
+            if m.dtype.kind not in "biuf":
+                raise ValueError(f"its dtype {m.dtype} is not numeric")
+            return np.asarray(m[()]) != 0
+    except (OSError, ValueError, EOFError, Unprocessable) as exc:
         raise BadParameter("usermask", f"{os.path.basename(real)} cannot be read: {exc}", ".npy or HDF5") from None
-    if m.shape != shape:
-        raise BadParameter("usermask", f"its shape {m.shape} is not the frame shape {shape}", f"a {shape} array")
-    return m != 0
 
 
 def geometry(scan: Scan, args: dict[str, Any], catalog: Catalog) -> BeamGeometry:
