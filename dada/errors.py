@@ -37,6 +37,21 @@ class BadParameter(DadaError):
         super().__init__(f"{parameter}: {message}", **details)
 
 
+class Unauthorized(DadaError):
+    """Access control is on and the request carries no valid token (401)."""
+
+    status = 401
+    kind = "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="dada"'}
+
+
+class Forbidden(DadaError):
+    """The token does not grant what the request names (403); also a node refusing all but its front."""
+
+    status = 403
+    kind = "forbidden"
+
+
 class NotFound(DadaError):
     """Unknown scan, frame or route (404). Also used for paths outside the data root."""
 

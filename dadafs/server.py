@@ -27,7 +27,8 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from dada.confine import resolve
-from dada.server.access import Forbidden, NodeGuard
+from dada.errors import Forbidden
+from dada.server.access import NodeGuard
 from dadafs import FRAGMENT_SIZE, SECRET_HEADER
 from dadafs.fragments import FragmentStore, Piece, SourceChanged, identity
 

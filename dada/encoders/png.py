@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
-from dada.encoders.render import image
+from dada.encoders.render import picture
 from dada.endpoint import Result
 
 NAME = "png"
@@ -15,6 +16,10 @@ CONTENT_TYPE = "image/png"
 
 
 def encode(result: Result, render_args: dict[str, Any]) -> bytes:
+    return save(picture(result, render_args)[0])
+
+
+def save(rgba: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(image(result, render_args), mode="RGBA").save(buf, format="PNG", compress_level=1)
+    Image.fromarray(rgba, mode="RGBA").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

@@ -115,7 +115,10 @@ def _colour_scale(values: np.ndarray, invalid: np.ndarray | None,
 
 def to_rgba(values: np.ndarray, invalid: np.ndarray | None, args: dict[str, Any]) -> np.ndarray:
     """(H, W) values -> (H, W, 4) uint8; invalid and NaN pixels are transparent black."""
-    v, bad, lo, hi = _colour_scale(values, invalid, args)
+    return _coloured(*_colour_scale(values, invalid, args), args)
+
+
+def _coloured(v: np.ndarray, bad: np.ndarray, lo: float, hi: float, args: dict[str, Any]) -> np.ndarray:
     scaled = np.clip((v - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(v)
     scaled = np.where(np.isfinite(scaled), scaled, 0.0)
     rgba = colormaps[args.get("cmap") or "viridis"](scaled, bytes=True)
@@ -142,9 +145,14 @@ def _hue_rgba(turns: np.ndarray, saturation: np.ndarray, ok: np.ndarray) -> np.n
     return rgba
 
 
-def _hue_saturation(h: HueSaturation, args: dict[str, Any]) -> np.ndarray:
-    ok = np.isfinite(h.angle) & np.isfinite(h.strength)
-    return _hue_rgba(np.mod(h.angle, h.period) / h.period, h.strength / _saturation_top(h, args), ok)
+def _hue_legend(h: HueSaturation, top: float, unit: str | None) -> dict[str, Any]:
+    return {"kind": "hue", "period": float(h.period), "unit": "deg", "vmax": top, "strength_unit": unit}
+
+
+def _colormap_legend(lo: float, hi: float, args: dict[str, Any], unit: str | None) -> dict[str, Any]:
+    log = bool(args.get("log"))
+    return {"kind": "colormap", "cmap": args.get("cmap") or "viridis", "vmin": 10.0 ** lo if log else lo,
+            "vmax": 10.0 ** hi if log else hi, "log": log, "unit": unit}
 
 
 def legend(result: Result, args: dict[str, Any]) -> dict[str, Any] | None:
@@ -154,32 +162,35 @@ def legend(result: Result, args: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(d, Curve):
         return None
     if isinstance(d, HueSaturation):
-        return {"kind": "hue", "period": float(d.period), "unit": "deg", "vmax": _saturation_top(d, args),
-                "strength_unit": result.unit}
+        return _hue_legend(d, _saturation_top(d, args), result.unit)
     _, _, lo, hi = _colour_scale(result.view, result.invalid, args)
-    log = bool(args.get("log"))
-    return {"kind": "colormap", "cmap": args.get("cmap") or "viridis", "vmin": 10.0 ** lo if log else lo,
-            "vmax": 10.0 ** hi if log else hi, "log": log, "unit": result.unit}
+    return _colormap_legend(lo, hi, args, result.unit)
 
 
-def image(result: Result, args: dict[str, Any]) -> np.ndarray:
-    """The png's (H, W, 4) uint8 pixels: the map enlarged by whole pixels, with its legend right of it on request."""
+def picture(result: Result, args: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """The png's (H, W, 4) uint8 pixels (the map enlarged by whole pixels, its legend right of it on request)
+    and the legend: the colour scale, percentiles and all, computed once for both."""
     d = result.drawing
     if isinstance(d, Curve):
-        return _curve(d.x, d.y, d.xlabel, d.ylabel, args, enlargement(args, CURVE_SHAPE))
+        return _curve(d.x, d.y, d.xlabel, d.ylabel, args, enlargement(args, CURVE_SHAPE)), None
     scale = enlargement(args, (d.angle if d is not None else result.view).shape)
-    rgba = _hue_saturation(d, args) if d is not None else to_rgba(result.view, result.invalid, args)
+    if d is not None:
+        top = _saturation_top(d, args)
+        ok = np.isfinite(d.angle) & np.isfinite(d.strength)
+        rgba = _hue_rgba(np.mod(d.angle, d.period) / d.period, d.strength / top, ok)
+        lg = _hue_legend(d, top, result.unit)
+    else:
+        v, bad, lo, hi = _colour_scale(result.view, result.invalid, args)
+        rgba, lg = _coloured(v, bad, lo, hi, args), _colormap_legend(lo, hi, args, result.unit)
     if scale > 1:
         rgba = np.repeat(np.repeat(rgba, scale, axis=0), scale, axis=1)
     if not args.get("colorbar"):
-        return rgba
-    lg = legend(result, args)
-    assert lg is not None  # only curves have none
+        return rgba, lg
     panel = _wheel(lg, rgba.shape[0]) if lg["kind"] == "hue" else _bar(lg, rgba.shape[0])
     out = np.zeros((max(rgba.shape[0], panel.shape[0]), rgba.shape[1] + panel.shape[1], 4), dtype=np.uint8)
     out[:rgba.shape[0], :rgba.shape[1]] = rgba
     out[:panel.shape[0], rgba.shape[1]:] = panel
-    return out
+    return out, lg
 
 
 def _figure(width: int, height: int) -> tuple[Figure, FigureCanvasAgg]:

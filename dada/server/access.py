@@ -25,23 +25,12 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict
 
-from dada.errors import DadaError
+from dada.errors import Forbidden, Unauthorized
 
 TOKEN_PARAM = "token"
 NODE_SECRET_HEADER = "X-Dada-Node-Secret"
 OPEN_PATHS = ("/", "/api", "/api/openapi.json", "/healthz", "/metrics")
 OPEN_PREFIXES = ("/gui/",)
-
-
-class Unauthorized(DadaError):
-    status = 401
-    kind = "unauthorized"
-    headers = {"WWW-Authenticate": 'Bearer realm="dada"'}
-
-
-class Forbidden(DadaError):
-    status = 403
-    kind = "forbidden"
 
 
 def digest(token: str) -> str:

@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dada.errors import NotFound
-from dada.server.access import Access, Forbidden, Grant
+from dada.errors import Forbidden, NotFound
+from dada.server.access import Access, Grant
 
 KEEP_SECONDS = 60.0
 WAIT_FOR_START = 30.0

@@ -26,8 +26,8 @@ import dada
 from dada.cache import ResultCache
 from dada.cache.memory import MemoryCache
 from dada.config import Config
-from dada.encoders import CONTENT_TYPES, encode, negotiate, stored
-from dada.encoders.render import check_render, legend
+from dada.encoders import CONTENT_TYPES, encode, negotiate, png, stored
+from dada.encoders.render import check_render, picture
 from dada.endpoint import PLANE_FORMATS, Context, Endpoint, Plan, Result, Target
 from dada.errors import BadParameter, DadaError, NotFound, TooLarge
 from dada.server.access import TOKEN_PARAM, Access, without_token
@@ -117,11 +117,11 @@ def etag(ep: Endpoint, target: Target, canonical: str, fmt: str) -> str:
 def _encoded(result: Result, fmt: str, args: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     """The body, plus for png what a viewer needs to read it (the GUI's colour bar and click-through):
     the colour scale's values and unit, and which scan rows and columns the image's cells are."""
-    body = encode(result, fmt, args)
     if fmt != "png":
-        return body, {}
-    view = {"legend": legend(result, args), **{k: result.attrs[k] for k in ("vert", "horz") if k in result.attrs}}
-    return body, {"X-Dada-View": json.dumps(view, separators=(",", ":"))}
+        return encode(result, fmt, args), {}
+    rgba, lg = picture(result, args)
+    view = {"legend": lg, **{k: result.attrs[k] for k in ("vert", "horz") if k in result.attrs}}
+    return png.save(rgba), {"X-Dada-View": json.dumps(view, separators=(",", ":"))}
 
 
 def _framed(more: dict[str, str], body: bytes) -> bytes:
