@@ -18,7 +18,7 @@ from dada.sources.scan import Scan
 from dada.stxm.beam import BeamGeometry
 from dada.stxm.channel import SUM, SX, SY, Bins, Moments
 from dada.stxm.decode import MAX_BLOCK_BYTES, chunk_layout
-from dada.stxm.kernels import BATCH, accumulate_chunk, accumulate_chunks, accumulate_frame
+from dada.stxm.kernels import BATCH, accumulate_chunks, accumulate_frame
 from dada.stxm.pixelmaps import PixelMaps, fuse
 
 
@@ -30,17 +30,15 @@ class Engine:
         self.pool = pool or ThreadPoolExecutor(self.threads, thread_name_prefix="dada-engine")
         self._local = threading.local()
 
-    def _buffers(self, frame_shape: tuple[int, int], dtype: np.dtype):
-        """Per-thread reused buffers: first writes into fresh memory are slow on these machines."""
+    def _buffers(self, frame_shape: tuple[int, int], dtype: np.dtype) -> tuple[np.ndarray, tuple]:
+        """Per-thread reused buffers (a frame, and the kernels' ``bufs``): first writes into fresh memory
+        are slow on these machines."""
         key = (frame_shape, dtype.str)
-        bufs = getattr(self._local, "bufs", None)
-        if bufs is None or bufs[0] != key:
-            frame = np.empty(frame_shape, dtype=dtype)
-            block = np.empty(MAX_BLOCK_BYTES // dtype.itemsize, dtype=dtype)
-            scratch = np.empty(MAX_BLOCK_BYTES, dtype=np.uint8)
-            bufs = (key, frame, block, scratch)
-            self._local.bufs = bufs
-        return bufs[1], bufs[2], bufs[3]
+        held = getattr(self._local, "bufs", None)
+        if held is None or held[0] != key:
+            held = (key, np.empty(frame_shape, dtype=dtype), kernel_buffers(dtype))
+            self._local.bufs = held
+        return held[1], held[2]
 
     def run(self, scan: Scan, frames: np.ndarray, maps: PixelMaps, geo: BeamGeometry) -> Moments:
         """Bin moments of every frame number in ``frames`` (flat); unwritten frames are marked absent."""
@@ -70,11 +68,10 @@ class Engine:
 
     def _work(self, scan, frames, present, t, nthreads, maps, geo, cutoff, dsets, direct, values, sat) -> None:
         """Thread ``t``'s share: a contiguous run of points, read in batches and decoded in one kernel call each."""
-        frame_buf, block_buf, scratch = self._buffers(scan.frame_shape, scan.dtype)
+        frame_buf, bufs = self._buffers(scan.frame_shape, scan.dtype)
         flat = frame_buf.reshape(-1)
-        acc = np.zeros((4, maps.nclasses, 3))
-        csat = np.zeros(maps.nclasses)
-        width = scan.frame_shape[1]
+        acc = np.zeros((maps.nclasses, 4))
+        kmaps = maps.kernel
         lo, hi = frames.size * t // nthreads, frames.size * (t + 1) // nthreads
         batch: list[tuple[int, bytes]] = []
 
@@ -84,8 +81,7 @@ class Engine:
             rows = np.array([j for j, _ in batch], dtype=np.int64)
             ends = np.cumsum([len(raw) for _, raw in batch])
             buf = np.frombuffer(b"".join(raw for _, raw in batch), dtype=np.uint8)
-            bad = accumulate_chunks(buf, ends, rows, block_buf, scratch, maps.cls, maps.cls_mom, maps.cls_bins, width,
-                                    cutoff, maps.first, maps.last, acc, csat, values, sat)
+            bad = accumulate_chunks(buf, ends, rows, bufs, kmaps, cutoff, acc, values, sat)
             batch.clear()
             if bad >= 0:
                 n = int(frames[rows[bad]])
@@ -106,9 +102,15 @@ class Engine:
                     flush()
             else:
                 scan.read_frame(n, frame_buf)
-                accumulate_frame(flat, maps.cls, maps.cls_mom, maps.cls_bins, width, cutoff,
-                                 maps.first, maps.last, acc, csat, values[j], sat[j])
+                accumulate_frame(flat, kmaps, cutoff, acc, values[j], sat[j])
         flush()
+
+
+def kernel_buffers(dtype: np.dtype) -> tuple:
+    """The kernels' ``bufs`` for frames of ``dtype``: one block, LZ4 scratch, two plane-word rows."""
+    words = MAX_BLOCK_BYTES // 64
+    return (np.empty(MAX_BLOCK_BYTES // dtype.itemsize, dtype=dtype), np.empty(MAX_BLOCK_BYTES, dtype=np.uint8),
+            np.empty(words, dtype=np.uint64), np.empty(words, dtype=np.uint64))
 
 
 def warm_up() -> None:
@@ -120,22 +122,17 @@ def warm_up() -> None:
     index[2:4] = 0
     geo = BeamGeometry((8, 8), 3.5, 3.5, np.ones((8, 8), dtype=bool), None, None, None)
     maps = fuse([Bins(index, 1, moments=True)], geo)
-    scratch = np.empty(MAX_BLOCK_BYTES, dtype=np.uint8)
     for dt in (np.uint16, np.uint32, np.int32, np.float32, np.float64):
         frame = np.arange(64, dtype=dt)
-        args = (maps.cls, maps.cls_mom, maps.cls_bins, 8, 1e9, 0, 64, np.zeros((4, maps.nclasses, 3)),
-                np.zeros(maps.nclasses), np.zeros((1, 3)), np.zeros(1))
-        accumulate_frame(frame, *args)
+        acc, values, sat = np.zeros((maps.nclasses, 4)), np.zeros((1, 1, 3)), np.zeros((1, 1))
+        accumulate_frame(frame, maps.kernel, 1e9, acc, values[0], sat[0])
         if dt in (np.uint16, np.uint32):
             with h5py.File("warm.h5", "w", driver="core", backing_store=False) as f:
                 d = f.create_dataset("d", data=frame.reshape(1, 8, 8), chunks=(1, 8, 8),
                                      **hdf5plugin.Bitshuffle(cname="lz4"))
                 raw = np.frombuffer(d.id.read_direct_chunk((0, 0, 0))[1], dtype=np.uint8)
-            block = np.empty(MAX_BLOCK_BYTES // frame.itemsize, dtype=dt)
-            accumulate_chunk(raw, block, scratch, *args)
-            accumulate_chunks(raw, np.array([raw.size]), np.array([0]), block, scratch, *args[:-2],
-                              np.zeros((1, 1, 3)), np.zeros((1, 1)))
-
+            accumulate_chunks(raw, np.array([raw.size]), np.array([0]), kernel_buffers(np.dtype(dt)), maps.kernel,
+                              1e9, acc, values, sat)
 
 
 def measure_rate(seconds: float = 0.3) -> float:
@@ -161,14 +158,12 @@ def measure_rate(seconds: float = 0.3) -> float:
     buf = np.concatenate(chunks)
     ends = np.cumsum([c.size for c in chunks])
     nb = maps.offsets[-1]
-    block = np.empty(MAX_BLOCK_BYTES // 4, dtype=np.uint32)
-    scratch = np.empty(MAX_BLOCK_BYTES, dtype=np.uint8)
+    bufs = kernel_buffers(np.dtype(np.uint32))
     done, t0 = -n, time.perf_counter()  # the first round is a warm-up, not timed
     while True:
         values, sat = np.zeros((n, nb, 3)), np.zeros((n, nb))
-        accumulate_chunks(buf, ends, np.arange(n), block, scratch, maps.cls, maps.cls_mom, maps.cls_bins, shape[1],
-                          np.inf, maps.first, maps.last, np.zeros((4, maps.nclasses, 3)), np.zeros(maps.nclasses),
-                          values, sat)
+        accumulate_chunks(buf, ends, np.arange(n), bufs, maps.kernel, np.inf, np.zeros((maps.nclasses, 4)), values,
+                          sat)
         done += n
         if done == 0:
             t0 = time.perf_counter()

@@ -1,133 +1,157 @@
-"""The numba kernels of the STXM pass: pixels into classes, classes into bins, chunks decoded in place.
+"""The numba kernels of the STXM pass: pixels into classes, classes into bins, chunks read in place.
 
 Per frame and bin they accumulate the valid counts' sum and their first moments in pixel
 coordinates (Σv, Σv·col, Σv·row: integers for integer frames, so exact in any order of addition)
-and count saturated pixels. Zero pixels add nothing, which the kernels
-use: sparse SAXS frames cost little beyond their decoding. Frames stored one per bitshuffle-LZ4
-chunk are decoded block by block so each 8 KiB block is processed while in L1 cache, and blocks
-outside the rows any channel needs are skipped.
+and count saturated pixels. Zero pixels add nothing, which the kernels use: sparse SAXS frames
+cost little beyond their LZ4 decompression. Frames stored one per bitshuffle-LZ4 chunk are taken
+block by block while each 8 KiB block is in L1 cache; blocks outside the pixels any channel needs
+are skipped, and the others are never un-shuffled: their few wanted nonzero pixels are read
+straight from the bit planes.
+
+A pass's pixel maps reach the kernels as one tuple (``PixelMaps.kernel``):
+``(cls, mom_end, cls_bins, mom_cols, want, width, first, last)``. The per-frame accumulator ``acc`` is
+(nclasses, 4): Σv, Σv·col, Σv·row and the saturated-pixel count of each class.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 
-from dada.stxm.decode import _untrans, lz4_block, next_block, read_header
+from dada.stxm.decode import decode_block, lz4_block, next_block, read_header
+
+ONE = np.uint64(1)
+LOW_PLANES = 8  # bit planes of a value's low byte: all a sparse frame's dim pixels need
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _pixel(v, p, cls, cls_mom, width, cutoff, acc, csat):
-    """One pixel's count into its class (saturated ones only counted). Neighbours mostly share a
-    class: four banks of accumulators break the add-store-load chain through one slot."""
-    fv = np.float64(v)
+def _pixel(fv, p, cls, mom_end, width, cutoff, acc):
+    """One pixel's count into its class: saturated ones are only counted; classes 1..mom_end-1 (those
+    of channels that need centres of mass) also take the count's moments."""
     c = cls[p]
     if fv >= cutoff:
-        csat[c] += 1.0
+        acc[c, 3] += 1.0
     else:
-        acc[p & 3, c, 0] += fv
-        if cls_mom[c]:
-            acc[p & 3, c, 1] += fv * (p % width)
-            acc[p & 3, c, 2] += fv * (p // width)
+        acc[c, 0] += fv
+        if 0 < c < mom_end:
+            acc[c, 1] += fv * (p % width)
+            acc[c, 2] += fv * (p // width)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _run(frame, e0, e1, base, cls, cls_mom, width, cutoff, acc, csat):
+def _run(frame, e0, e1, base, cls, mom_end, width, cutoff, acc):
     """Pixels e0..e1, zeros included (they add nothing; a branch each costs more)."""
     for e in range(e0, e1):
-        _pixel(frame[e], base + e, cls, cls_mom, width, cutoff, acc, csat)
+        _pixel(np.float64(frame[e]), base + e, cls, mom_end, width, cutoff, acc)
 
 
 @numba.njit(nogil=True, cache=True)
-def _add_pixels(frame, e0, e1, base, cls, cls_mom, width, cutoff, acc, csat):
-    """Accumulate pixels e0..e1 of a frame span whose first element is pixel ``base``.
+def _add_pixels(frame, e0, e1, base, maps, cutoff, acc):
+    """Accumulate pixels e0..e1 of a decoded frame span whose first element is pixel ``base``.
 
     Sparse frames are mostly zeros: runs of 32 zero bytes are skipped with one test.
     """
+    cls, mom_end, _, _, _, width, _, _ = maps
     per = 8 // frame.itemsize  # pixels per 64-bit word
     if per < 1 or frame.size % per or (frame.ctypes.data % 8) or e1 - e0 < 8 * per:
-        _run(frame, e0, e1, base, cls, cls_mom, width, cutoff, acc, csat)
+        _run(frame, e0, e1, base, cls, mom_end, width, cutoff, acc)
         return
     words = frame.view(np.uint64)
     w = (e0 + per - 1) // per
     w1 = e1 // per
-    _run(frame, e0, w * per, base, cls, cls_mom, width, cutoff, acc, csat)
+    _run(frame, e0, w * per, base, cls, mom_end, width, cutoff, acc)
     while w + 4 <= w1:
         if (words[w] | words[w + 1] | words[w + 2] | words[w + 3]) != 0:
-            _run(frame, w * per, (w + 4) * per, base, cls, cls_mom, width, cutoff, acc, csat)
+            _run(frame, w * per, (w + 4) * per, base, cls, mom_end, width, cutoff, acc)
         w += 4
-    _run(frame, w * per, e1, base, cls, cls_mom, width, cutoff, acc, csat)
-
-
-POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.int64)
-BIT_POSITIONS = np.array([[i for i in range(8) if b >> i & 1] + [0] * (8 - bin(b).count("1")) for b in range(256)],
-                         dtype=np.int64)
+    _run(frame, w * per, e1, base, cls, mom_end, width, cutoff, acc)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _or_planes(planes, out, n, count):
-    """out[:n] = OR of ``count`` consecutive planes of n items each."""
-    for k in range(n):
-        out[k] = planes[k]
-    for j in range(1, count):
-        base = j * n
-        for k in range(n):
-            out[k] |= planes[base + k]
+def _or_planes(planes, lw, j0, j1, out):
+    """out[:lw] = OR of planes j0..j1-1 (``lw`` words each); plane by plane, so it vectorises."""
+    out[:lw] = 0
+    for j in range(j0, j1):
+        plane = planes[j * lw:(j + 1) * lw]
+        for k in range(lw):
+            out[k] |= plane[k]
 
 
 @numba.njit(nogil=True, cache=True)
-def _decode_nonzero(chunk, pos, clen, m, scratch, out_bytes, itemsize, nonzero):
-    """One block: LZ4 into bit planes, their OR into a bitmap of nonzero elements, then un-bitshuffle.
+def _sparse_block(planes, lw, nplanes, e, maps, cutoff, low, high, cast, acc):
+    """A block still in bit planes (``lw`` words each): only its wanted nonzero pixels are visited.
 
-    Bitshuffle stores plane after plane, each ``m / 8`` bytes where bit i of byte k is element 8k+i,
-    so the OR of the planes marks exactly the nonzero elements.
+    Bitshuffle stores plane after plane, bit t of word k of plane j being bit j of element 64k+t, so
+    the OR of a word's planes marks its nonzero elements; ANDed with ``want`` (pixels in some bin)
+    it drops zeros, masked pixels and pixels no channel needs before any work. A pixel's value is
+    gathered from its low byte's planes, or from all of them when a wanted pixel of the word has
+    higher bits (the bright and the saturated ones), through ``cast`` (one element of the frame's
+    dtype, so signed values keep their sign).
     """
-    if not lz4_block(chunk, pos, clen, m * itemsize, scratch):
-        return False
-    plane = m // 8
-    if plane % 8 == 0:  # whole 64-bit words per plane (every block but maybe the last)
-        _or_planes(scratch.view(np.uint64), nonzero.view(np.uint64), plane // 8, 8 * itemsize)
-    else:
-        _or_planes(scratch, nonzero, plane, 8 * itemsize)
-    return _untrans(scratch.ctypes.data, out_bytes.ctypes.data, m, itemsize) >= 0
+    cls, mom_end, _, _, want, width, _, _ = maps
+    top_low = min(LOW_PLANES, nplanes)
+    _or_planes(planes, lw, 0, top_low, low)
+    _or_planes(planes, lw, top_low, nplanes, high)
+    w0 = e // 64
+    for k in range(lw):
+        w = want[w0 + k]
+        hits = (low[k] | high[k]) & w
+        if hits == 0:
+            continue
+        bright = (high[k] & w) != 0
+        top = nplanes if bright else top_low
+        base = e + 64 * k
+        while hits:
+            t = np.uint64(trailing_zeros(hits))
+            hits &= hits - ONE
+            v = np.uint64(0)
+            for j in range(top):
+                v |= ((planes[j * lw + k] >> t) & ONE) << np.uint64(j)
+            if bright:
+                cast[0] = v
+                fv = np.float64(cast[0])
+            else:
+                fv = np.float64(np.int64(v))
+            _pixel(fv, base + np.int64(t), cls, mom_end, width, cutoff, acc)
 
 
 @numba.njit(nogil=True, cache=True)
-def _distribute(acc, csat, cls_bins, values, sat):
-    """Spread the classes' sums into the channels' bins, and clear them for the next frame."""
+def _distribute(acc, cls_bins, mom_cols, values, sat):
+    """Spread the classes' sums into the channels' bins (moments only into the first ``mom_cols``
+    channels', which need them), and clear them for the next frame."""
     for c in range(1, cls_bins.shape[0]):
-        s0 = acc[0, c, 0] + acc[1, c, 0] + acc[2, c, 0] + acc[3, c, 0]
-        s1 = acc[0, c, 1] + acc[1, c, 1] + acc[2, c, 1] + acc[3, c, 1]
-        s2 = acc[0, c, 2] + acc[1, c, 2] + acc[2, c, 2] + acc[3, c, 2]
-        if s0 == 0.0 and csat[c] == 0.0:
+        if acc[c, 0] == 0.0 and acc[c, 3] == 0.0:
             continue
         for k in range(cls_bins.shape[1]):
             b = cls_bins[c, k]
             if b >= 0:
-                values[b, 0] += s0
-                values[b, 1] += s1
-                values[b, 2] += s2
-                sat[b] += csat[c]
+                values[b, 0] += acc[c, 0]
+                if k < mom_cols:
+                    values[b, 1] += acc[c, 1]
+                    values[b, 2] += acc[c, 2]
+                sat[b] += acc[c, 3]
     acc[:] = 0.0
-    csat[:] = 0.0
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_frame(frame, cls, cls_mom, cls_bins, width, cutoff, first, last, acc, csat, values, sat):
+def accumulate_frame(frame, maps, cutoff, acc, values, sat):
     """A decoded frame (flat) into one point's bin moments."""
-    _add_pixels(frame, first, last, 0, cls, cls_mom, width, cutoff, acc, csat)
-    _distribute(acc, csat, cls_bins, values, sat)
+    _add_pixels(frame, maps[6], maps[7], 0, maps, cutoff, acc)
+    _distribute(acc, maps[2], maps[3], values, sat)
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_chunk(chunk, block_buf, scratch, cls, cls_mom, cls_bins, width, cutoff, first, last, acc,
-                     csat, values, sat):
-    """Decode a bitshuffle-LZ4 chunk block by block, accumulating each block while it is in cache.
+def accumulate_chunk(chunk, bufs, maps, cutoff, acc, values, sat):
+    """A bitshuffle-LZ4 chunk into one point's bin moments, block by block while each is in cache.
 
-    Only blocks overlapping pixels [first, last) are decoded, and of each block only the nonzero
-    pixels are visited, found from the OR of its bit planes. ``block_buf`` is a typed buffer of at
-    least one block; returns False if the chunk is corrupt.
+    Only blocks overlapping pixels [first, last) are decompressed, and their wanted nonzero pixels
+    are read from the bit planes; blocks not aligned to 64 elements (other writers' block sizes)
+    are un-shuffled and walked instead. ``bufs`` = (one block of the frame's dtype, LZ4 scratch,
+    two words per 64 elements of a block). Returns False if the chunk is corrupt.
     """
+    block_buf, scratch, low, high = bufs
+    cls, _, cls_bins, mom_cols, _, _, first, last = maps
     itemsize = block_buf.itemsize
     out_bytes = block_buf.view(np.uint8)
     if chunk.size < 12:
@@ -137,7 +161,7 @@ def accumulate_chunk(chunk, block_buf, scratch, cls, cls_mom, cls_bins, width, c
     if total != n * itemsize or block_bytes <= 0 or block_bytes % itemsize or block_bytes > out_bytes.size:
         return False
     block = block_bytes // itemsize
-    nonzero = np.empty(block // 64 + 2, dtype=np.uint64).view(np.uint8)  # one bit per element of a block
+    planes = scratch.view(np.uint64)
     pos = 12
     e = 0
     while n - e >= 8 and e < last:
@@ -146,17 +170,14 @@ def accumulate_chunk(chunk, block_buf, scratch, cls, cls_mom, cls_bins, width, c
             return False
         pos += 4
         if e + m > first:
-            if not _decode_nonzero(chunk, pos, clen, m, scratch, out_bytes, itemsize, nonzero):
-                return False
-            lo, hi = max(first - e, 0), min(last - e, m)
-            for k in range(lo // 8, (hi + 7) // 8):
-                bits = nonzero[k]
-                if bits == 0:
-                    continue
-                for t in range(POPCOUNT[bits]):
-                    i = 8 * k + BIT_POSITIONS[bits, t]
-                    if lo <= i < hi:
-                        _pixel(block_buf[i], e + i, cls, cls_mom, width, cutoff, acc, csat)
+            if m % 64 == 0 and e % 64 == 0:
+                if not lz4_block(chunk, pos, clen, m * itemsize, scratch):
+                    return False
+                _sparse_block(planes, m // 64, 8 * itemsize, e, maps, cutoff, low, high, block_buf, acc)
+            else:
+                if not decode_block(chunk, pos, clen, m * itemsize, scratch, out_bytes, itemsize):
+                    return False
+                _add_pixels(block_buf, max(first - e, 0), min(last - e, m), e, maps, cutoff, acc)
         pos += clen
         e += m
     if e < last and e < n:  # the last n % 8 elements are stored raw
@@ -164,15 +185,13 @@ def accumulate_chunk(chunk, block_buf, scratch, cls, cls_mom, cls_bins, width, c
         if pos + rest * itemsize > chunk.size:
             return False
         out_bytes[: rest * itemsize] = chunk[pos:pos + rest * itemsize]
-        _add_pixels(block_buf, max(first - e, 0), min(last - e, rest), e, cls, cls_mom, width, cutoff,
-                    acc, csat)
-    _distribute(acc, csat, cls_bins, values, sat)
+        _add_pixels(block_buf, max(first - e, 0), min(last - e, rest), e, maps, cutoff, acc)
+    _distribute(acc, cls_bins, mom_cols, values, sat)
     return True
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_chunks(buf, ends, rows, block_buf, scratch, cls, cls_mom, cls_bins, width, cutoff, first, last,
-                      acc, csat, values, sat):
+def accumulate_chunks(buf, ends, rows, bufs, maps, cutoff, acc, values, sat):
     """Several chunks (concatenated; ``ends`` their end offsets) into rows ``rows`` of values/sat.
 
     One call per batch keeps the interpreter and the GIL out of the per-frame path. Returns the
@@ -180,13 +199,10 @@ def accumulate_chunks(buf, ends, rows, block_buf, scratch, cls, cls_mom, cls_bin
     """
     start = 0
     for b in range(ends.size):
-        ok = accumulate_chunk(buf[start:ends[b]], block_buf, scratch, cls, cls_mom, cls_bins, width, cutoff,
-                              first, last, acc, csat, values[rows[b]], sat[rows[b]])
-        if not ok:
+        if not accumulate_chunk(buf[start:ends[b]], bufs, maps, cutoff, acc, values[rows[b]], sat[rows[b]]):
             return b
         start = ends[b]
     return -1
 
 
 BATCH = 16  # frames per kernel call
-

@@ -1,0 +1,135 @@
+"""The STXM kernels on bitshuffle-LZ4 chunks, against a plain numpy sum, over every layout a writer may choose.
+
+The fast path reads pixels from the bit planes of 64-element-aligned blocks; other block sizes, the
+raw tail of n % 8 elements, signed and wide dtypes, bright pixels (above the low byte), saturated
+and masked ones must all give exactly the numpy reference's moments.
+"""
+
+from __future__ import annotations
+
+import h5py
+import hdf5plugin
+import numpy as np
+import pytest
+
+from dada.stxm.beam import BeamGeometry
+from dada.stxm.channel import Bins
+from dada.stxm.engine import kernel_buffers
+from dada.stxm.kernels import accumulate_chunks, accumulate_frame
+from dada.stxm.pixelmaps import fuse
+
+
+def frames_of(dtype: str, shape: tuple[int, int], n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sparse Poisson frames with a bright spot, a few huge and saturated values, masked pixels at the
+    dtype's maximum and, for signed dtypes, negative pixels."""
+    info = np.iinfo(dtype)
+    h, w = shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    expected = 0.2 + 3000.0 * np.exp(-((rows - h / 3) ** 2 + (cols - w / 2) ** 2) / 8.0)
+    out = np.minimum(rng.poisson(expected, size=(n, h, w)), min(info.max - 1, 2**40)).astype(dtype)
+    flat = out.reshape(n, -1)
+    for f in flat:
+        f[rng.integers(0, f.size, 3)] = min(info.max // 3, 2**40)  # bright (and exact as float64 sums)
+        f[rng.integers(0, f.size, 5)] = info.max  # masked or saturated
+        if info.min < 0:
+            f[rng.integers(0, f.size, 7)] = rng.integers(max(info.min, -(2**40)), 0, 7)
+    return out
+
+
+def bins_of(shape: tuple[int, int], rng: np.random.Generator) -> list[Bins]:
+    """Three channels: scattered bins, contiguous bands with moments, and sparse single pixels."""
+    h, w = shape
+    scattered = rng.integers(-1, 7, size=shape).astype(np.int32)
+    bands = np.where(np.arange(h * w).reshape(shape) % 97 < 60, np.arange(h * w).reshape(shape) // 97 % 5, -1)
+    single = np.full(shape, -1, dtype=np.int32)
+    single.ravel()[rng.choice(h * w, 20, replace=False)] = np.arange(20) % 4
+    return [Bins(scattered, 7), Bins(bands.astype(np.int32), 5, moments=True), Bins(single, 4)]
+
+
+def reference(frames: np.ndarray, bins: list[Bins], good: np.ndarray, cutoff: float):
+    """Per frame and global bin: Σv, Σv·col, Σv·row of valid pixels and the saturated count, in numpy."""
+    h, w = frames.shape[1:]
+    rows, cols = np.mgrid[0:h, 0:w]
+    nb = sum(b.count for b in bins)
+    values, sat = np.zeros((len(frames), nb, 3)), np.zeros((len(frames), nb))
+    for i, f in enumerate(frames.astype(np.float64)):
+        off = 0
+        for b in bins:
+            for k in range(b.count):
+                sel = (b.index == k) & good
+                ok = sel & (f < cutoff)
+                values[i, off + k, 0] = f[ok].sum()
+                if b.moments:
+                    values[i, off + k, 1] = (f * cols)[ok].sum()
+                    values[i, off + k, 2] = (f * rows)[ok].sum()
+                sat[i, off + k] = (sel & (f >= cutoff)).sum()
+            off += b.count
+    return values, sat
+
+
+LAYOUTS = [  # dtype, frame shape, bitshuffle block (elements; 0 = the writer's default)
+    ("uint32", (64, 64), 0),
+    ("uint32", (37, 53), 0),  # 1961 pixels: a partial last block and a raw tail of 1
+    ("uint16", (48, 100), 0),
+    ("uint16", (33, 71), 192),  # blocks of 3 words per plane
+    ("uint32", (40, 40), 24),  # blocks not a multiple of 64: un-shuffled instead
+    ("uint16", (41, 43), 1000),
+    ("int32", (50, 60), 0),
+    ("int16", (31, 39), 0),
+    ("uint8", (45, 47), 0),
+    ("uint64", (30, 34), 0),
+    ("int64", (30, 34), 128),
+]
+
+
+@pytest.mark.parametrize(("dtype", "shape", "nelems"), LAYOUTS)
+def test_chunks_match_numpy(tmp_path, dtype, shape, nelems):
+    rng = np.random.default_rng(abs(hash((dtype, shape, nelems))) % 2**32)
+    frames = frames_of(dtype, shape, 6, rng)
+    info = np.iinfo(dtype)
+    good = rng.random(shape) > 0.05
+    good &= frames[0] != info.max  # a masked pixel never counts, whatever its value
+    bins = bins_of(shape, rng)
+    cutoff = float(info.max // 2)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        d = f.create_dataset("d", data=frames, chunks=(1, *shape), **hdf5plugin.Bitshuffle(nelems=nelems, cname="lz4"))
+        chunks = [np.frombuffer(d.id.read_direct_chunk((i, 0, 0))[1], dtype=np.uint8) for i in range(len(frames))]
+    geo = BeamGeometry(shape, shape[1] / 2, shape[0] / 2, good, None, None, None)
+    maps = fuse(bins, geo)
+    nb = maps.offsets[-1]
+    want_values, want_sat = reference(frames, bins, good, cutoff)
+
+    values, sat = np.zeros((len(frames), nb, 3)), np.zeros((len(frames), nb))
+    bad = accumulate_chunks(np.concatenate(chunks), np.cumsum([c.size for c in chunks]), np.arange(len(frames)),
+                            kernel_buffers(np.dtype(dtype)), maps.kernel, cutoff, np.zeros((maps.nclasses, 4)),
+                            values, sat)
+    assert bad == -1
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(sat, want_sat)
+
+    decoded = np.zeros_like(values), np.zeros_like(sat)  # the path for frames h5py decodes
+    for i, fr in enumerate(frames):
+        accumulate_frame(fr.ravel(), maps.kernel, cutoff, np.zeros((maps.nclasses, 4)), decoded[0][i], decoded[1][i])
+    np.testing.assert_array_equal(decoded[0], want_values)
+    np.testing.assert_array_equal(decoded[1], want_sat)
+
+
+def test_corrupt_chunk_is_reported(tmp_path):
+    rng = np.random.default_rng(5)
+    frames = frames_of("uint32", (64, 64), 3, rng)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        d = f.create_dataset("d", data=frames, chunks=(1, 64, 64), **hdf5plugin.Bitshuffle(cname="lz4"))
+        chunks = [np.frombuffer(d.id.read_direct_chunk((i, 0, 0))[1], dtype=np.uint8).copy() for i in range(3)]
+    chunks[1] = chunks[1][: chunks[1].size // 2]  # cut short
+    chunks[2][12:16] = 255  # a block longer than the chunk
+    geo = BeamGeometry((64, 64), 32, 32, np.ones((64, 64), bool), None, None, None)
+    maps = fuse(bins_of((64, 64), rng), geo)
+    nb = maps.offsets[-1]
+    chunks.append(chunks[0].copy())
+    chunks[3][7] ^= 4  # the header's frame size wrong
+    for broken in (1, 2, 3):
+        got = accumulate_chunks(np.concatenate([chunks[0], chunks[broken]]),
+                                np.cumsum([chunks[0].size, chunks[broken].size]), np.arange(2),
+                                kernel_buffers(np.dtype("uint32")), maps.kernel, np.inf,
+                                np.zeros((maps.nclasses, 4)), np.zeros((2, nb, 3)), np.zeros((2, nb)))
+        assert got == 1
