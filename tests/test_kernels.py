@@ -7,6 +7,8 @@ and masked ones must all give exactly the numpy reference's moments.
 
 from __future__ import annotations
 
+import zlib
+
 import h5py
 import hdf5plugin
 import numpy as np
@@ -19,13 +21,14 @@ from dada.stxm.kernels import accumulate_chunks, accumulate_frame
 from dada.stxm.pixelmaps import fuse
 
 
-def frames_of(dtype: str, shape: tuple[int, int], n: int, rng: np.random.Generator) -> np.ndarray:
-    """Sparse Poisson frames with a bright spot, a few huge and saturated values, masked pixels at the
-    dtype's maximum and, for signed dtypes, negative pixels."""
+def frames_of(dtype: str, shape: tuple[int, int], n: int, rng: np.random.Generator, background: float = 0.2
+              ) -> np.ndarray:
+    """Poisson frames (sparse at the default background) with a bright spot, a few huge and saturated
+    values, masked pixels at the dtype's maximum and, for signed dtypes, negative pixels."""
     info = np.iinfo(dtype)
     h, w = shape
     rows, cols = np.mgrid[0:h, 0:w]
-    expected = 0.2 + 3000.0 * np.exp(-((rows - h / 3) ** 2 + (cols - w / 2) ** 2) / 8.0)
+    expected = background + 3000.0 * np.exp(-((rows - h / 3) ** 2 + (cols - w / 2) ** 2) / 8.0)
     out = np.minimum(rng.poisson(expected, size=(n, h, w)), min(info.max - 1, 2**40)).astype(dtype)
     flat = out.reshape(n, -1)
     for f in flat:
@@ -67,8 +70,13 @@ def reference(frames: np.ndarray, bins: list[Bins], good: np.ndarray, cutoff: fl
     return values, sat
 
 
-LAYOUTS = [  # dtype, frame shape, bitshuffle block (elements; 0 = the writer's default)
+LAYOUTS = [  # dtype, frame shape, bitshuffle block (elements; 0 = the writer's default)[, background counts]
     ("uint32", (64, 64), 0),
+    ("uint32", (64, 64), 0, 40.0),  # dense: blocks un-shuffled, not gathered
+    ("uint32", (64, 64), 0, 2000.0),  # dense and bright
+    ("uint16", (48, 100), 0, 0.5),  # 40 % nonzero
+    ("int32", (50, 60), 0, 300.0),
+    ("uint8", (45, 47), 0, 40.0),
     ("uint32", (37, 53), 0),  # 1961 pixels: a partial last block and a raw tail of 1
     ("uint16", (48, 100), 0),
     ("uint16", (33, 71), 192),  # blocks of 3 words per plane
@@ -82,10 +90,10 @@ LAYOUTS = [  # dtype, frame shape, bitshuffle block (elements; 0 = the writer's 
 ]
 
 
-@pytest.mark.parametrize(("dtype", "shape", "nelems"), LAYOUTS)
-def test_chunks_match_numpy(tmp_path, dtype, shape, nelems):
-    rng = np.random.default_rng(abs(hash((dtype, shape, nelems))) % 2**32)
-    frames = frames_of(dtype, shape, 6, rng)
+@pytest.mark.parametrize(("dtype", "shape", "nelems", "background"), [(*c, 0.2)[:4] for c in LAYOUTS])
+def test_chunks_match_numpy(tmp_path, dtype, shape, nelems, background):
+    rng = np.random.default_rng(zlib.crc32(repr((dtype, shape, nelems, background)).encode()))
+    frames = frames_of(dtype, shape, 6, rng, background)
     info = np.iinfo(dtype)
     good = rng.random(shape) > 0.05
     good &= frames[0] != info.max  # a masked pixel never counts, whatever its value

@@ -17,12 +17,29 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.core import types
 from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic
 
-from dada.stxm.decode import decode_block, lz4_block, next_block, read_header
+from dada.stxm.decode import _untrans, decode_block, lz4_block, next_block, read_header
 
 ONE = np.uint64(1)
 LOW_PLANES = 8  # bit planes of a value's low byte: all a sparse frame's dim pixels need
+# Gathering a pixel from its planes costs about 3x per plane what un-shuffling costs per byte of the block:
+# blocks where gathering would cost more are un-shuffled (dense or bright frames), the others never are.
+GATHER_VS_UNSHUFFLE = 3
+
+
+@intrinsic
+def popcount(typingctx, src):
+    """Set bits of an integer (one instruction)."""
+    if not isinstance(src, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return src(src), codegen
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -69,6 +86,15 @@ def _add_pixels(frame, e0, e1, base, maps, cutoff, acc):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
+def _gather(planes, lw, k, t, top):
+    """Element 64k + t of a block from its bit planes 0..top-1, ``lw`` words each."""
+    v = np.uint64(0)
+    for j in range(top):
+        v |= ((planes[j * lw + k] >> t) & ONE) << np.uint64(j)
+    return v
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
 def _or_planes(planes, lw, j0, j1, out):
     """out[:lw] = OR of planes j0..j1-1 (``lw`` words each); plane by plane, so it vectorises."""
     out[:lw] = 0
@@ -79,59 +105,67 @@ def _or_planes(planes, lw, j0, j1, out):
 
 
 @numba.njit(nogil=True, cache=True)
-def _sparse_block(planes, lw, nplanes, e, maps, cutoff, low, high, cast, acc):
+def _sparse_block(planes, lw, nplanes, e, maps, cutoff, low, high, block_buf, acc):
     """A block still in bit planes (``lw`` words each): only its wanted nonzero pixels are visited.
 
     Bitshuffle stores plane after plane, bit t of word k of plane j being bit j of element 64k+t, so
     the OR of a word's planes marks its nonzero elements; ANDed with ``want`` (pixels in some bin)
     it drops zeros, masked pixels and pixels no channel needs before any work. A pixel's value is
     gathered from its low byte's planes, or from all of them when a wanted pixel of the word has
-    higher bits (the bright and the saturated ones), through ``cast`` (one element of the frame's
-    dtype, so signed values keep their sign).
+    higher bits (the bright and the saturated ones), through ``block_buf[0]`` (the frame's dtype,
+    so signed values keep their sign). Where that would cost more than un-shuffling the block
+    (dense or bright frames), the block is un-shuffled into ``block_buf`` and the same pixels read.
     """
     cls, mom_end, _, _, want, width, _, _ = maps
-    top_low = min(LOW_PLANES, nplanes)
-    _or_planes(planes, lw, 0, top_low, low)
-    _or_planes(planes, lw, top_low, nplanes, high)
+    _or_planes(planes, lw, 0, LOW_PLANES, low)
+    _or_planes(planes, lw, LOW_PLANES, nplanes, high)
     w0 = e // 64
+    cost = 0
+    for k in range(lw):
+        w = want[w0 + k]
+        cost += popcount((low[k] | high[k]) & w) * (nplanes if high[k] & w else LOW_PLANES)
+    itemsize = nplanes // 8
+    unshuffled = cost * GATHER_VS_UNSHUFFLE > 64 * lw * itemsize
+    if unshuffled:
+        _untrans(planes.ctypes.data, block_buf.ctypes.data, 64 * lw, itemsize)
     for k in range(lw):
         w = want[w0 + k]
         hits = (low[k] | high[k]) & w
         if hits == 0:
             continue
         bright = (high[k] & w) != 0
-        top = nplanes if bright else top_low
         base = e + 64 * k
         while hits:
             t = np.uint64(trailing_zeros(hits))
             hits &= hits - ONE
-            v = np.uint64(0)
-            for j in range(top):
-                v |= ((planes[j * lw + k] >> t) & ONE) << np.uint64(j)
-            if bright:
-                cast[0] = v
-                fv = np.float64(cast[0])
-            else:
-                fv = np.float64(np.int64(v))
+            if unshuffled:
+                fv = np.float64(block_buf[64 * k + np.int64(t)])
+            elif bright:
+                block_buf[0] = _gather(planes, lw, k, t, nplanes)
+                fv = np.float64(block_buf[0])
+            else:  # a constant trip count: unrolled
+                fv = np.float64(np.int64(_gather(planes, lw, k, t, LOW_PLANES)))
             _pixel(fv, base + np.int64(t), cls, mom_end, width, cutoff, acc)
 
 
 @numba.njit(nogil=True, cache=True)
 def _distribute(acc, cls_bins, mom_cols, values, sat):
     """Spread the classes' sums into the channels' bins (moments only into the first ``mom_cols``
-    channels', which need them), and clear them for the next frame."""
+    channels', which need them), clearing each class for the next frame."""
     for c in range(1, cls_bins.shape[0]):
-        if acc[c, 0] == 0.0 and acc[c, 3] == 0.0:
+        s0, s1, s2, ns = acc[c, 0], acc[c, 1], acc[c, 2], acc[c, 3]
+        if s0 == 0.0 and s1 == 0.0 and s2 == 0.0 and ns == 0.0:
             continue
         for k in range(cls_bins.shape[1]):
             b = cls_bins[c, k]
             if b >= 0:
-                values[b, 0] += acc[c, 0]
+                values[b, 0] += s0
                 if k < mom_cols:
-                    values[b, 1] += acc[c, 1]
-                    values[b, 2] += acc[c, 2]
-                sat[b] += acc[c, 3]
-    acc[:] = 0.0
+                    values[b, 1] += s1
+                    values[b, 2] += s2
+                sat[b] += ns
+        acc[c, 0] = acc[c, 1] = acc[c, 2] = acc[c, 3] = 0.0
+    acc[0, 0] = acc[0, 1] = acc[0, 2] = acc[0, 3] = 0.0
 
 
 @numba.njit(nogil=True, cache=True)
