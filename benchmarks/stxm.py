@@ -16,7 +16,7 @@ For each it prints frames/s, decompressed GB/s and the ratio to decoding alone:
 * LiberTEM 0.16 at its best on this machine (sparse masks as ``scipy.sparse`` factories multiplied
   with ``sparse.pydata``, inline and local dask executors): ring + centre of mass as 4 masks, and all
   four quantities as one ApplyMasksUDF with 120 masks; pyFAI at its best (one ``integrate2d``, 100
-  radial × 16 azimuthal bins, no pixel splitting, CSC, frames already in memory).
+  radial (+4 spare) × 16 azimuthal bins, no pixel splitting, CSC, frames already in memory).
 
 Every tool's numbers are checked against the slow numpy reference of the tests (``stxm_reference``)
 on the frames it processed before its speed is printed. Single figures are medians of 3 runs after
@@ -126,7 +126,8 @@ def pairs(table: Table, what: str, n: int, base: Callable[[], object], ours: Cal
 
 def check(tool: str, got: dict[str, np.ndarray], want: dict[str, np.ndarray], tol: float = 1e-9) -> None:
     """Stop the benchmark if a tool's numbers differ from the numpy reference: a fast wrong answer is no figure.
-    The peers add in float32 (``tol`` 1e-4); dada's sums are exact."""
+    The peers add in float32 (LiberTEM: ``tol`` 1e-4) or bin by float32 radii (pyFAI: a few pixels at bin edges
+    fall in the neighbouring bin, 1e-3); dada's sums are exact."""
     worst = 0.0
     for k, g in got.items():
         w = want[k]
@@ -308,16 +309,20 @@ def pyfai_row(table: Table, dsets, geo, scan, rmax: float, base: float, want: di
     ai.setChiDiscAtZero()  # azimuths in [0, 360) like dada's sectors
     sub = 128
     frames = [dsets[0][k] for k in range(sub)]
+    # Two spare bins each side: pyFAI keeps pixels whose corners reach into the range, their centres
+    # outside it clipped into the end bins; the spare bins take them, the rest have dada's edges.
+    dw = (rmax - RMIN) / NBINS
     kw = dict(unit="r_mm", method=("no", "csc", "cython"), correctSolidAngle=False, mask=~geo.good,
-              polarization_factor=None, radial_range=(RMIN * pix * 1e3, rmax * pix * 1e3), azimuth_range=(0, 360))
+              polarization_factor=None, radial_range=((RMIN - 2 * dw) * pix * 1e3, (rmax + 2 * dw) * pix * 1e3),
+              azimuth_range=(0, 360))
 
     def integrate(f):
-        res = ai.integrate2d(f, NBINS, NSECTORS, **kw)
-        s, c = np.asarray(res.sum_signal), np.asarray(res.count)
+        res = ai.integrate2d(f, NBINS + 4, NSECTORS, **kw)
+        s, c = np.asarray(res.sum_signal)[:, 2:-2], np.asarray(res.count)[:, 2:-2]
         return s.sum(axis=1) / c.sum(axis=1), s.sum(axis=0) / c.sum(axis=0)  # sectors, radial
 
     got = [integrate(f) for f in frames[:CHECKED]]
-    check("pyFAI", {"sectors": np.array([g[0] for g in got]), "radial": np.array([g[1] for g in got])}, want, 1e-4)
+    check("pyFAI", {"sectors": np.array([g[0] for g in got]), "radial": np.array([g[1] for g in got])}, want, 1e-3)
     return table.add("pyFAI integrate2d 100 × 16, no splitting, csc (frames in memory)", sub / median_time(
         lambda: [integrate(f) for f in frames]), base)
 
