@@ -141,3 +141,25 @@ def test_corrupt_chunk_is_reported(tmp_path):
                                 kernel_buffers(np.dtype("uint32")), maps.kernel, np.inf,
                                 np.zeros((maps.nclasses, 4)), np.zeros((2, nb, 3)), np.zeros((2, nb)))
         assert got == 1
+
+
+def test_many_bin_combinations(tmp_path):
+    """More combinations of bins than a dense table holds (501³ > 2²⁶): classes come from a sort instead."""
+    rng = np.random.default_rng(9)
+    shape = (40, 48)
+    frames = frames_of("uint16", shape, 3, rng)
+    bins = [Bins(rng.integers(-1, 500, size=shape).astype(np.int32), 500, moments=k == 1) for k in range(3)]
+    good = rng.random(shape) > 0.1
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        d = f.create_dataset("d", data=frames, chunks=(1, *shape), **hdf5plugin.Bitshuffle(cname="lz4"))
+        chunks = [np.frombuffer(d.id.read_direct_chunk((i, 0, 0))[1], dtype=np.uint8) for i in range(3)]
+    maps = fuse(bins, BeamGeometry(shape, 20.0, 20.0, good, None, None, None))
+    assert maps.nclasses > 256  # wider than uint8 classes
+    values, sat = np.zeros((3, 1500, 3)), np.zeros((3, 1500))
+    assert accumulate_chunks(np.concatenate(chunks), np.cumsum([c.size for c in chunks]), np.arange(3),
+                             kernel_buffers(np.dtype("uint16")), maps.kernel, 30000.0,
+                             np.zeros((maps.nclasses, 4)), values, sat) == -1
+    want_values, want_sat = reference(frames, bins, good, 30000.0)
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(sat, want_sat)
+    np.testing.assert_array_equal(maps.static_valid, [((b.index == k) & good).sum() for b in bins for k in range(500)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from dada.stxm.beam import BeamGeometry
@@ -41,32 +42,47 @@ class PixelMaps:
         return self.cls, self.mom_end, self.cls_bins, self.mom_cols, self.want, self.width, self.first, self.last
 
 
+@numba.njit(nogil=True, cache=True)
+def _keys(index, counts, offsets, good, seen, static):
+    """Per pixel its class key, one pass: mixed radix over the channels' bins (digit 0 for none), so 0 is
+    "no bin anywhere" and masked pixels get it. Marks the keys seen (when ``seen`` is a dense table)
+    and counts the valid pixels of every global bin."""
+    nch, n = index.shape
+    key = np.zeros(n, dtype=np.int64)
+    for p in range(n):
+        if not good[p]:
+            continue
+        x = 0
+        for c in range(nch):
+            i = index[c, p]
+            x = x * (counts[c] + 1)
+            if i >= 0:
+                x += i + 1
+                static[offsets[c] + i] += 1
+        key[p] = x
+        if seen.size > 1:
+            seen[x] = True
+    return key
+
+
 def fuse(bins: Sequence[Bins], geo: BeamGeometry) -> PixelMaps:
-    offsets = [0]
-    cols = []
-    for b in bins:
-        idx = np.where(geo.good & (b.index >= 0), b.index + offsets[-1], -1).astype(np.int32).ravel()
-        cols.append(idx)
-        offsets.append(offsets[-1] + b.count)
-    lut = np.stack(cols, axis=1)
-    used = np.flatnonzero((lut >= 0).any(axis=1))
+    counts = np.array([b.count for b in bins], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    index = np.stack([np.asarray(b.index, dtype=np.int32).ravel() for b in bins])
+    top = int(np.prod(counts + 1, dtype=np.float64))
+    dense = top <= 1 << 26  # a dense table of keys: linear time, no sort
+    seen = np.zeros(top if dense else 1, dtype=np.bool_)
+    static = np.zeros(int(offsets[-1]), dtype=np.int64)
+    key = _keys(index, counts, offsets, np.ascontiguousarray(geo.good).ravel(), seen, static)
+    used = np.flatnonzero(key)
     first, last = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
-    # One int64 key per pixel (mixed radix over the channels' bins, -1 -> 0), so classes come from a 1-D
-    # unique: sorting rows with np.unique(axis=0) would take a second for a 1 Mpixel frame.
-    key = np.zeros(lut.shape[0], dtype=np.int64)
-    for k in range(len(bins)):
-        key = key * (bins[k].count + 1) + (lut[:, k] - offsets[k] + 1) * (lut[:, k] >= 0)
-    top = int(np.prod([b.count + 1 for b in bins], dtype=np.float64))
-    if top <= 1 << 26:  # a dense table of keys: linear time, no sort
-        seen = np.zeros(top, dtype=bool)
+    if dense:
         seen[0] = True  # class 0 is "no bin anywhere", even when every pixel has one
-        seen[key] = True
         keys = np.flatnonzero(seen)
-        rank = np.cumsum(seen, dtype=np.int64) - 1
-        cls = rank[key]
+        table, at = np.cumsum(seen, dtype=np.int64) - 1, key  # the class of every key, then of every pixel
     else:
         keys, inverse = np.unique(np.concatenate([[0], key]), return_inverse=True)
-        cls = inverse.ravel()[1:]
+        table, at = inverse.ravel()[1:], slice(None)
     combos = np.empty((keys.size, len(bins)), dtype=np.int32)
     rest = keys.copy()
     for k in reversed(range(len(bins))):
@@ -78,13 +94,13 @@ def fuse(bins: Sequence[Bins], geo: BeamGeometry) -> PixelMaps:
     order = np.concatenate([[0], 1 + np.flatnonzero(takes_moments[1:]), 1 + np.flatnonzero(~takes_moments[1:])])
     renumber = np.empty_like(order)
     renumber[order] = np.arange(order.size)
-    cls = renumber[cls].astype(np.uint8 if keys.size <= 256 else np.uint16 if keys.size <= 65536 else np.int32)
+    narrow = np.uint8 if keys.size <= 256 else np.uint16 if keys.size <= 65536 else np.int32
+    cls = renumber.astype(narrow)[table][at]
     # Channels that take moments first among the columns too: their bins alone get Σv·x, Σv·y.
     columns = np.concatenate([np.flatnonzero(mom), np.flatnonzero(~mom)])
     combos = combos[order][:, columns]
     mom_end = 1 + int(takes_moments[1:].sum())
-    static = np.bincount(lut[lut >= 0], minlength=offsets[-1]).astype(np.float64)
     want = np.packbits(cls != 0, bitorder="little")
     want = np.concatenate([want, np.zeros(-want.size % 8, dtype=np.uint8)]).view("<u8").astype(np.uint64)
-    return PixelMaps(cls, np.ascontiguousarray(combos), mom_end, int(mom.sum()), want, geo.shape[1], static,
-                     tuple(offsets), first, last)
+    return PixelMaps(cls, np.ascontiguousarray(combos), mom_end, int(mom.sum()), want, geo.shape[1],
+                     static.astype(np.float64), tuple(int(o) for o in offsets), first, last)
