@@ -95,6 +95,24 @@ def test_front_over_a_node_list_matches_one_process_byte_for_byte(demo_root, nod
         f.stop()
 
 
+def test_a_lone_block_is_computed_in_pieces_and_cached_whole(demo_root, nodes, reference, tmp_path):
+    """48 frames in one 64-frame block and 4 nodes: the block goes out as 4 pieces of 12 frames, one per
+    node, and comes back glued exactly; the cache then holds the whole block."""
+    f = Daemon(["serve", demo_root, "--nodes", urls(nodes), "--block-frames", "64", "--cache-dir", str(tmp_path / "c")])
+    try:
+        first = "stxm/eiger/u32/scan_0002.h5?darkfield.rmin=8&radial.nbins=24"
+        again = "darkfield/eiger/u32/scan_0002.npy?rmin=8"
+        got = f.get("/" + first)
+        assert got.status == 200 and got.body == nodes[0].get("/" + first).body  # the node computes in-process
+        used = [n["done"] for n in f.get("/healthz").json()["nodes"]]
+        assert sorted(used) == [1, 1, 1, 1], used  # one block, four pieces: every node took one
+        got = f.get("/" + again)  # darkfield's moments of the whole block, from the cache
+        assert got.status == 200 and got.body == reference[again].body
+        assert patches_done(f) == 4
+    finally:
+        f.stop()
+
+
 @pytest.mark.parametrize("kind", ["haproxy", "nginx", "lighttpd"])
 def test_front_through_a_real_load_balancer_matches_one_process(kind, demo_root, nodes, reference, tmp_path):
     lb = start_balancer(kind, [d.port for d in nodes])

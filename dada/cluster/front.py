@@ -4,6 +4,10 @@ For a request's frames it finds their blocks on the scan's fixed block grid, tak
 (block, channel) it can from the result cache, sends each block still missing a channel to a node
 as one patch URL (all its missing channels in one pass), caches the blocks whose frames are all
 written, and glues the selection's rows. Progress is reported block by block as they arrive.
+
+When fewer blocks are missing than nodes can compute at once (a small scan, or the one new block
+of a running scan), each is sent as several pieces so no node idles; the pieces' rows are put
+together before the block is cached, so the cache still holds whole blocks.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from dada.stxm.channel import Moments
 from dada.stxm.partials import Pass, Progress, glue, pack_one, unpack, unpack_one
 
 PATCH_PREFIX = "/_patch"
+MIN_PIECE = 8  # frames: smaller pieces cost more in round trips than they gain in parallelism
 
 
-def patch_url(scan: Scan, block: Block, p: Pass) -> str:
-    """The human-readable URL of one block's partial result for the pass's channels."""
+def patch_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
+    """The human-readable URL of frames first..stop's partial result (a block or a piece) for the pass's channels."""
     query: list[tuple[str, str]] = [("channels", ",".join(c.name for c, _ in p.channels)),
                                     ("cx", repr(p.geo.cx)), ("cy", repr(p.geo.cy))]
     usermask = p.channels[0][1].get("usermask")
@@ -39,7 +44,7 @@ def patch_url(scan: Scan, block: Block, p: Pass) -> str:
     for c, a in p.channels:
         query += [(f"{c.name}.{q.name}", canon(a[q.name]))
                   for q in c.params if not q.presentation and a[q.name] is not None]
-    path = urllib.parse.quote(f"{PATCH_PREFIX}/{scan.name}/{block.first}-{block.stop}.npz")
+    path = urllib.parse.quote(f"{PATCH_PREFIX}/{scan.name}/{first}-{stop}.npz")
     return f"{path}?{urllib.parse.urlencode(query)}"
 
 
@@ -71,8 +76,8 @@ class ClusterMoments:
             if progress is not None:
                 progress.block(positions, mine)
 
-        patches: list[Patch] = []
         have: dict[int, dict[str, Moments]] = {}
+        missing: dict[int, Pass] = {}
         for k, block in enumerate(blocks):
             got: dict[str, Moments] = {}
             if self.cache is not None and block.complete:
@@ -80,29 +85,46 @@ class ClusterMoments:
                     data = self.cache.get(self._key(block, size, p, i))
                     if data is not None:
                         got[c.name] = unpack_one(data)
-            missing = {c.name for c, _ in p.channels} - set(got)
-            if missing:
-                have[k] = got
-                url = patch_url(scan, block, p.only(missing))
-                patches.append(Patch(k, url, url.split("?")[0]))
+            lacking = {c.name for c, _ in p.channels} - set(got)
+            if lacking:
+                have[k], missing[k] = got, p.only(lacking)
             else:
                 arrived(k, got)
-        if patches:
-            self._fetch(blocks, size, p, patches, have, arrived, progress)
+        if missing:
+            self._fetch(blocks, size, p, self._patches(scan, blocks, missing), have, arrived, progress)
         return glue(parts, frames.size)
 
-    def _fetch(self, blocks: list[Block], size: int, p: Pass, patches: list[Patch],
+    def _patches(self, scan: Scan, blocks: list[Block], missing: dict[int, Pass]) -> list[tuple[Patch, int, int]]:
+        """One patch per missing block, or several pieces of each when the nodes would otherwise idle;
+        with each patch, its block and the block's row where it starts."""
+        pieces = max(1, -(-self.pool.width // len(missing)))
+        out: list[tuple[Patch, int, int]] = []
+        for k, sub in missing.items():
+            b = blocks[k]
+            n = max(1, min(pieces, (b.stop - b.first) // MIN_PIECE))
+            edges = [b.first + (b.stop - b.first) * j // n for j in range(n + 1)]
+            for first, stop in zip(edges[:-1], edges[1:], strict=True):
+                url = patch_url(scan, first, stop, sub)
+                out.append((Patch(len(out), url, url.split("?")[0], spread=n > 1), k, first - b.first))
+        return out
+
+    def _fetch(self, blocks: list[Block], size: int, p: Pass, patches: list[tuple[Patch, int, int]],
                have: dict[int, dict[str, Moments]], arrived: Callable[[int, dict[str, Moments]], None],
                progress: Progress | None) -> None:
-        """Send the patches through the event loop; unpack, cache and glue here, off the loop. A cancel
-        from the listener stops the patches not yet answered (those answered stay cached)."""
+        """Send the patches through the event loop; unpack, put pieces together, cache and glue here, off
+        the loop. A cancel from the listener stops the patches not yet answered (whole blocks answered stay
+        cached)."""
+        where = {patch.id: (k, row) for patch, k, row in patches}
+        waiting = {k: sum(1 for _, j, _ in patches if j == k) for k in have}
+        pieces: dict[int, list[tuple[np.ndarray, dict[str, Moments]]]] = {}  # blocks sent in pieces, so far
         answers: queue.Queue = queue.Queue()
         job = asyncio.run_coroutine_threadsafe(
-            self.pool.fetch_all(patches, lambda patch, body: answers.put((patch.id, body))), self.loop)
+            self.pool.fetch_all([patch for patch, _, _ in patches], lambda patch, body: answers.put((patch.id, body))),
+            self.loop)
         left = len(patches)
         while left:
             try:
-                k, body = answers.get(timeout=0.05)
+                pid, body = answers.get(timeout=0.05)
             except queue.Empty:
                 if progress is not None and progress.cancelled():
                     job.cancel()
@@ -113,11 +135,20 @@ class ClusterMoments:
                         raise RuntimeError("the node pool ended without every answer") from None
                 continue
             left -= 1
+            k, row = where[pid]
             moments = unpack(body)
+            waiting[k] -= 1
             block = blocks[k]
+            if waiting[k] or k in pieces:
+                count = next(iter(moments.values())).values.shape[0]
+                pieces.setdefault(k, []).append((np.arange(row, row + count), moments))
+                if waiting[k]:
+                    continue
+                moments = glue(pieces.pop(k), block.stop - block.first)
             if self.cache is not None and block.complete:
                 for i, (c, _) in enumerate(p.channels):
                     if c.name in moments:
                         self.cache.put(self._key(block, size, p, i), pack_one(moments[c.name]))
             arrived(k, {**have[k], **moments})
         job.result()
+

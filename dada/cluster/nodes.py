@@ -36,6 +36,7 @@ class Patch:
     id: int
     url: str  # path and query below the node's base URL
     key: str  # what the ring hashes: the block, not its parameters, so a block's data stay on one node
+    spread: bool = False  # a piece of a block: rather an idle node than a second slot on a busy one
 
 
 @dataclass
@@ -175,8 +176,9 @@ class NodePool:
 
     async def _acquire(self, patch: Patch, tried: list[str]) -> Node | None:
         """A slot on the first node in the patch's ring order that has one free: its own node when that
-        is free (affinity), else the next free one, so no node idles while another queues. Nodes that
-        failed this patch come last; None when no node is up."""
+        is free (affinity), else the next free one, so no node idles while another queues. A piece
+        (``spread``) takes an idle node first: pieces exist to run side by side. Nodes that failed this
+        patch come last; None when no node is up."""
         order = [self.nodes[n] for n in self.ring.order(patch.key)] if not self.balancer else list(self.nodes.values())
         order.sort(key=lambda n: n.url in tried)  # stable: ring order kept within each group
         async with self._freed:
@@ -184,7 +186,8 @@ class NodePool:
                 up = [n for n in order if n.up or self.balancer]
                 if not up:
                     return None
-                free = next((n for n in up if n.load < self.per_node), None)
+                free = next((n for n in up if n.load == 0), None) if patch.spread else None
+                free = free or next((n for n in up if n.load < self.per_node), None)
                 if free is not None:
                     free.load += 1
                     return free
@@ -209,6 +212,11 @@ class NodePool:
                             log.warning("node %s is back", node.url)
                 except (TimeoutError, aiohttp.ClientError):
                     pass
+
+    @property
+    def width(self) -> int:
+        """How many patches compute at once: one per node up (through a balancer, its slots)."""
+        return self.per_node if self.balancer else max(1, sum(n.up for n in self.nodes.values()))
 
     # -- many patches ---------------------------------------------------------------------------
 
