@@ -39,7 +39,7 @@ def _add_front_flags(p: argparse.ArgumentParser) -> None:
                    help="patches in flight through --lb (default 16; best: the nodes' slots in all, maxconn x nodes)")
     p.add_argument("--local-nodes", type=int, help="how many local nodes to start when no nodes are given")
     p.add_argument("--block-frames", type=int,
-                   help="frames per block (default: about a quarter of a second of a node's work)")
+                   help="frames per block (default: about a second of a node's work)")
     p.add_argument("--cache-dir", help="on-disk result cache (default ~/.cache/dada; 'none' for no disk cache)")
     p.add_argument("--cache-bytes", type=int, help="bound of the on-disk result cache")
     p.add_argument("--aerospike", metavar="HOST:PORT,...", help="Aerospike cluster for the result cache")

@@ -1,4 +1,4 @@
-"""The fixed block grid of a scan: runs of frames in acquisition order that a node computes in about 0.25 s.
+"""The fixed block grid of a scan: runs of frames in acquisition order that a node computes in about a second.
 
 Blocks, not requests, are the unit of work and of caching: a block's frames are contiguous in the
 files, overlapping requests share blocks, and a scan being written finishes its early blocks first.
@@ -18,11 +18,9 @@ from dada.sources.scan import Scan
 MIN_FRAMES, MAX_FRAMES = 8, 8192
 
 
-def block_frames(frame_nbytes: int, node_rate: float, seconds: float = 0.25) -> int:
+def block_frames(frame_nbytes: int, node_rate: float, seconds: float = 1.0) -> int:
     """Frames per block: what a node reads in ``seconds`` at ``node_rate`` raw bytes/s, a power of two.
-
-    A quarter of a second keeps the per-block costs (a round trip, packing, a cache entry) to a few per
-    cent while a scan of a thousand small frames still makes several blocks for the nodes to share."""
+    (When a request has fewer missing blocks than nodes, the front sends them in pieces.)"""
     n = max(1.0, node_rate * seconds / max(1, frame_nbytes))
     return int(min(MAX_FRAMES, max(MIN_FRAMES, 1 << int(np.log2(n)))))
 

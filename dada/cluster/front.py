@@ -105,7 +105,7 @@ class ClusterMoments:
             edges = [b.first + (b.stop - b.first) * j // n for j in range(n + 1)]
             for first, stop in zip(edges[:-1], edges[1:], strict=True):
                 url = patch_url(scan, first, stop, sub)
-                out.append((Patch(len(out), url, url.split("?")[0], spread=n > 1), k, first - b.first))
+                out.append((Patch(len(out), url, url.split("?")[0]), k, first - b.first))
         return out
 
     def _fetch(self, blocks: list[Block], size: int, p: Pass, patches: list[tuple[Patch, int, int]],

@@ -36,7 +36,6 @@ class Patch:
     id: int
     url: str  # path and query below the node's base URL
     key: str  # what the ring hashes: the block, not its parameters, so a block's data stay on one node
-    spread: bool = False  # a piece of a block: rather an idle node than a second slot on a busy one
 
 
 @dataclass
@@ -175,10 +174,10 @@ class NodePool:
                    nodes=sorted(set(tried)) or sorted(self.nodes), errors=attempts.errors[-6:])
 
     async def _acquire(self, patch: Patch, tried: list[str]) -> Node | None:
-        """A slot on the first node in the patch's ring order that has one free: its own node when that
-        is free (affinity), else the next free one, so no node idles while another queues. A piece
-        (``spread``) takes an idle node first: pieces exist to run side by side. Nodes that failed this
-        patch come last; None when no node is up."""
+        """A slot on the first idle node in the patch's ring order: its own node when that is idle
+        (affinity), else the next idle one, so no node idles while another computes two; only when every
+        node is busy, a second slot in the same order. Nodes that failed this patch come last; None when
+        no node is up."""
         order = [self.nodes[n] for n in self.ring.order(patch.key)] if not self.balancer else list(self.nodes.values())
         order.sort(key=lambda n: n.url in tried)  # stable: ring order kept within each group
         async with self._freed:
@@ -186,8 +185,8 @@ class NodePool:
                 up = [n for n in order if n.up or self.balancer]
                 if not up:
                     return None
-                free = next((n for n in up if n.load == 0), None) if patch.spread else None
-                free = free or next((n for n in up if n.load < self.per_node), None)
+                free = next((n for n in up if n.load == 0), None) or next(
+                    (n for n in up if n.load < self.per_node), None)
                 if free is not None:
                     free.load += 1
                     return free
