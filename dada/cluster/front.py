@@ -136,7 +136,8 @@ class ClusterMoments:
                 continue
             left -= 1
             k, row = where[pid]
-            moments = unpack(body)
+            raw = unpack(body)
+            moments = {name: unpack_one(b) for name, b in raw.items()}
             waiting[k] -= 1
             block = blocks[k]
             if waiting[k] or k in pieces:
@@ -145,10 +146,11 @@ class ClusterMoments:
                 if waiting[k]:
                     continue
                 moments = glue(pieces.pop(k), block.stop - block.first)
+                raw = {name: pack_one(m) for name, m in moments.items()}
             if self.cache is not None and block.complete:
                 for i, (c, _) in enumerate(p.channels):
                     if c.name in moments:
-                        self.cache.put(self._key(block, size, p, i), pack_one(moments[c.name]))
+                        self.cache.put(self._key(block, size, p, i), raw[c.name])
             arrived(k, {**have[k], **moments})
         job.result()
 

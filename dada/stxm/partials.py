@@ -9,6 +9,7 @@ references and percentile clipping are exact however the scan was cut. Whatever 
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -105,9 +106,11 @@ def pack(moments: dict[str, Moments]) -> bytes:
     return buf.getvalue()
 
 
-def unpack(data: bytes) -> dict[str, Moments]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return {name: _moments(z[name]) for name in z.files}
+def unpack(data: bytes) -> dict[str, bytes]:
+    """A node's answer as each channel's npy, exactly what ``pack_one`` makes of its moments: the cache
+    keeps these bytes as they came, with no decoding and re-encoding."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return {info.filename.removesuffix(".npy"): z.read(info) for info in z.infolist()}
 
 
 def pack_one(m: Moments) -> bytes:
