@@ -12,6 +12,15 @@ from helpers import Daemon  # noqa: E402
 from dada.demo import make_demo  # noqa: E402
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile the numba kernels once, into numba's on-disk cache, before any daemon starts: the nodes then
+    load them instead of each compiling them at once (in a fresh environment that takes longer than a
+    daemon is given to come up)."""
+    from dada.stxm.engine import warm_up
+
+    warm_up()
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     root = str(tmp_path_factory.mktemp("demo"))

@@ -114,25 +114,29 @@ def kernel_buffers(dtype: np.dtype) -> tuple:
 
 
 def warm_up() -> None:
-    """Compile the kernels for the common dtypes now, not during a user's first request."""
+    """Compile the kernels now, not during a user's first request: frames of the common dtypes, with pixel
+    classes as uint8 (one channel) and as uint16 (channels fused)."""
     import h5py
     import hdf5plugin
 
-    index = np.full((8, 8), -1, dtype=np.int32)
-    index[2:4] = 0
-    geo = BeamGeometry((8, 8), 3.5, 3.5, np.ones((8, 8), dtype=bool), None, None, None)
-    maps = fuse([Bins(index, 1, moments=True)], geo)
-    for dt in (np.uint16, np.uint32, np.int32, np.float32, np.float64):
-        frame = np.arange(64, dtype=dt)
-        acc, values, sat = np.zeros((maps.nclasses, 4)), np.zeros((1, 1, 3)), np.zeros((1, 1))
-        accumulate_frame(frame, maps.kernel, 1e9, acc, values[0], sat[0])
-        if dt in (np.uint16, np.uint32):
-            with h5py.File("warm.h5", "w", driver="core", backing_store=False) as f:
-                d = f.create_dataset("d", data=frame.reshape(1, 8, 8), chunks=(1, 8, 8),
-                                     **hdf5plugin.Bitshuffle(cname="lz4"))
-                raw = np.frombuffer(d.id.read_direct_chunk((0, 0, 0))[1], dtype=np.uint8)
-            accumulate_chunks(raw, np.array([raw.size]), np.array([0]), kernel_buffers(np.dtype(dt)), maps.kernel,
-                              1e9, acc, values, sat)
+    shape = (32, 32)
+    geo = BeamGeometry(shape, 15.5, 15.5, np.ones(shape, dtype=bool), None, None, None)
+    band = np.full(shape, -1, dtype=np.int32)
+    band[4:8] = 0
+    many = (np.arange(shape[0] * shape[1], dtype=np.int32) % 300).reshape(shape)
+    for maps in (fuse([Bins(band, 1, moments=True)], geo), fuse([Bins(band, 1, moments=True), Bins(many, 300)], geo)):
+        acc, nb = np.zeros((maps.nclasses, 4)), maps.offsets[-1]
+        values, sat = np.zeros((1, nb, 3)), np.zeros((1, nb))
+        for dt in (np.uint16, np.uint32, np.int32, np.float32, np.float64):
+            frame = (np.arange(shape[0] * shape[1]) % 7).astype(dt)
+            accumulate_frame(frame, maps.kernel, 1e9, acc, values[0], sat[0])
+            if dt in (np.uint16, np.uint32):
+                with h5py.File("warm.h5", "w", driver="core", backing_store=False) as f:
+                    d = f.create_dataset("d", data=frame.reshape(1, *shape), chunks=(1, *shape),
+                                         **hdf5plugin.Bitshuffle(cname="lz4"))
+                    raw = np.frombuffer(d.id.read_direct_chunk((0, 0, 0))[1], dtype=np.uint8)
+                accumulate_chunks(raw, np.array([raw.size]), np.array([0]), kernel_buffers(np.dtype(dt)),
+                                  maps.kernel, 1e9, acc, values, sat)
 
 
 def measure_rate(seconds: float = 0.3) -> float:
