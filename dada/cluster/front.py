@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import queue
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -115,7 +116,7 @@ class ClusterMoments:
         the loop. A cancel from the listener stops the patches not yet answered (whole blocks answered stay
         cached)."""
         where = {patch.id: (k, row) for patch, k, row in patches}
-        waiting = {k: sum(1 for _, j, _ in patches if j == k) for k in have}
+        waiting = Counter(k for _, k, _ in patches)  # pieces still to come, per block
         pieces: dict[int, list[tuple[np.ndarray, dict[str, Moments]]]] = {}  # blocks sent in pieces, so far
         answers: queue.Queue = queue.Queue()
         job = asyncio.run_coroutine_threadsafe(

@@ -5,8 +5,8 @@ coordinates (Σv, Σv·col, Σv·row: integers for integer frames, so exact in a
 and count saturated pixels. Zero pixels add nothing, which the kernels use: sparse SAXS frames
 cost little beyond their LZ4 decompression. Frames stored one per bitshuffle-LZ4 chunk are taken
 block by block while each 8 KiB block is in L1 cache; blocks outside the pixels any channel needs
-are skipped, and the others are never un-shuffled: their few wanted nonzero pixels are read
-straight from the bit planes.
+are skipped, and sparse ones are never un-shuffled: their few wanted nonzero pixels are read
+straight from the bit planes (dense or bright blocks, where that would cost more, are un-shuffled).
 
 A pass's pixel maps reach the kernels as one tuple (``PixelMaps.kernel``):
 ``(cls, mom_end, cls_bins, mom_cols, want, width, first, last)``. The per-frame accumulator ``acc`` is
