@@ -51,8 +51,7 @@ class Config:
     per_node: int = 2  # patches in flight per node
     lb_concurrency: int = 16  # patches in flight through --lb: best the nodes' slots in all (maxconn x nodes)
     patch_timeout: float = 60.0  # s, before a patch is retried elsewhere
-    block_frames: int | None = None  # frames per block; default from the frame size and node_rate
-    node_rate: float | None = None  # raw bytes/s a node analyses; default: what the nodes measured at start
+    block_frames: int | None = None  # frames per block; default from the frame size (dada.cluster.blocks)
     # result cache: memory, then disk (embedded default), then Aerospike when named ("host:port,…")
     cache_memory_bytes: int = 512 * 2**20
     cache_dir: str | None = os.path.join(os.path.expanduser("~"), ".cache", "dada")

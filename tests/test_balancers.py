@@ -33,7 +33,7 @@ N_URIS = 60
 
 def patch_uris(n: int = N_URIS, query: str = "channels=darkfield&darkfield.rmin=10") -> list[str]:
     """Patch URLs as the front sends them: the path names a block of frames, the query its parameters."""
-    return [f"/_patch/p10/cells/scan_0001/{64 * k}-{64 * k + 64}.npz?{query}" for k in range(n)]
+    return [f"/_patch/p10/cells/scan_0001/{64 * k}-{64 * k + 64}.part?{query}" for k in range(n)]
 
 
 class _Handler(BaseHTTPRequestHandler):

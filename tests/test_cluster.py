@@ -135,13 +135,13 @@ def test_embedded_default_starts_local_nodes_and_matches(demo_root, reference, t
 
 
 def test_patch_urls_are_readable_and_stable(nodes):
-    r = nodes[0].get("/_patch/eiger/u16/scan_0001/8-16.npz?channels=darkfield&darkfield.rmin=8")
+    r = nodes[0].get("/_patch/eiger/u16/scan_0001/8-16.part?channels=darkfield&darkfield.rmin=8")
     assert r.status == 200
-    r2 = nodes[1].get("/_patch/eiger/u16/scan_0001/8-16.npz?channels=darkfield&darkfield.rmin=8")
+    r2 = nodes[1].get("/_patch/eiger/u16/scan_0001/8-16.part?channels=darkfield&darkfield.rmin=8")
     assert r.body == r2.body
-    assert nodes[0].get("/_patch/eiger/u16/scan_0001/16-8.npz?channels=darkfield").status == 400
-    assert nodes[0].get("/_patch/eiger/u16/scan_0001/x.npz").status == 404
-    assert nodes[0].get("/_patch/../../etc/passwd/0-8.npz").status == 404
+    assert nodes[0].get("/_patch/eiger/u16/scan_0001/16-8.part?channels=darkfield").status == 400
+    assert nodes[0].get("/_patch/eiger/u16/scan_0001/x.part").status == 404
+    assert nodes[0].get("/_patch/../../etc/passwd/0-8.part").status == 404
 
 
 def test_a_node_killed_mid_request_changes_nothing(demo_root, reference, tmp_path):
@@ -388,7 +388,7 @@ def test_a_saturated_node_pushes_back_and_the_front_honours_it(demo_root, tmp_pa
     one = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_PATCH_DELAY": "0.4"})
     try:
         results: list = []
-        url = "/_patch/eiger/u16/scan_0001/0-8.npz?channels=darkfield"
+        url = "/_patch/eiger/u16/scan_0001/0-8.part?channels=darkfield"
         threads = [threading.Thread(target=lambda: results.append(one.get(url))) for _ in range(6)]
         for t in threads:
             t.start()

@@ -1,9 +1,14 @@
-"""The fixed block grid of a scan: runs of frames in acquisition order that a node computes in about a second.
+"""The fixed block grid of a scan: runs of frames in acquisition order, the unit of work and of caching.
 
 Blocks, not requests, are the unit of work and of caching: a block's frames are contiguous in the
 files, overlapping requests share blocks, and a scan being written finishes its early blocks first.
-The block size depends only on the frame size and the node rate, rounded to a power of two, so the
-same request always cuts into the same blocks.
+
+The grid belongs to the data, not to the machine: frames per block follow from the frame's size
+alone (``BLOCK_BYTES`` of raw pixels, a power of two of frames), so the same scan cuts the same way
+on every machine, after every restart and in every cluster, and a persistent cache (disk,
+Aerospike) written by one cluster is read by another. A block may span two data files; its
+identity covers every file it reads. (``block_frames`` in the configuration overrides the size for
+a whole cluster; clusters sharing a cache must agree on it, as the size is part of every block key.)
 """
 
 from __future__ import annotations
@@ -16,13 +21,17 @@ import numpy as np
 from dada.sources.scan import Scan
 
 MIN_FRAMES, MAX_FRAMES = 8, 8192
+# Raw pixel bytes per block: about a fifth of a second of one core's fused pass on sparse frames,
+# small enough that a scan spreads over many nodes, large enough that a block's round trip and
+# bookkeeping stay small against its work. Changing it changes every block key: a format decision.
+BLOCK_BYTES = 256 * 2**20
 
 
-def block_frames(frame_nbytes: int, node_rate: float, seconds: float = 1.0) -> int:
-    """Frames per block: what a node reads in ``seconds`` at ``node_rate`` raw bytes/s, a power of two.
-    (When a request has fewer missing blocks than nodes, the front sends them in pieces.)"""
-    n = max(1.0, node_rate * seconds / max(1, frame_nbytes))
-    return int(min(MAX_FRAMES, max(MIN_FRAMES, 1 << int(np.log2(n)))))
+def block_frames(frame_nbytes: int) -> int:
+    """Frames per block for frames of ``frame_nbytes`` raw bytes: a power of two between MIN_FRAMES and
+    MAX_FRAMES. (When a request has fewer missing blocks than nodes, the front sends them in pieces.)"""
+    n = max(1, BLOCK_BYTES // max(1, frame_nbytes))
+    return int(min(MAX_FRAMES, max(MIN_FRAMES, 1 << (n.bit_length() - 1))))
 
 
 @dataclass(frozen=True)

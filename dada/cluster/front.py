@@ -1,35 +1,43 @@
-"""The front's moment source: blocks from the cache, missing ones from the nodes, glued once.
+"""The front's moment source: blocks from the cache, missing ones from the nodes, placed as they come.
 
 For a request's frames it finds their blocks on the scan's fixed block grid, takes every
 (block, channel) it can from the result cache, sends each block still missing a channel to a node
-as one patch URL (all its missing channels in one pass), caches the blocks whose frames are all
-written, and glues the selection's rows. Progress is reported block by block as they arrive.
+as one patch URL (all its missing channels in one pass), and places each block's rows into the
+request's arrays as it arrives (``assembly``), then lets it go. Blocks whose frames are all written
+go to the cache *after* the answer, from a writer thread; until written they are read from the
+writer's queue. Progress is reported block by block.
 
 When fewer blocks are missing than nodes can compute at once (a small scan, or the one new block
-of a running scan), each is sent as several pieces so no node idles; the pieces' rows are put
-together before the block is cached, so the cache still holds whole blocks.
+of a running scan), each is sent as several pieces so no node idles; the pieces' records are joined
+before the block is cached, so the cache still holds whole blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import queue
+import threading
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-import dada
 from dada.cache import ResultCache
+from dada.cluster.assembly import Assembly, as_run
 from dada.cluster.blocks import Block, blocks_of
 from dada.cluster.nodes import NodePool, Patch
 from dada.errors import Cancelled
 from dada.params import canon
 from dada.sources.scan import Scan
+from dada.stxm import wire
 from dada.stxm.channel import Moments
-from dada.stxm.partials import Pass, Progress, glue, pack_one, unpack, unpack_one
+from dada.stxm.partials import Pass, Progress
+
+log = logging.getLogger("dada.cluster")
 
 PATCH_PREFIX = "/_patch"
 MIN_PIECE = 8  # frames: smaller pieces cost more in round trips than they gain in parallelism
@@ -45,18 +53,69 @@ def patch_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
     for c, a in p.channels:
         query += [(f"{c.name}.{q.name}", canon(a[q.name]))
                   for q in c.params if not q.presentation and a[q.name] is not None]
-    path = urllib.parse.quote(f"{PATCH_PREFIX}/{scan.name}/{first}-{stop}.npz")
+    path = urllib.parse.quote(f"{PATCH_PREFIX}/{scan.name}/{first}-{stop}.part")
     return f"{path}?{urllib.parse.urlencode(query)}"
+
+
+class CacheWriter:
+    """Cache puts off the answer's path: one thread writes them in order; until written, a value is
+    read from here. Beyond ``limit`` bytes waiting, a put is written at once (memory stays bounded)."""
+
+    def __init__(self, cache: ResultCache, limit: int = 256 * 2**20) -> None:
+        self.cache, self.limit = cache, limit
+        self.pending: dict[str, bytes] = {}
+        self.bytes = 0
+        self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="dada-cache-writer")
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            value = self.pending.get(key)
+        return value if value is not None else self.cache.get(key)
+
+    def put(self, key: str, value: bytes) -> None:
+        with self._lock:
+            inline = self.bytes + len(value) > self.limit
+            if not inline:
+                self.pending[key] = value
+                self.bytes += len(value)
+        if inline:
+            self.cache.put(key, value)
+        else:
+            self._thread.submit(self._write, key, value)
+
+    def _write(self, key: str, value: bytes) -> None:
+        try:
+            self.cache.put(key, value)
+        finally:
+            with self._lock:
+                if self.pending.pop(key, None) is not None:
+                    self.bytes -= len(value)
+
+    def flush(self) -> None:
+        """Wait for every put so far (tests, shutdown)."""
+        self._thread.submit(lambda: None).result()
 
 
 class ClusterMoments:
     def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, cache: ResultCache | None,
                  block_size: Callable[[Scan], int]) -> None:
-        self.pool, self.loop, self.cache, self.block_size = pool, loop, cache, block_size
+        self.pool, self.loop, self.block_size = pool, loop, block_size
+        self.cache = None if cache is None else CacheWriter(cache)
 
     def _key(self, block: Block, size: int, p: Pass, i: int) -> str:
-        text = f"block-npy|{dada.__version__}|{block.identity}|{size}|{block.index}|{p.geo.key}|{p.keys[i]}"
+        text = f"block|{wire.FORMAT}|{block.identity}|{size}|{block.index}|{p.geo.key}|{p.keys[i]}"
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def _cached(self, key: str) -> Moments | None:
+        data = self.cache.get(key) if self.cache is not None else None
+        if data is None:
+            return None
+        try:
+            return wire.read(data)
+        except wire.WireError as exc:
+            log.warning("a cached block is unreadable (%s); computing it again", exc)
+            return None
 
     def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, progress: Progress | None = None
                  ) -> dict[str, Moments]:
@@ -67,33 +126,30 @@ class ClusterMoments:
         groups = np.split(order, np.cumsum(np.bincount(where, minlength=len(blocks)))[:-1])
         if progress is not None:
             progress.start(len(blocks))
-        parts: list[tuple[np.ndarray, dict[str, Moments]]] = []
+        into = Assembly(frames.size)
 
-        def arrived(k: int, moments: dict[str, Moments]) -> None:
-            positions = groups[k]
-            rows = frames[positions] - blocks[k].first
-            mine = {name: Moments(m.values[rows], m.valid[rows], m.present[rows]) for name, m in moments.items()}
-            parts.append((positions, mine))
+        def done(k: int) -> None:
             if progress is not None:
-                progress.block(positions, mine)
+                progress.block(groups[k], into.view(as_run(groups[k])))
 
-        have: dict[int, dict[str, Moments]] = {}
         missing: dict[int, Pass] = {}
         for k, block in enumerate(blocks):
             got: dict[str, Moments] = {}
-            if self.cache is not None and block.complete:
+            if block.complete:
                 for i, (c, _) in enumerate(p.channels):
-                    data = self.cache.get(self._key(block, size, p, i))
-                    if data is not None:
-                        got[c.name] = unpack_one(data)
+                    m = self._cached(self._key(block, size, p, i))
+                    if m is not None:
+                        got[c.name] = m
+            if got:
+                into.place(as_run(groups[k]), as_run(frames[groups[k]] - block.first), got)
             lacking = {c.name for c, _ in p.channels} - set(got)
             if lacking:
-                have[k], missing[k] = got, p.only(lacking)
+                missing[k] = p.only(lacking)
             else:
-                arrived(k, got)
+                done(k)
         if missing:
-            self._fetch(blocks, size, p, self._patches(scan, blocks, missing), have, arrived, progress)
-        return glue(parts, frames.size)
+            self._fetch(frames, blocks, groups, size, p, self._patches(scan, blocks, missing), into, done, progress)
+        return into.out
 
     def _patches(self, scan: Scan, blocks: list[Block], missing: dict[int, Pass]) -> list[tuple[Patch, int, int]]:
         """One patch per missing block, or several pieces of each when the nodes would otherwise idle;
@@ -109,15 +165,14 @@ class ClusterMoments:
                 out.append((Patch(len(out), url, url.split("?")[0]), k, first - b.first))
         return out
 
-    def _fetch(self, blocks: list[Block], size: int, p: Pass, patches: list[tuple[Patch, int, int]],
-               have: dict[int, dict[str, Moments]], arrived: Callable[[int, dict[str, Moments]], None],
+    def _fetch(self, frames: np.ndarray, blocks: list[Block], groups: list[np.ndarray], size: int, p: Pass,
+               patches: list[tuple[Patch, int, int]], into: Assembly, done: Callable[[int], None],
                progress: Progress | None) -> None:
-        """Send the patches through the event loop; unpack, put pieces together, cache and glue here, off
-        the loop. A cancel from the listener stops the patches not yet answered (whole blocks answered stay
-        cached)."""
+        """Send the patches through the event loop; read, place and queue for the cache here, off the
+        loop. A cancel from the listener stops the patches not yet answered."""
         where = {patch.id: (k, row) for patch, k, row in patches}
         waiting = Counter(k for _, k, _ in patches)  # pieces still to come, per block
-        pieces: dict[int, list[tuple[np.ndarray, dict[str, Moments]]]] = {}  # blocks sent in pieces, so far
+        pieces: dict[int, list[tuple[int, dict[str, Moments]]]] = {}  # blocks sent in pieces: (row, moments)
         answers: queue.Queue = queue.Queue()
         job = asyncio.run_coroutine_threadsafe(
             self.pool.fetch_all([patch for patch, _, _ in patches], lambda patch, body: answers.put((patch.id, body))),
@@ -137,21 +192,37 @@ class ClusterMoments:
                 continue
             left -= 1
             k, row = where[pid]
-            raw = unpack(body)
-            moments = {name: unpack_one(b) for name, b in raw.items()}
-            waiting[k] -= 1
             block = blocks[k]
+            try:
+                records = dict(wire.unbundle(body))
+                moments = {name: wire.read(rec) for name, rec in records.items()}
+            except wire.WireError as exc:
+                raise RuntimeError(f"a node's answer for frames {block.first}.. is unreadable: {exc}") from None
+            rows = frames[groups[k]] - block.first
+            count = next(iter(moments.values())).values.shape[0]
+            mine = (rows >= row) & (rows < row + count)
+            into.place(as_run(groups[k][mine]), as_run(rows[mine] - row), moments)
+            waiting[k] -= 1
             if waiting[k] or k in pieces:
-                count = next(iter(moments.values())).values.shape[0]
-                pieces.setdefault(k, []).append((np.arange(row, row + count), moments))
+                pieces.setdefault(k, []).append((row, moments))
                 if waiting[k]:
                     continue
-                moments = glue(pieces.pop(k), block.stop - block.first)
-                raw = {name: pack_one(m) for name, m in moments.items()}
+                records = _joined(pieces.pop(k))
             if self.cache is not None and block.complete:
                 for i, (c, _) in enumerate(p.channels):
-                    if c.name in moments:
-                        self.cache.put(self._key(block, size, p, i), raw[c.name])
-            arrived(k, {**have[k], **moments})
+                    if c.name in records:
+                        self.cache.put(self._key(block, size, p, i), bytes(records[c.name]))
+            done(k)
         job.result()
 
+
+def _joined(pieces: list[tuple[int, dict[str, Moments]]]) -> dict[str, bytes]:
+    """The records of a whole block from its pieces' moments (in any order)."""
+    pieces.sort(key=lambda rm: rm[0])
+    out = {}
+    for name in pieces[0][1]:
+        parts = [m[name] for _, m in pieces]
+        whole = Moments(np.concatenate([m.values for m in parts]), np.concatenate([m.valid for m in parts]),
+                        np.concatenate([m.present for m in parts]))
+        out[name] = wire.record(whole, whole.values.shape[2])
+    return out

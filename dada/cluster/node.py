@@ -1,4 +1,4 @@
-"""A node's internal route: ``/_patch/{scan}/{first}-{stop}.npz?channels=…`` answers a block's moments.
+"""A node's internal route: ``/_patch/{scan}/{first}-{stop}.part?channels=…`` answers a block's moments.
 
 The query is the ``/stxm`` parameter model's (channels, beam centre, user mask, prefixed channel
 parameters), so there is no second protocol to keep in step. A saturated node says so (503 with
@@ -25,12 +25,12 @@ DELAY_ENV = "DADA_TEST_PATCH_DELAY"
 
 
 def parse_tail(tail: str) -> tuple[str, int, int]:
-    """``a/b/scan/64-128.npz`` -> (``a/b/scan``, 64, 128)."""
+    """``a/b/scan/64-128.part`` -> (``a/b/scan``, 64, 128)."""
     head, _, last = tail.strip("/").rpartition("/")
     stem, dot, ext = last.partition(".")
     first, dash, stop = stem.partition("-")
-    if not head or ext != "npz" or not dash or not (first.isdigit() and stop.isdigit()):
-        raise NotFound("a patch URL is /_patch/{scan}/{first}-{stop}.npz")
+    if not head or ext != "part" or not dash or not (first.isdigit() and stop.isdigit()):
+        raise NotFound("a patch URL is /_patch/{scan}/{first}-{stop}.part")
     a, b = int(first), int(stop)
     if not a < b:
         raise BadParameter("frames", f"{a}-{b} is empty", "first < stop")

@@ -28,7 +28,6 @@ log = logging.getLogger("dada.cluster")
 
 # Answers of a node that are the request's fault, not the node's: passed on to the user as they are.
 USER_ERRORS = (400, 404, 413, 422)
-DEFAULT_RATE = 4e8  # raw bytes/s of one core, when no node says (sizes blocks only)
 
 
 @dataclass(frozen=True)
@@ -97,17 +96,6 @@ class NodePool:
                 await self._probe
         if self._session is not None:
             await self._session.close()
-
-    async def rate(self) -> float:
-        """The median of the rates (raw bytes/s) the nodes measured at their start, from /healthz."""
-        rates = []
-        for node in self.nodes.values():
-            try:
-                async with self._session.get(node.url + "/healthz", timeout=aiohttp.ClientTimeout(total=5)) as r:
-                    rates.append(float((await r.json())["rate"]))
-            except (TimeoutError, aiohttp.ClientError, KeyError, ValueError, TypeError):
-                continue
-        return statistics.median(rates) if rates else DEFAULT_RATE
 
     def status(self) -> dict:
         return {"hedges": self.hedges,

@@ -35,7 +35,7 @@ from dada.server.routing import Dispatcher
 from dada.sources.catalog import Catalog
 from dada.sources.handles import HandleCache
 from dada.sources.scan import Scan
-from dada.stxm.engine import Engine, measure_rate, warm_up
+from dada.stxm.engine import Engine, warm_up
 from dada.stxm.partials import LocalMoments
 
 log = logging.getLogger("dada.server")
@@ -88,7 +88,6 @@ def make_app(config: Config, role: str = "front") -> web.Application:
                                          and not config.lb else None)
     guard = NodeGuard.of(node_secret, config.node_networks)
     cluster: dict[str, Any] = {}
-    node: dict[str, float] = {}
     local = LocalMoments(Engine(config.threads)) if role == "node" else None  # one engine: routes and patches
     api_doc, openapi_doc = index(ENDPOINTS), openapi(ENDPOINTS)
 
@@ -102,9 +101,6 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         doc = {"status": "ok", "role": role, "version": dada.__version__, "roots": sorted(config.roots)}
         if "pool" in cluster:
             doc.update(cluster["pool"].status())
-            doc["node_rate"] = cluster["rate"]
-        if "rate" in node:
-            doc["rate"] = node["rate"]
         return json_response(doc)
 
     async def metrics_route(_: web.Request) -> web.Response:
@@ -118,7 +114,6 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         if role == "node":
             # Compile (or load the cached) numba kernels before the first request, not during it.
             await loop.run_in_executor(pool, warm_up)
-            node["rate"] = await loop.run_in_executor(pool, measure_rate) * config.threads
             dispatch.moments = local
             return
         urls = list(config.nodes) or ([config.lb] if config.lb else [])
@@ -131,8 +126,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
                          secret=node_secret)
         await nodes.start()
         cluster["pool"] = nodes
-        cluster["rate"] = config.node_rate or await nodes.rate()
-        dispatch.moments = ClusterMoments(nodes, loop, cache, partial(block_size, config, cluster["rate"]))
+        dispatch.moments = ClusterMoments(nodes, loop, cache, partial(block_size, config))
         # What exists now lives as long as the server: keep it out of the garbage collector's scans,
         # whose full passes otherwise show as latency spikes under load.
         gc.freeze()
@@ -149,7 +143,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
 
     async def patch(request: web.Request) -> web.Response:
         body = await patches.handle(request.match_info["tail"], request.query, pool)
-        return web.Response(body=body, content_type="application/x-npz")
+        return web.Response(body=body, content_type="application/octet-stream")
 
     middlewares = [errors, cors(config.cors_origins)] if config.cors_origins else [errors]
     if role == "node":
@@ -214,8 +208,8 @@ def cors(origins: tuple[str, ...]):
     return add
 
 
-def block_size(config: Config, rate: float, scan: Scan) -> int:
-    return config.block_frames or block_frames(scan.frame_nbytes, rate)
+def block_size(config: Config, scan: Scan) -> int:
+    return config.block_frames or block_frames(scan.frame_nbytes)
 
 
 def serve(config: Config, role: str = "front") -> None:

@@ -86,12 +86,13 @@ class Channel:
 
 @dataclass
 class Moments:
-    """Per point and bin: Σv, Σv·x, Σv·y (about the beam centre) and valid-pixel counts."""
+    """Per point and bin: Σv (and Σv·x, Σv·y about the beam centre, for bins that take them) and
+    valid-pixel counts."""
 
-    values: np.ndarray  # (npoints, nbins, 3) float64
-    valid: np.ndarray  # (npoints, nbins) float64
+    values: np.ndarray  # (npoints, nbins, slots) float64: slots 3 (Σv, Σv·x, Σv·y) where bins take moments, else 1
+    valid: np.ndarray  # (npoints, nbins) float, integer counts
     present: np.ndarray  # (npoints,) bool: frame existed
 
-    def slice(self, lo: int, hi: int) -> Moments:
-        return Moments(self.values[:, lo:hi], self.valid[:, lo:hi], self.present)
+    def slice(self, lo: int, hi: int, slots: int = 3) -> Moments:
+        return Moments(self.values[:, lo:hi, :slots], self.valid[:, lo:hi], self.present)
 

@@ -8,7 +8,6 @@ own points' rows (no shared accumulators).
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
@@ -137,40 +136,3 @@ def warm_up() -> None:
                     raw = np.frombuffer(d.id.read_direct_chunk((0, 0, 0))[1], dtype=np.uint8)
                 accumulate_chunks(raw, np.array([raw.size]), np.array([0]), kernel_buffers(np.dtype(dt)),
                                   maps.kernel, 1e9, acc, values, sat)
-
-
-def measure_rate(seconds: float = 0.3) -> float:
-    """Raw (decoded) bytes/s one thread analyses: sparse 512x512 uint32 frames through a pass with
-    four channels' worth of bins. Nodes report it; the front sizes blocks from it."""
-    import h5py
-    import hdf5plugin
-
-    shape, n = (512, 512), 16
-    rng = np.random.default_rng(0)
-    frames = rng.poisson(0.3, size=(n, *shape)).astype(np.uint32)
-    with h5py.File("rate.h5", "w", driver="core", backing_store=False) as f:
-        d = f.create_dataset("d", data=frames, chunks=(1, *shape), **hdf5plugin.Bitshuffle(cname="lz4"))
-        chunks = [np.frombuffer(d.id.read_direct_chunk((i, 0, 0))[1], dtype=np.uint8) for i in range(n)]
-    geo = BeamGeometry(shape, 255.5, 255.5, np.ones(shape, dtype=bool), None, None, None)
-    r, angle = geo.radius(), geo.angle()
-    ring = np.where(r < 200, (r >= 20).astype(np.int32), -1)
-    sectors = np.where((r >= 20) & (r < 200), (angle / (2 * np.pi) * 16).astype(np.int32) % 16, -1)
-    shells = np.where(r < 250, (r / 2.5).astype(np.int32), -1)
-    disc = np.where(r < 20, 0, -1)
-    maps = fuse([Bins(ring, 2), Bins(disc.astype(np.int32), 1, moments=True), Bins(sectors.astype(np.int32), 16),
-                 Bins(shells.astype(np.int32), 100)], geo)
-    buf = np.concatenate(chunks)
-    ends = np.cumsum([c.size for c in chunks])
-    nb = maps.offsets[-1]
-    bufs = kernel_buffers(np.dtype(np.uint32))
-    done, t0 = -n, time.perf_counter()  # the first round is a warm-up, not timed
-    while True:
-        values, sat = np.zeros((n, nb, 3)), np.zeros((n, nb))
-        accumulate_chunks(buf, ends, np.arange(n), bufs, maps.kernel, np.inf, np.zeros((maps.nclasses, 4)), values,
-                          sat)
-        done += n
-        if done == 0:
-            t0 = time.perf_counter()
-        elapsed = time.perf_counter() - t0
-        if done and elapsed >= seconds:
-            return done * frames[0].nbytes / elapsed

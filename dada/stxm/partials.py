@@ -1,15 +1,14 @@
 """Partial results of the STXM pass: per-point bin moments, the seam between nodes and the front.
 
-A node answers a block of frames with every requested channel's :class:`Moments` (``pack``); the
-front glues the blocks of a selection and finalises once, so sums over points, whole-scan
-references and percentile clipping are exact however the scan was cut. Whatever computes moments
-(this process's engine, or the cluster) is a :class:`MomentSource`.
+A node answers a block of frames with every requested channel's :class:`Moments` (``pack``, bytes
+laid out by ``wire``); the front folds the blocks of a selection into its arrays and finalises
+once, so sums over points, whole-scan references and percentile clipping are exact however the
+scan was cut. Whatever computes moments (this process's engine, or the cluster) is a
+:class:`MomentSource`.
 """
 
 from __future__ import annotations
 
-import io
-import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ import numpy as np
 from dada.memo import Memo
 from dada.params import canon
 from dada.sources.scan import Scan
+from dada.stxm import wire
 from dada.stxm.beam import BeamGeometry
 from dada.stxm.channel import Channel, Moments
 from dada.stxm.engine import Engine
@@ -78,62 +78,14 @@ class LocalMoments:
                  ) -> dict[str, Moments]:
         maps = pixel_maps(p)
         m = self.engine.run(scan, frames, maps, p.geo)
-        out = {c.name: m.slice(maps.offsets[i], maps.offsets[i + 1]) for i, (c, _) in enumerate(p.channels)}
+        out = {c.name: m.slice(maps.offsets[i], maps.offsets[i + 1], 3 if maps.moments[i] else 1)
+               for i, (c, _) in enumerate(p.channels)}
         if progress is not None:
             progress.start(1)
             progress.block(np.arange(len(frames)), out)
         return out
 
 
-def _array(m: Moments) -> np.ndarray:
-    """(n, nbins, 4) = Σv, Σv·x, Σv·y, valid pixels, or (n, nbins, 2) = Σv, valid pixels for channels
-    that take no first moments (half the bytes)."""
-    slots = m.values if m.values[m.present, :, 1:].any() else m.values[..., :1]
-    return np.concatenate([slots, m.valid[..., None]], axis=2)
-
-
-def _moments(a: np.ndarray) -> Moments:
-    values = a[..., :-1]
-    if values.shape[2] == 1:
-        values = np.concatenate([values, np.where(np.isnan(values), np.nan, 0.0).repeat(2, axis=2)], axis=2)
-    return Moments(values, a[..., -1], ~np.isnan(a[:, 0, -1]))
-
-
 def pack(moments: dict[str, Moments]) -> bytes:
-    """Every channel's moments as one npz (what a node answers), arrays named by channel."""
-    buf = io.BytesIO()
-    np.savez(buf, **{name: _array(m) for name, m in moments.items()})
-    return buf.getvalue()
-
-
-def unpack(data: bytes) -> dict[str, bytes]:
-    """A node's answer as each channel's npy, exactly what ``pack_one`` makes of its moments: the cache
-    keeps these bytes as they came, with no decoding and re-encoding."""
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        return {info.filename.removesuffix(".npy"): z.read(info) for info in z.infolist()}
-
-
-def pack_one(m: Moments) -> bytes:
-    """One channel's moments as one npy (what the cache keeps per block and channel)."""
-    buf = io.BytesIO()
-    np.save(buf, _array(m))
-    return buf.getvalue()
-
-
-def unpack_one(data: bytes) -> Moments:
-    return _moments(np.load(io.BytesIO(data), allow_pickle=False))
-
-
-def glue(parts: list[tuple[np.ndarray, dict[str, Moments]]], n: int) -> dict[str, Moments]:
-    """Moments of ``n`` points from blocks: each part says which of the n points (``positions``) its rows are."""
-    out: dict[str, Moments] = {}
-    for positions, moments in parts:
-        for name, m in moments.items():
-            if name not in out:
-                out[name] = Moments(np.full((n, *m.values.shape[1:]), np.nan), np.full((n, m.valid.shape[1]), np.nan),
-                                    np.zeros(n, dtype=bool))
-            g = out[name]
-            g.values[positions] = m.values
-            g.valid[positions] = m.valid
-            g.present[positions] = m.present
-    return out
+    """What a node answers for a patch: every channel's record (see ``wire``)."""
+    return wire.bundle({name: wire.record(m, m.values.shape[2]) for name, m in moments.items()})

@@ -31,6 +31,7 @@ class PixelMaps:
     offsets: tuple[int, ...]  # first global bin of each channel, plus the total at the end
     first: int  # first flat pixel any channel needs
     last: int  # one past the last
+    moments: tuple[bool, ...]  # per channel, whether it takes Σv·x, Σv·y (its partials carry them)
 
     @property
     def nclasses(self) -> int:
@@ -103,4 +104,5 @@ def fuse(bins: Sequence[Bins], geo: BeamGeometry) -> PixelMaps:
     want = np.packbits(cls != 0, bitorder="little")
     want = np.concatenate([want, np.zeros(-want.size % 8, dtype=np.uint8)]).view("<u8").astype(np.uint64)
     return PixelMaps(cls, np.ascontiguousarray(combos), mom_end, int(mom.sum()), want, geo.shape[1],
-                     static.astype(np.float64), tuple(int(o) for o in offsets), first, last)
+                     static.astype(np.float64), tuple(int(o) for o in offsets), first, last,
+                     tuple(bool(b.moments) for b in bins))
