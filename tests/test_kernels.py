@@ -21,6 +21,11 @@ from dada.stxm.kernels import accumulate_chunks, accumulate_frame
 from dada.stxm.pixelmaps import fuse
 
 
+def spans(sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends of chunks of these sizes laid back to back."""
+    ends = np.cumsum(sizes)
+    return ends - np.asarray(sizes), ends
+
 def frames_of(dtype: str, shape: tuple[int, int], n: int, rng: np.random.Generator, background: float = 0.2
               ) -> np.ndarray:
     """Poisson frames (sparse at the default background) with a bright spot, a few huge and saturated
@@ -108,7 +113,7 @@ def test_chunks_match_numpy(tmp_path, dtype, shape, nelems, background):
     want_values, want_sat = reference(frames, bins, good, cutoff)
 
     values, sat = np.zeros((len(frames), nb, 3)), np.zeros((len(frames), nb))
-    bad = accumulate_chunks(np.concatenate(chunks), np.cumsum([c.size for c in chunks]), np.arange(len(frames)),
+    bad = accumulate_chunks(np.concatenate(chunks), *spans([c.size for c in chunks]), np.arange(len(frames)),
                             kernel_buffers(np.dtype(dtype)), maps.kernel, cutoff, np.zeros((maps.nclasses, 4)),
                             values, sat)
     assert bad == -1
@@ -137,7 +142,7 @@ def test_corrupt_chunk_is_reported(tmp_path):
     chunks[3][7] ^= 4  # the header's frame size wrong
     for broken in (1, 2, 3):
         got = accumulate_chunks(np.concatenate([chunks[0], chunks[broken]]),
-                                np.cumsum([chunks[0].size, chunks[broken].size]), np.arange(2),
+                                *spans([chunks[0].size, chunks[broken].size]), np.arange(2),
                                 kernel_buffers(np.dtype("uint32")), maps.kernel, np.inf,
                                 np.zeros((maps.nclasses, 4)), np.zeros((2, nb, 3)), np.zeros((2, nb)))
         assert got == 1
@@ -156,7 +161,7 @@ def test_many_bin_combinations(tmp_path):
     maps = fuse(bins, BeamGeometry(shape, 20.0, 20.0, good, None, None, None))
     assert maps.nclasses > 256  # wider than uint8 classes
     values, sat = np.zeros((3, 1500, 3)), np.zeros((3, 1500))
-    assert accumulate_chunks(np.concatenate(chunks), np.cumsum([c.size for c in chunks]), np.arange(3),
+    assert accumulate_chunks(np.concatenate(chunks), *spans([c.size for c in chunks]), np.arange(3),
                              kernel_buffers(np.dtype("uint16")), maps.kernel, 30000.0,
                              np.zeros((maps.nclasses, 4)), values, sat) == -1
     want_values, want_sat = reference(frames, bins, good, 30000.0)

@@ -1,8 +1,9 @@
 """Running the fused STXM kernels over the frames of a patch, on a pool of threads.
 
 Frames stored one per bitshuffle-LZ4 chunk take the direct path: raw chunk reads, decoded inside
-the kernel. Other layouts go through h5py. Points are split between threads; each writes only its
-own points' rows (no shared accumulators).
+the kernel — a batch of chunks read at once where the file's chunk index is known
+(``chunkindex``), else one by one through HDF5. Other layouts go through h5py. Points are split
+between threads; each writes only its own points' rows (no shared accumulators).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 import numpy as np
 
 from dada.errors import Unprocessable
-from dada.sources.scan import Scan
+from dada.sources.scan import Scan, Segment
 from dada.stxm.beam import BeamGeometry
 from dada.stxm.channel import SUM, SX, SY, Bins, Moments
+from dada.stxm.chunkindex import chunk_index
 from dada.stxm.decode import MAX_BLOCK_BYTES, chunk_layout
-from dada.stxm.kernels import BATCH, accumulate_chunks, accumulate_frame
+from dada.stxm.kernels import BATCH, BATCH_BYTES, accumulate_chunks, accumulate_frame
 from dada.stxm.pixelmaps import PixelMaps, fuse
 
 
@@ -48,12 +50,12 @@ class Engine:
         present = frames < scan.nframes
         cutoff = scan.geometry.saturation
         cutoff = np.inf if cutoff is None else cutoff
-        # Datasets resolved once: an h5py lookup per frame costs as much as a tenth of the frame's decoding.
-        dsets = [scan.handles.get(seg.path)[seg.dataset] for seg in scan.segments]
-        direct = [chunk_layout(d).direct for d in dsets]
+        # Datasets and chunk indexes resolved once: an h5py lookup per frame costs as much as a tenth of
+        # the frame's decoding, a chunk read through HDF5 as much as a small frame's whole analysis.
+        files = _Files(scan)
         nthreads = min(self.threads, max(1, frames.size))
-        jobs = [self.pool.submit(self._work, scan, frames, present, t, nthreads, maps, geo, cutoff, dsets, direct,
-                                 values, sat) for t in range(nthreads)]
+        jobs = [self.pool.submit(self._work, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat)
+                for t in range(nthreads)]
         for j in jobs:
             j.result()
         valid = maps.static_valid[None, :] - sat
@@ -65,44 +67,101 @@ class Engine:
         valid[~present] = np.nan
         return Moments(values, valid, present)
 
-    def _work(self, scan, frames, present, t, nthreads, maps, geo, cutoff, dsets, direct, values, sat) -> None:
-        """Thread ``t``'s share: a contiguous run of points, read in batches and decoded in one kernel call each."""
+    def _work(self, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat) -> None:
+        """Thread ``t``'s share: a contiguous run of points, segment by segment, in batches that each take
+        one kernel call (and, where the chunk index allows, one read)."""
         frame_buf, bufs = self._buffers(scan.frame_shape, scan.dtype)
-        flat = frame_buf.reshape(-1)
         acc = np.zeros((maps.nclasses, 4))
-        kmaps = maps.kernel
         lo, hi = frames.size * t // nthreads, frames.size * (t + 1) // nthreads
-        batch: list[tuple[int, bytes]] = []
-
-        def flush() -> None:
-            if not batch:
-                return
-            rows = np.array([j for j, _ in batch], dtype=np.int64)
-            ends = np.cumsum([len(raw) for _, raw in batch])
-            buf = np.frombuffer(b"".join(raw for _, raw in batch), dtype=np.uint8)
-            bad = accumulate_chunks(buf, ends, rows, bufs, kmaps, cutoff, acc, values, sat)
-            batch.clear()
-            if bad >= 0:
-                n = int(frames[rows[bad]])
-                raise Unprocessable(f"frame {n} is corrupt: its chunk does not decode", frame=n)
-
-        for j in range(lo, hi):
-            if not present[j]:
-                continue
-            n = int(frames[j])
-            i = scan.segment_index(n)
-            if direct[i]:
-                try:
-                    _, raw = dsets[i].id.read_direct_chunk((n - scan.segments[i].first, 0, 0))
-                except (OSError, KeyError, ValueError) as exc:
-                    raise Unprocessable(f"frame {n} cannot be read: {exc}", frame=n) from None
-                batch.append((j, raw))
-                if len(batch) == BATCH:
-                    flush()
+        rows = lo + np.flatnonzero(present[lo:hi])
+        if not rows.size:
+            return
+        firsts = np.array([seg.first for seg in scan.segments], dtype=np.int64)
+        seg = np.searchsorted(firsts, frames[rows], side="right") - 1
+        cuts = np.flatnonzero(np.diff(seg)) + 1
+        for run in np.split(np.arange(rows.size), cuts):
+            f = files.get(int(seg[run[0]]))
+            r = rows[run]
+            local = frames[r] - f.seg.first
+            if f.index is not None and (f.index.offsets[local] >= 0).all():
+                self._batches(scan, f, r, local, bufs, maps, cutoff, acc, values, sat)
+            elif f.direct:
+                self._one_by_one(scan, f, r, local, bufs, maps, cutoff, acc, values, sat)
             else:
-                scan.read_frame(n, frame_buf)
-                accumulate_frame(flat, kmaps, cutoff, acc, values[j], sat[j])
-        flush()
+                flat = frame_buf.reshape(-1)
+                for j, n in zip(r.tolist(), frames[r].tolist(), strict=True):
+                    scan.read_frame(n, frame_buf)
+                    accumulate_frame(flat, maps.kernel, cutoff, acc, values[j], sat[j])
+
+    def _batches(self, scan, f, rows, local, bufs, maps, cutoff, acc, values, sat) -> None:
+        """Frames whose chunks the index places: read in runs of about BATCH_BYTES, one kernel call each.
+        Frames are taken in file order (a snake scan's lines run backwards), so runs stay runs."""
+        order = np.argsort(local, kind="stable")
+        rows, local = rows[order], local[order]
+        ends = np.cumsum(f.index.sizes[local])
+        cut = np.searchsorted(ends, np.arange(BATCH_BYTES, int(ends[-1]), BATCH_BYTES))
+        for part in np.split(np.arange(rows.size), np.unique(cut[(cut > 0) & (cut < rows.size)])):
+            try:
+                self._local.raw, starts, stops = f.index.read(local[part], self._raw())
+            except OSError as exc:
+                n = int(local[part[0]] + f.seg.first)
+                raise Unprocessable(f"frames from {n} cannot be read: {exc}", frame=n) from None
+            bad = accumulate_chunks(self._local.raw, starts, stops, rows[part], bufs, maps.kernel, cutoff, acc,
+                                    values, sat)
+            if bad >= 0:
+                _corrupt(int(local[part[bad]] + f.seg.first))
+
+    def _raw(self) -> np.ndarray:
+        raw = getattr(self._local, "raw", None)
+        return raw if raw is not None else np.empty(BATCH_BYTES, dtype=np.uint8)
+
+    def _one_by_one(self, scan, f, rows, local, bufs, maps, cutoff, acc, values, sat) -> None:
+        """Chunks asked of HDF5 one at a time (no usable index), decoded BATCH at a time."""
+        for part in np.split(np.arange(rows.size), np.arange(BATCH, rows.size, BATCH)):
+            raws = []
+            for i in local[part].tolist():
+                try:
+                    raws.append(f.dset.id.read_direct_chunk((i, 0, 0))[1])
+                except (OSError, KeyError, ValueError) as exc:
+                    n = i + f.seg.first
+                    raise Unprocessable(f"frame {n} cannot be read: {exc}", frame=n) from None
+            sizes = np.array([len(raw) for raw in raws], dtype=np.int64)
+            ends = np.cumsum(sizes)
+            buf = np.frombuffer(b"".join(raws), dtype=np.uint8)
+            bad = accumulate_chunks(buf, ends - sizes, ends, rows[part], bufs, maps.kernel, cutoff, acc, values, sat)
+            if bad >= 0:
+                _corrupt(int(local[part[bad]] + f.seg.first))
+
+
+class _Files:
+    """The segments a run touches, resolved once per run and only those (a scan may have hundreds of
+    files; a block reads one or two)."""
+
+    def __init__(self, scan: Scan) -> None:
+        self.scan = scan
+        self._got: dict[int, _File] = {}
+        self._lock = threading.Lock()
+
+    def get(self, i: int) -> _File:
+        with self._lock:
+            f = self._got.get(i)
+            if f is None:
+                seg = self.scan.segments[i]
+                f = self._got[i] = _File(self.scan.handles.get(seg.path)[seg.dataset], seg)
+            return f
+
+
+class _File:
+    """A segment's dataset, whether its frames take the direct path, and its chunk index if usable."""
+
+    def __init__(self, dset, seg: Segment) -> None:
+        self.dset, self.seg = dset, seg
+        self.direct = chunk_layout(dset).direct
+        self.index = chunk_index(dset, seg) if self.direct else None
+
+
+def _corrupt(n: int) -> None:
+    raise Unprocessable(f"frame {n} is corrupt: its chunk does not decode", frame=n)
 
 
 def kernel_buffers(dtype: np.dtype) -> tuple:
@@ -134,5 +193,5 @@ def warm_up() -> None:
                     d = f.create_dataset("d", data=frame.reshape(1, *shape), chunks=(1, *shape),
                                          **hdf5plugin.Bitshuffle(cname="lz4"))
                     raw = np.frombuffer(d.id.read_direct_chunk((0, 0, 0))[1], dtype=np.uint8)
-                accumulate_chunks(raw, np.array([raw.size]), np.array([0]), kernel_buffers(np.dtype(dt)),
+                accumulate_chunks(raw, np.array([0]), np.array([raw.size]), np.array([0]), kernel_buffers(np.dtype(dt)),
                                   maps.kernel, 1e9, acc, values, sat)

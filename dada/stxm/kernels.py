@@ -225,18 +225,17 @@ def accumulate_chunk(chunk, bufs, maps, cutoff, acc, values, sat):
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_chunks(buf, ends, rows, bufs, maps, cutoff, acc, values, sat):
-    """Several chunks (concatenated; ``ends`` their end offsets) into rows ``rows`` of values/sat.
+def accumulate_chunks(buf, starts, ends, rows, bufs, maps, cutoff, acc, values, sat):
+    """Several chunks (chunk b at ``buf[starts[b]:ends[b]]``) into rows ``rows`` of values/sat.
 
     One call per batch keeps the interpreter and the GIL out of the per-frame path. Returns the
     position in the batch of the first corrupt chunk, or -1.
     """
-    start = 0
     for b in range(ends.size):
-        if not accumulate_chunk(buf[start:ends[b]], bufs, maps, cutoff, acc, values[rows[b]], sat[rows[b]]):
+        if not accumulate_chunk(buf[starts[b]:ends[b]], bufs, maps, cutoff, acc, values[rows[b]], sat[rows[b]]):
             return b
-        start = ends[b]
     return -1
 
 
-BATCH = 16  # frames per kernel call
+BATCH = 16  # frames per kernel call when chunks are read one by one
+BATCH_BYTES = 4 * 2**20  # compressed bytes per kernel call when a batch is read at once
