@@ -13,7 +13,6 @@ together before the block is cached, so the cache still holds whole blocks.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import queue
 import urllib.parse
 from collections import Counter
@@ -21,8 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-import dada
 from dada.cache import ResultCache
+from dada.cache.keys import block_key
 from dada.cluster.blocks import Block, blocks_of
 from dada.cluster.nodes import NodePool, Patch
 from dada.errors import Cancelled
@@ -55,8 +54,7 @@ class ClusterMoments:
         self.pool, self.loop, self.cache, self.block_size = pool, loop, cache, block_size
 
     def _key(self, block: Block, size: int, p: Pass, i: int) -> str:
-        text = f"block-npy|{dada.__version__}|{block.identity}|{size}|{block.index}|{p.geo.key}|{p.keys[i]}"
-        return hashlib.sha256(text.encode()).hexdigest()
+        return block_key(block, size, p, i)
 
     def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, progress: Progress | None = None
                  ) -> dict[str, Moments]:

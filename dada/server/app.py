@@ -25,8 +25,9 @@ from dada.cluster.nodes import NodePool
 from dada.config import Config
 from dada.encoders.json import dumps
 from dada.errors import DadaError
+from dada.nodeguard import NodeGuard
 from dada.registry import ENDPOINTS
-from dada.server.access import Access, NodeGuard
+from dada.server.access import Access
 from dada.server.http_errors import JsonErrorRunner, QuietParseErrors, check_request
 from dada.server.metrics import Metrics
 from dada.server.openapi import index, openapi
@@ -184,7 +185,7 @@ def guarded(guard: NodeGuard):
 
     @web.middleware
     async def check(request: web.Request, handler):
-        guard.check(request)
+        guard.check(request.path, request.headers, request.remote)
         return await handler(request)
 
     return check
