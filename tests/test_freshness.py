@@ -24,7 +24,7 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-from helpers import Daemon, expect
+from helpers import Daemon, expect, free_port, require_module
 from stxm_reference import reference
 from test_stxm import load
 
@@ -50,9 +50,10 @@ class World:
     node: Daemon  # the node behind the restarted fronts
     tmp: str
 
-    def front(self, cache: str) -> Daemon:
-        """A front over the node with a disk cache: started again on the same folder, it must not answer stale."""
-        return Daemon(["serve", self.root, "--nodes", self.node.base, "--block-frames", "8", "--cache-dir", cache])
+    def front(self, *cache: str) -> Daemon:
+        """A front over the node with a disk cache (or the ``cache`` flags given): started again on the same
+        cache, it must not answer stale."""
+        return Daemon(["serve", self.root, "--nodes", self.node.base, "--block-frames", "8", *cache])
 
 
 @pytest.fixture(scope="module")
@@ -105,18 +106,29 @@ def darkfield_url(path: str, **query: object) -> str:
     return f"/darkfield/{path}.npy?{q}"
 
 
+def metric(d: Daemon, name: str, **labels: str) -> float:
+    want = {f'{k}="{v}"' for k, v in labels.items()}
+    for line in d.get("/metrics").body.decode().splitlines():
+        head, _, value = line.rpartition(" ")
+        if head.startswith(name + "{") and set(head[len(name) + 1:-1].split(",")) == want:
+            return float(value)
+    return 0.0
+
+
 def differs(before: np.ndarray, after: np.ndarray) -> None:
     """The change changes the reference: an answer that stayed stale could not pass as the new one."""
     assert before.shape == after.shape and not np.allclose(before, after, equal_nan=True)
 
 
-def check_change(world: World, tag: str, url: str, before: np.ndarray, change: Callable[[], np.ndarray]) -> None:
+def check_change(world: World, tag: str, url: str, before: np.ndarray, change: Callable[[], np.ndarray],
+                 cache: tuple[str, ...] = ()) -> None:
     """``url`` answers ``before``; after ``change()`` (which returns the new reference) the live embedded
-    daemon and a restarted front over the same disk cache both answer the new reference."""
-    cache = os.path.join(world.tmp, f"front-cache-{tag}")
+    daemon and a restarted front over the same cache (a disk cache unless ``cache`` says otherwise) both
+    answer the new reference."""
+    cache = cache or ("--cache-dir", os.path.join(world.tmp, f"front-cache-{tag}"))
     for _ in range(2):  # the second answer comes from the hot path and the caches
         np.testing.assert_allclose(npy(world.embedded, url), before, rtol=1e-12)
-    f = world.front(cache)
+    f = world.front(*cache)
     try:
         np.testing.assert_allclose(npy(f, url), before, rtol=1e-12)
         np.testing.assert_allclose(npy(f, url), before, rtol=1e-12)
@@ -127,7 +139,7 @@ def check_change(world: World, tag: str, url: str, before: np.ndarray, change: C
     time.sleep(PAST_RECHECK)
     for _ in range(2):
         np.testing.assert_allclose(npy(world.embedded, url), after, rtol=1e-12)
-    f = world.front(cache)
+    f = world.front(*cache)
     try:
         np.testing.assert_allclose(npy(f, url), after, rtol=1e-12)
     finally:
@@ -137,9 +149,19 @@ def check_change(world: World, tag: str, url: str, before: np.ndarray, change: C
 # -- each input changed in place --------------------------------------------------------------------------------
 
 
-def test_a_usermask_edited_in_place_changes_the_answer_and_its_etag(world):
-    scan = copy_scan(world, "mask")
-    masks = os.path.join(world.root, "mask", "masks")
+@dataclass
+class MaskCase:
+    scan: str  # real folder of the scan
+    url: str
+    before: np.ndarray
+    edit: Callable[[], np.ndarray]  # edits the mask in place; the new reference
+    right: np.ndarray  # the mask after the edit
+
+
+def mask_case(world: World, folder: str) -> MaskCase:
+    """A scan and a usermask (left columns masked) that ``edit`` rewrites in place (right columns masked)."""
+    scan = copy_scan(world, folder)
+    masks = os.path.join(scan, "masks")
     os.makedirs(masks)
     shape = load(scan, "scan_0001")[0].shape[1:]
     left, right = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
@@ -147,19 +169,46 @@ def test_a_usermask_edited_in_place_changes_the_answer_and_its_etag(world):
     right[:, 40:] = 1
     path = os.path.join(masks, "m.npy")
     np.save(path, left)
-    url = darkfield_url("mask/scan_0001", usermask="mask/masks/m.npy")
-    old_tag = world.embedded.get(url).headers["etag"]
 
     def edit() -> np.ndarray:
         np.save(path, right)  # the same size, the same inode: only the contents and mtime change
         return eiger_darkfield(scan, right)
 
-    check_change(world, "mask", url, eiger_darkfield(scan, left), edit)
+    url = darkfield_url(f"{folder}/scan_0001", usermask=f"{folder}/masks/m.npy")
+    return MaskCase(scan, url, eiger_darkfield(scan, left), edit, right)
+
+
+def test_a_usermask_edited_in_place_changes_the_answer_and_its_etag(world):
+    case = mask_case(world, "mask")
+    url, scan, right = case.url, case.scan, case.right
+    old_tag = world.embedded.get(url).headers["etag"]
+    check_change(world, "mask", url, case.before, case.edit)
     r = world.embedded.get(url, {"If-None-Match": old_tag})
     assert r.status == 200 and r.headers["etag"] != old_tag  # the old tag no longer validates
     np.testing.assert_allclose(np.load(io.BytesIO(r.body)), eiger_darkfield(scan, right), rtol=1e-12)
     again = world.embedded.get(url, {"If-None-Match": r.headers["etag"]})
     assert again.status == 304 and again.headers["etag"] == r.headers["etag"]
+
+
+def test_a_usermask_edited_in_place_changes_the_answer_from_aerospike_too(world):
+    """Fronts sharing an Aerospike cluster (no disk cache): the shared level must not outlive the mask either."""
+    require_module("aerospike", "pip install -e '.[cluster]'")
+    import test_cache
+
+    server = test_cache.ServerProcess(free_port())
+    server.start()
+    try:
+        case = mask_case(world, "aerospike")
+        flags = ("--cache-dir", "none", "--aerospike", f"127.0.0.1:{server.port}")
+        check_change(world, "aerospike", case.url, case.before, case.edit, flags)
+        f = world.front(*flags)  # the level is in use: a front with nothing in memory reads the new answer there
+        try:
+            np.testing.assert_allclose(npy(f, case.url), eiger_darkfield(case.scan, case.right), rtol=1e-12)
+            assert metric(f, "dada_cache", level="aerospike", counter="hits") > 0
+        finally:
+            f.stop()
+    finally:
+        server.kill()
 
 
 def test_changed_scan_data_give_a_new_answer(world):
@@ -302,21 +351,13 @@ def test_an_overlong_usermask_name_is_a_400_naming_it(world):
     expect(world.embedded, darkfield_url("longmask/scan_0001", usermask=LONG), 400, parameter="usermask")
 
 
-def requests_counted(d: Daemon, endpoint: str, status: str) -> float:
-    want = f'dada_requests_total{{endpoint="{endpoint}",status="{status}"}}'
-    for line in d.get("/metrics").body.decode().splitlines():
-        if line.startswith(want):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def test_the_client_does_not_retry_an_overlong_name(world):
     client = Client(world.embedded.base, progress=False, retries=5)
-    before = requests_counted(world.embedded, "darkfield", "404")
+    before = metric(world.embedded, "dada_requests_total", endpoint="darkfield", status="404")
     with pytest.raises(ServerError) as err:
         client.darkfield(LONG)
     assert err.value.status == 404 and "longer than the storage allows" in err.value.message
-    assert requests_counted(world.embedded, "darkfield", "404") == before + 1  # asked once, never again
+    assert metric(world.embedded, "dada_requests_total", endpoint="darkfield", status="404") == before + 1  # once
 
 
 # -- format versions --------------------------------------------------------------------------------------------
@@ -335,7 +376,7 @@ def test_a_result_of_another_format_version_is_recomputed_not_read(world, tmp_pa
     url = darkfield_url("version/scan_0001", usermask=query["usermask"])
     want = eiger_darkfield(folder, mask)
     first = str(tmp_path / "first")
-    f = world.front(first)
+    f = world.front("--cache-dir", first)
     try:
         np.testing.assert_allclose(npy(f, url), want, rtol=1e-12)
     finally:
@@ -356,7 +397,7 @@ def test_a_result_of_another_format_version_is_recomputed_not_read(world, tmp_pa
     for version, served in ((RESULT_FORMAT, "poisoned"), (RESULT_FORMAT - 1, "reference")):
         cache = str(tmp_path / f"v{version}")
         DiskCache(cache, 1 << 30).put(key(version), poisoned)
-        f = world.front(cache)
+        f = world.front("--cache-dir", cache)
         try:
             got = npy(f, url)
         finally:

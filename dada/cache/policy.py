@@ -112,6 +112,10 @@ class HotAnswers:
 
     def keep(self, key: str, hot: Hot, more: dict[str, str], body: bytes) -> None:
         self.answers.put(hot.tag, framed(more, body))
+        self.arm(key, hot)
+
+    def arm(self, key: str, hot: Hot) -> None:
+        """Serve this URL from memory again (its answer is kept under ``hot.tag``)."""
         self.urls[key] = hot
         self.urls.move_to_end(key)
         while len(self.urls) > self.max_urls:

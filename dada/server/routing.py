@@ -203,7 +203,10 @@ class Dispatcher:
             if listened:
                 self.hub.end(rid, 200)
             more, body = encoded
-            return web.Response(body=body, headers={**headers, **more})
+            headers.update(more)
+            if target.scan is not None:
+                self.hot.arm(_hot_key(request), Hot(addr.path, target.scan, named, tag, headers, planned))
+            return web.Response(body=body, headers=headers)
         if request.method == "HEAD":  # what the answer would be, from the plan: nothing is computed
             head = web.StreamResponse(headers=headers)
             await head.prepare(request)
