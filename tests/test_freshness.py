@@ -29,12 +29,15 @@ from stxm_reference import reference
 from test_stxm import load
 
 from dada.cache.disk import DiskCache
-from dada.cache.keys import RESULT_FORMAT, named_files, result_key
+from dada.cache.keys import BLOCK_FORMAT, RESULT_FORMAT, block_key, named_files, result_key
 from dada.client import Client, ServerError
+from dada.cluster.blocks import blocks_of
 from dada.encoders import stored
 from dada.endpoint import Result
 from dada.registry import ENDPOINTS
 from dada.sources.catalog import Catalog
+from dada.stxm.channel import Moments
+from dada.stxm.partials import pack_one, unpack_one
 
 SCAN = "eiger/u16/scan_0001"
 RING = {"rmin": 6.0, "rmax": 24.0}
@@ -406,3 +409,45 @@ def test_a_result_of_another_format_version_is_recomputed_not_read(world, tmp_pa
             assert np.all(got == 7.0)
         else:
             np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_a_block_partial_of_another_format_version_is_recomputed_not_read(world, tmp_path):
+    """The same for the front's block partials: found under the rule's key, read under the current version
+    (a changed entry shows in the answer), never under another."""
+    folder = copy_scan(world, "blocks")
+    query = {"rmin": "6.0", "rmax": "24.0"}
+    url = darkfield_url("blocks/scan_0001")
+    want = eiger_darkfield(folder)
+    first = str(tmp_path / "first")
+    f = world.front("--cache-dir", first)
+    try:
+        np.testing.assert_allclose(npy(f, url), want, rtol=1e-12)
+    finally:
+        f.stop()
+    catalog = Catalog({"": world.root})
+    scan = catalog.scan("blocks/scan_0001")
+    p = DARKFIELD.pass_for(scan, DARKFIELD.model.parse(query), catalog)
+    blocks, _ = blocks_of(scan, np.arange(scan.nframes), 8)  # the fronts' --block-frames
+    kept = [DiskCache(first, 1 << 30).get(block_key(b, 8, p, 0)) for b in blocks]
+    assert len(blocks) == 6 and all(k is not None for k in kept)  # under the keys the rule computes
+    doubled = []
+    for data in kept:
+        m = unpack_one(data)
+        doubled.append(pack_one(Moments(m.values * 2, m.valid, m.present)))
+    for version in (BLOCK_FORMAT, BLOCK_FORMAT - 1):
+        cache = str(tmp_path / f"v{version}")
+        store = DiskCache(cache, 1 << 30)
+        for b, data in zip(blocks, doubled, strict=True):
+            store.put(block_key(b, 8, p, 0, version), data)
+        f = world.front("--cache-dir", cache)
+        try:
+            got = npy(f, url)
+            computed = sum(n["done"] for n in f.get("/healthz").json()["nodes"])
+        finally:
+            f.stop()
+        if version == BLOCK_FORMAT:  # read: every block from the cache, its sums doubled
+            np.testing.assert_allclose(got, 2 * want, rtol=1e-12)
+            assert computed == 0
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+            assert computed == len(blocks)
