@@ -30,6 +30,8 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="worker threads for reading and computing")
     p.add_argument("--max-output-bytes", type=int, help="413 for answers larger than this")
     p.add_argument("--max-frames", type=int, help="413 for requests reading more frames than this")
+    p.add_argument("--dataset-path", action="append", metavar="PATH",
+                   help="HDF5 path of a plain file's frames, first match wins (repeatable; config: dataset_paths)")
 
 
 def _add_front_flags(p: argparse.ArgumentParser) -> None:
@@ -54,6 +56,7 @@ def _config(args: argparse.Namespace, roots: dict[str, str] | None):
     return Config.load(
         args.config, roots=roots or None, host=args.host, port=args.port, threads=args.threads,
         max_output_bytes=args.max_output_bytes, max_frames=args.max_frames, nodes=nodes, lb=get("lb"),
+        dataset_paths=tuple(args.dataset_path) if args.dataset_path else None,
         local_nodes=get("local_nodes"), lb_concurrency=get("lb_concurrency"), block_frames=get("block_frames"),
         cache_disk_bytes=get("cache_bytes"), aerospike=get("aerospike"),
         **({"cache_dir": "" if cache_dir == "none" else cache_dir} if cache_dir else {}),

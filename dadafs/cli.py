@@ -28,7 +28,7 @@ def shared_secret(path: str | None) -> str | None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from dada.server.access import NodeGuard
+    from dada.nodeguard import NodeGuard
     from dadafs.server import make_app
 
     if not os.path.isdir(args.src):

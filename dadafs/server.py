@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from dada.confine import resolve
 from dada.errors import Forbidden
-from dada.server.access import NodeGuard
+from dada.nodeguard import NodeGuard
 from dadafs import FRAGMENT_SIZE, SECRET_HEADER
 from dadafs.fragments import FragmentStore, Piece, SourceChanged, identity
 
@@ -230,7 +230,7 @@ def guarded(guard: NodeGuard, served: Served) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            guard.check(request)
+            guard.check(request.path, request.headers, request.remote)
         except Forbidden:
             served.requests.labels("refused", "403").inc()
             return error(403, f"this dadafs server answers its mounts only: send {SECRET_HEADER} "

@@ -56,13 +56,15 @@ def blocks_of(scan: Scan, frames: np.ndarray, size: int) -> tuple[list[Block], n
 
 
 def block_identity(scan: Scan, first: int, stop: int) -> str:
-    """Hash of the scan's name, its master file and the data files holding frames first..stop.
+    """Hash of the scan's name, its master file and the data files (and datasets) holding frames first..stop.
 
     A data file that is complete no longer changes, so blocks in it keep their identity while later
     files of a running scan are still written; any change to the files a block reads changes it.
     """
     h = hashlib.sha256(scan.name.encode())
-    stamps = [scan.stamps[0]] + [s.stamp for s in scan.segments if s.first < stop and s.first + s.count > first]
-    for st in dict.fromkeys(stamps):
+    held = [s for s in scan.segments if s.first < stop and s.first + s.count > first]
+    for st in dict.fromkeys([scan.stamps[0]] + [s.stamp for s in held]):
         h.update(f"\0{st.path}\0{st.size}\0{st.mtime_ns}".encode())
+    for s in held:
+        h.update(f"\0{s.dataset}".encode())
     return h.hexdigest()[:32]

@@ -15,7 +15,6 @@ before the block is cached, so the cache still holds whole blocks.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import queue
 import threading
@@ -27,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from dada.cache import ResultCache
+from dada.cache.keys import block_key
 from dada.cluster.assembly import Assembly, as_run
 from dada.cluster.blocks import Block, blocks_of
 from dada.cluster.nodes import NodePool, Patch
@@ -92,9 +92,9 @@ class CacheWriter:
                 if self.pending.pop(key, None) is not None:
                     self.bytes -= len(value)
 
-    def flush(self) -> None:
-        """Wait for every put so far (tests, shutdown)."""
-        self._thread.submit(lambda: None).result()
+    def close(self) -> None:
+        """Write every put so far, then stop (a front that stops loses no cache write)."""
+        self._thread.shutdown(wait=True)
 
 
 class ClusterMoments:
@@ -103,9 +103,12 @@ class ClusterMoments:
         self.pool, self.loop, self.block_size = pool, loop, block_size
         self.cache = None if cache is None else CacheWriter(cache)
 
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
     def _key(self, block: Block, size: int, p: Pass, i: int) -> str:
-        text = f"block|{wire.FORMAT}|{block.identity}|{size}|{block.index}|{p.geo.key}|{p.keys[i]}"
-        return hashlib.sha256(text.encode()).hexdigest()
+        return block_key(block, size, p, i)
 
     def _cached(self, key: str) -> Moments | None:
         data = self.cache.get(key) if self.cache is not None else None

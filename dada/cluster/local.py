@@ -37,9 +37,12 @@ class LocalNodes:
         self.urls: list[str] = []
 
     def _args(self) -> list[str]:
+        """The roots, and the settings that change numbers: the nodes read the frames the front would."""
         out = []
         for name, path in self.config.roots.items():
             out += [path] if name == "" else ["--root", f"{name}={path}"]
+        for dataset in self.config.dataset_paths:
+            out += ["--dataset-path", dataset]
         return out
 
     def start(self, timeout: float = 120.0) -> list[str]:

@@ -22,7 +22,7 @@ import aiohttp
 
 from dada.cluster.ring import Ring
 from dada.errors import DadaError, NodesFailed, NodesTimedOut
-from dada.server.access import NODE_SECRET_HEADER
+from dada.nodeguard import NODE_SECRET_HEADER
 
 log = logging.getLogger("dada.cluster")
 

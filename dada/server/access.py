@@ -1,4 +1,4 @@
-"""Who may read what: bearer tokens granting subtrees of the data root, and the nodes' shared secret.
+"""Who may read what: bearer tokens granting subtrees of the data root.
 
 Off unless the configuration names tokens. A token is configured by the SHA-256 of its text only
 (``dada token`` makes one), so the configuration never holds it in clear; a request shows it as
@@ -9,15 +9,13 @@ Without a valid token every data route answers 401; outside the token's subtrees
 leave out what the token cannot reach, as if it did not exist. The GUI's static files, ``/api`` and
 ``/healthz`` stay open: they describe the service, not the data.
 
-Nodes answer only their front: every node request carries the shared secret
-(``X-Dada-Node-Secret``), or comes from a configured network.
+The nodes' own door (their front's shared secret) is ``dada.nodeguard``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +26,6 @@ from multidict import MultiDict
 from dada.errors import Forbidden, Unauthorized
 
 TOKEN_PARAM = "token"
-NODE_SECRET_HEADER = "X-Dada-Node-Secret"
 OPEN_PATHS = ("/", "/api", "/api/openapi.json", "/healthz", "/metrics")
 OPEN_PREFIXES = ("/gui/",)
 
@@ -117,35 +114,3 @@ def without_token(query: Mapping[str, str]) -> Mapping[str, str]:
     if TOKEN_PARAM not in query:
         return query
     return MultiDict((k, v) for k, v in query.items() if k != TOKEN_PARAM)
-
-
-@dataclass(frozen=True)
-class NodeGuard:
-    """A node's door (and the dadafs server's): a shared secret in ``header``, or an address in the
-    configured networks."""
-
-    secret: str | None
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    header: str = NODE_SECRET_HEADER
-
-    @classmethod
-    def of(cls, secret: str | None, networks: Iterable[str], header: str = NODE_SECRET_HEADER) -> NodeGuard:
-        return cls(secret or None, tuple(ipaddress.ip_network(n, strict=False) for n in networks), header)
-
-    @property
-    def enabled(self) -> bool:
-        return self.secret is not None or bool(self.networks)
-
-    def check(self, request: web.Request) -> None:
-        if not self.enabled or request.path == "/healthz":
-            return
-        if self.secret is not None and hmac.compare_digest(request.headers.get(self.header, ""), self.secret):
-            return
-        if self.networks and request.remote:
-            try:
-                addr = ipaddress.ip_address(request.remote)
-            except ValueError:
-                addr = None
-            if addr is not None and any(addr in n for n in self.networks):
-                return
-        raise Forbidden("this is an analysis node: it answers its front only")

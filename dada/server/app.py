@@ -25,8 +25,9 @@ from dada.cluster.nodes import NodePool
 from dada.config import Config
 from dada.encoders.json import dumps
 from dada.errors import DadaError
+from dada.nodeguard import NodeGuard
 from dada.registry import ENDPOINTS
-from dada.server.access import Access, NodeGuard
+from dada.server.access import Access
 from dada.server.http_errors import JsonErrorRunner, QuietParseErrors, check_request
 from dada.server.metrics import Metrics
 from dada.server.openapi import index, openapi
@@ -134,6 +135,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     async def shutdown(_: web.Application) -> None:
         if "pool" in cluster:
             await cluster["pool"].close()
+            await asyncio.get_running_loop().run_in_executor(None, dispatch.moments.close)  # pending cache writes
         if "local" in cluster:
             await asyncio.get_running_loop().run_in_executor(None, cluster["local"].stop)
         pool.shutdown(wait=False, cancel_futures=True)
@@ -178,7 +180,7 @@ def guarded(guard: NodeGuard):
 
     @web.middleware
     async def check(request: web.Request, handler):
-        guard.check(request)
+        guard.check(request.path, request.headers, request.remote)
         return await handler(request)
 
     return check

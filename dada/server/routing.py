@@ -8,13 +8,10 @@ only parses, waits and streams.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 import time
-import urllib.parse
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -22,20 +19,19 @@ from typing import Any
 
 from aiohttp import web
 
-import dada
 from dada.cache import ResultCache
-from dada.cache.memory import MemoryCache
+from dada.cache.keys import NamedFile, answer_tag, named_files, result_key
+from dada.cache.policy import Hot, HotAnswers, cache_control, hot_key
 from dada.config import Config
 from dada.encoders import CONTENT_TYPES, encode, negotiate, png, stored
 from dada.encoders.render import check_render, picture
 from dada.endpoint import PLANE_FORMATS, Context, Endpoint, Plan, Result, Target
 from dada.errors import BadParameter, DadaError, NotFound, TooLarge
-from dada.server.access import TOKEN_PARAM, Access, without_token
+from dada.server.access import Access, without_token
 from dada.server.budget import Budget
 from dada.server.metrics import Metrics
 from dada.server.progress import ProgressHub
 from dada.sources.catalog import Catalog
-from dada.sources.scan import Scan
 from dada.stxm.partials import MomentSource
 
 # Text formats take several bytes per number: scale the size estimate before the limit check.
@@ -82,22 +78,8 @@ def split_tail(ep: Endpoint, tail: str) -> Address:
     return Address(tail, item, fmt)
 
 
-HOT_URLS = 4096
-
-
-@dataclass(frozen=True)
-class Hot:
-    scan: Scan
-    tag: str
-    headers: dict[str, str]
-
-
 def _hot_key(request: web.Request) -> str:
-    """What names an encoded answer before any parsing: the path, the query (never a token) and Accept."""
-    where = request.path_qs
-    if TOKEN_PARAM in request.query:
-        where = f"{request.path}?{urllib.parse.urlencode(list(without_token(request.query).items()))}"
-    return f"{where}|{request.headers.get('Accept', '')}"
+    return hot_key(request.path, without_token(request.query).items(), request.headers.get("Accept", ""))
 
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -109,11 +91,6 @@ def request_id(request: web.Request) -> tuple[str, bool]:
     return (given, True) if REQUEST_ID.fullmatch(given) else (uuid.uuid4().hex, False)
 
 
-def etag(ep: Endpoint, target: Target, canonical: str, fmt: str) -> str:
-    key = f"{dada.__version__}|{ep.name}/{ep.version}|{target.identity}|{target.item}|{canonical}|{fmt}"
-    return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
-
-
 def _encoded(result: Result, fmt: str, args: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     """The body, plus for png what a viewer needs to read it (the GUI's colour bar and click-through):
     the colour scale's values and unit, and which scan rows and columns the image's cells are."""
@@ -122,17 +99,6 @@ def _encoded(result: Result, fmt: str, args: dict[str, Any]) -> tuple[bytes, dic
     rgba, lg = picture(result, args)
     view = {"legend": lg, **{k: result.attrs[k] for k in ("vert", "horz") if k in result.attrs}}
     return png.save(rgba), {"X-Dada-View": json.dumps(view, separators=(",", ":"))}
-
-
-def _framed(more: dict[str, str], body: bytes) -> bytes:
-    """An encoded answer with the headers that depend on its content, as one cache value."""
-    head = json.dumps(more).encode()
-    return len(head).to_bytes(4, "big") + head + body
-
-
-def _unframed(data: bytes) -> tuple[dict[str, str], bytes]:
-    n = int.from_bytes(data[:4], "big")
-    return json.loads(data[4:4 + n]), data[4 + n:]
 
 
 class Dispatcher:
@@ -148,9 +114,8 @@ class Dispatcher:
         self.hub = hub
         self.cache = cache
         self.moments: MomentSource | None = None  # set when the app starts: local engine or the cluster
-        self.answers = MemoryCache(config.answer_cache_bytes)  # encoded hot answers, by ETag
+        self.hot = HotAnswers(catalog, config.answer_cache_bytes)  # encoded answers of complete scans
         self.budget = Budget(config.work_budget_bytes)
-        self.hot: OrderedDict[str, Hot] = OrderedDict()  # URL -> the scan and ETag of its last answer
 
     async def _work(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -176,27 +141,18 @@ class Dispatcher:
         return handle
 
     def _hot(self, request: web.Request) -> web.Response | None:
-        """A recent answer to the same URL of an unchanged complete scan, straight from memory."""
+        """A recent answer to the same URL whose inputs are unchanged (``HotAnswers``), straight from memory."""
         hot = self.hot.get(_hot_key(request))
-        if hot is None or not self.catalog.fresh(hot.scan):
+        if hot is None or hot.tag in request.headers.get("If-None-Match", ""):
+            return None  # (a matching tag: the full path answers 304)
+        encoded = self.hot.encoded(hot.tag)
+        if encoded is None:
             return None
-        if hot.tag in request.headers.get("If-None-Match", ""):
-            return None  # the full path answers 304
-        data = self.answers.get(hot.tag)
-        if data is None:
-            return None
-        _, body = _unframed(data)
-        rid, named = request_id(request)
-        if named:
+        _, body = encoded
+        rid, listened = request_id(request)
+        if listened:
             self.hub.end(rid, 200)
         return web.Response(body=body, headers={**hot.headers, "X-Request-Id": rid})
-
-    def _remember(self, request: web.Request, scan: Scan, tag: str, headers: dict[str, str], more: dict[str, str],
-                  body: bytes) -> None:
-        self.answers.put(tag, _framed(more, body))
-        self.hot[_hot_key(request)] = Hot(scan, tag, headers)
-        while len(self.hot) > HOT_URLS:
-            self.hot.popitem(last=False)
 
     async def _answer(self, ep: Endpoint, request: web.Request) -> web.StreamResponse:
         grant = self.access.grant(request)  # 401 first: before anything about the data is said
@@ -219,46 +175,48 @@ class Dispatcher:
         args = ep.model.parse(query)
         check_render(args)
         fmt = addr.fmt or negotiate(request.headers.get("Accept"), ep.formats)
-        target, plan = await self._work(self._plan, ep, addr, args)
+        planned = time.monotonic()
+        target, plan, named = await self._work(self._plan, ep, addr, args)
         self._check(ep, plan, fmt)
-        exclude = () if fmt == "png" else ep.render_only
-        tag = etag(ep, target, ep.model.canonical(args, exclude), fmt)
+        tag = answer_tag(ep, target, args, named, fmt)
         complete = target.complete
         headers = {
             "ETag": tag,
-            "Cache-Control": "public, max-age=3600" if complete else "no-cache",
+            "Cache-Control": cache_control(complete, ep.target == "folder", grant is not None),
             "Content-Type": CONTENT_TYPES[fmt],
             "Vary": "Accept",
         }
         if ep.target == "folder":  # a listing changes with no scan to name it: never "not modified"
-            headers["Cache-Control"] = "no-store"
             del headers["ETag"]
         elif tag in request.headers.get("If-None-Match", ""):
             self.metrics.not_modified.inc()
             return web.Response(status=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
-        rid, named = request_id(request)
+        rid, listened = request_id(request)
         headers["X-Request-Id"] = rid
         if target.name is not None:
             stem = target.name.replace("/", "_")
             item = "" if target.item is None else f"_{target.item}"
             headers["Content-Disposition"] = f'inline; filename="{ep.name}_{stem}{item}.{fmt}"'
         keep = ep.cache_results and complete
-        data = self.answers.get(tag) if keep else None
-        if data is not None:  # a hot answer, already encoded
-            if named:
+        encoded = self.hot.encoded(tag) if keep else None
+        if encoded is not None:  # a hot answer, already encoded
+            if listened:
                 self.hub.end(rid, 200)
-            more, body = _unframed(data)
-            return web.Response(body=body, headers={**headers, **more})
+            more, body = encoded
+            headers.update(more)
+            if target.scan is not None:
+                self.hot.arm(_hot_key(request), Hot(addr.path, target.scan, named, tag, headers, planned))
+            return web.Response(body=body, headers=headers)
         if request.method == "HEAD":  # what the answer would be, from the plan: nothing is computed
             head = web.StreamResponse(headers=headers)
             await head.prepare(request)
             return head
-        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid, grant) if named else None)
+        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid, grant) if listened else None)
         self.metrics.in_flight.inc()
         status, error = 200, None
         try:
             async with self.budget.reserve(plan.work_bytes):
-                result = await self._work(self._compute, ep, target, args, ctx)
+                result = await self._work(self._compute, ep, target, args, named, ctx)
                 if result.document is not None and ep.target == "folder":
                     result = replace(result, document=Access.visible(grant, result.document))
                 body, more = await self._work(_encoded, ep.present(result, args), fmt, args)
@@ -268,26 +226,28 @@ class Dispatcher:
             raise
         finally:
             self.metrics.in_flight.dec()
-            if named:
+            if listened:
                 self.hub.end(rid, status, error)
         self.metrics.frames.inc(plan.frames)
         self.metrics.bytes_out.labels(ep.name).inc(len(body))
-        if keep:
-            self._remember(request, target.scan, tag, headers, more, body)
+        if keep and target.scan is not None:
+            self.hot.keep(_hot_key(request), Hot(addr.path, target.scan, named, tag, headers, planned), more, body)
         return web.Response(body=body, headers=headers)
 
-    def _plan(self, ep: Endpoint, addr: Address, args: dict[str, Any]) -> tuple[Target, Plan]:
-        """What the URL names and what the answer will be, in one trip to a worker thread."""
+    def _plan(self, ep: Endpoint, addr: Address, args: dict[str, Any]
+              ) -> tuple[Target, Plan, tuple[NamedFile, ...]]:
+        """What the URL names, the files its parameters name and what the answer will be, in one trip to a
+        worker thread."""
         target = ep.resolve(self.catalog, addr.path, addr.item)
-        return target, ep.plan(target, args, self.catalog)
+        named = named_files(ep, self.catalog, args) if ep.target != "folder" else ()
+        return target, ep.plan(target, args, self.catalog), named
 
-    def _compute(self, ep: Endpoint, target: Target, args: dict[str, Any], ctx: Context) -> Result:
+    def _compute(self, ep: Endpoint, target: Target, args: dict[str, Any], named: tuple[NamedFile, ...],
+                 ctx: Context) -> Result:
         """Computed arrays from the result cache, or computed now (and kept if the scan is complete)."""
         if self.cache is None or not ep.cache_results:
             return ep.compute(target, args, ctx)
-        text = (f"result|{dada.__version__}|{ep.name}/{ep.version}|{target.identity}|{target.item}|"
-                f"{ep.model.canonical(args, presentation=False)}")
-        key = hashlib.sha256(text.encode()).hexdigest()
+        key = result_key(ep, target, args, named)
         data = self.cache.get(key)
         if data is not None:
             self.metrics.result_hits.inc()

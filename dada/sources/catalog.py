@@ -9,6 +9,7 @@ and again after resolving symlinks: whatever would land outside the root is a
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dada.confine import inside, segments
-from dada.errors import BadParameter, NotFound, Unavailable
+from dada.errors import BadParameter, DadaError, NotFound, Unavailable
 from dada.sources.eiger import DATA_FILE, open_eiger
 from dada.sources.handles import HandleCache
 from dada.sources.hdf5 import open_hdf5
@@ -27,6 +28,8 @@ from dada.sources.tomo import TomoScan, is_tomo, open_tomo
 
 HDF5_EXTS = (".h5", ".hdf5", ".nxs", ".hdf")
 MASTER = "_master.h5"
+# A name the file system cannot hold names nothing: absent (404), not a storage that does not answer (503).
+ABSENT = (errno.ENAMETOOLONG, errno.ELOOP)
 
 
 class Catalog:
@@ -46,6 +49,7 @@ class Catalog:
         for k, v in self.roots.items():
             if not os.path.isdir(v):
                 raise ValueError(f"data root {k or '(default)'} is not a folder: {v}")
+        self._name_max = {v: _pathconf(v, "PC_NAME_MAX", 255) for v in self.roots.values()}
         self.handles = handles or HandleCache()
         self.dataset_paths = tuple(dataset_paths)
         self._lock = threading.Lock()
@@ -60,10 +64,17 @@ class Catalog:
         if parts is None:
             raise NotFound(f"no such path: {urlpath!r}")
         if "" in self.roots:
-            return self.roots[""], parts
-        if not parts or parts[0] not in self.roots:
+            root = self.roots[""]
+        elif not parts or parts[0] not in self.roots:
             raise NotFound(f"no data root named {parts[0] if parts else ''!r}", roots=sorted(self.roots))
-        return self.roots[parts[0]], parts[1:]
+        else:
+            root, parts = self.roots[parts[0]], parts[1:]
+        limit = self._name_max[root]
+        for p in parts:
+            if len(os.fsencode(p)) > limit:
+                raise NotFound(f"no such path: the name {p[:40]!r}… is {len(os.fsencode(p))} bytes long, longer "
+                               f"than the storage allows ({limit}), so nothing has it")
+        return root, parts
 
     @staticmethod
     def _inside(root: str, path: str) -> str | None:
@@ -112,6 +123,23 @@ class Catalog:
         if real is None or not os.path.isfile(real):
             raise BadParameter(parameter, f"no file at {urlpath!r}", "a file path below the data root")
         return real
+
+    def file_stamp(self, urlpath: str, parameter: str) -> FileStamp:
+        """The identity (path below the root, size, mtime) of the file a parameter names; 400 if there is none."""
+        real = self.resolve_file(urlpath, parameter)
+        root, _ = self._split(urlpath)
+        try:
+            return self._stamper(root)(real)
+        except OSError:
+            raise BadParameter(parameter, f"no file at {urlpath!r}", "a file path below the data root") from None
+
+    def names(self, urlpath: str, scan: Scan) -> bool:
+        """Whether a URL path still leads to this scan's master file (a retargeted symlink, a new
+        ``X_master.h5`` beside ``X.h5``, a folder with a second scan: no longer); a few stats, no HDF5."""
+        try:
+            return self.locate(urlpath)[2] == scan.stamps[0].real
+        except DadaError:
+            return False
 
     # -- scans ----------------------------------------------------------------
 
@@ -212,8 +240,17 @@ def _is(path: str, kind: Callable[[int], bool]) -> bool:
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return False
     except OSError as exc:
+        if exc.errno in ABSENT:
+            return False
         raise Unavailable(f"the storage holding {os.path.basename(path)!r} does not answer ({exc.strerror}); "
                           "try again shortly") from None
+
+
+def _pathconf(path: str, name: str, default: int) -> int:
+    try:
+        return os.pathconf(path, name)
+    except (OSError, ValueError):
+        return default
 
 
 def _kind(path: str) -> str:

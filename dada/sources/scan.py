@@ -108,10 +108,13 @@ class Scan:
 
     @cached_property
     def identity(self) -> str:
-        """Hash of the paths, sizes and mtimes of every file: changes whenever the data can."""
+        """Hash of the paths, sizes and mtimes of every file and of the datasets the frames are read from
+        (the configuration's ``dataset_paths`` choose one): changes whenever the data can."""
         h = hashlib.sha256()
         for st in self.stamps:
             h.update(f"{st.path}\0{st.size}\0{st.mtime_ns}\n".encode())
+        for s in self.segments:
+            h.update(f"{s.dataset}\n".encode())
         return h.hexdigest()[:32]
 
     @property

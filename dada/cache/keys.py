@@ -1,0 +1,84 @@
+"""What names a cached answer: every input that changes it, and nothing else. The rule, written once.
+
+A key (and an ETag) is the hash of
+
+* the scan's files: their paths below the data root, sizes and mtimes, and the datasets the frames are
+  read from (``Scan.identity``; a block's key only the files its frames come from). Pixel masks and
+  geometry live in those files; the configuration's ``dataset_paths`` choose the datasets;
+* the files the URL's parameters name (``usermask``): path below the data root, size and mtime;
+* the route's name and version, the item (e.g. a frame number), the computational parameters in
+  canonical form (the ETag also the presentation ones and the format);
+* the FORMAT version of the bytes kept, below: bump it whenever what those bytes mean changes (their
+  layout, a kernel's numbers), and every entry written before is a miss, never read as valid.
+
+The package's release number is no part of any key: a release that changes no bytes keeps the caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dada.sources.scan import FileStamp
+from dada.stxm import wire
+
+if TYPE_CHECKING:
+    from dada.cluster.blocks import Block
+    from dada.endpoint import Endpoint, Target
+    from dada.sources.catalog import Catalog
+    from dada.stxm.partials import Pass
+
+RESULT_FORMAT = 1  # a computed Result as dada.encoders.stored dumps it (the memory, disk and Aerospike levels)
+ANSWER_FORMAT = 1  # an encoded answer (dada.encoders) with its framed headers, in memory; names the ETag too
+BLOCK_FORMAT = wire.FORMAT  # one channel's moments of one block: a record of dada.stxm.wire (its header says it too)
+
+
+@dataclass(frozen=True)
+class NamedFile:
+    """A file a request's parameter names (``usermask=masks/beamstop.npy``), as it was when the request
+    was planned: an input of the answer like the scan's own files."""
+
+    param: str
+    path: str  # as the URL gives it, below the data root
+    stamp: FileStamp  # its real path below the root, size and mtime
+
+
+def named_files(ep: Endpoint, catalog: Catalog, args: dict[str, Any]) -> tuple[NamedFile, ...]:
+    """The files the request's parameters name (those declared ``names_file``); a stat each, no read."""
+    return tuple(NamedFile(p.name, args[p.name], catalog.file_stamp(args[p.name], p.name))
+                 for p in ep.model.params if p.names_file and args.get(p.name))
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+
+
+def files_identity(files: Sequence[NamedFile]) -> str:
+    """The named files' part of a key: path below the root, size and mtime of each."""
+    return ";".join(f"{f.param}={f.stamp.path}\0{f.stamp.size}\0{f.stamp.mtime_ns}" for f in files)
+
+
+def result_key(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequence[NamedFile],
+               version: int = RESULT_FORMAT) -> str:
+    """The result cache's key of what ``ep.compute`` returns (presentation parameters left out)."""
+    return _hash("result", version, f"{ep.name}/{ep.version}", target.identity, files_identity(files), target.item,
+                 ep.model.canonical(args, presentation=False))
+
+
+def answer_tag(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequence[NamedFile], fmt: str,
+               version: int = ANSWER_FORMAT) -> str:
+    """The ETag of an encoded answer, also its key in the encoded-answer cache. Parameters that only
+    change a png leave other formats' tags alone."""
+    exclude = () if fmt == "png" else ep.render_only
+    key = _hash("answer", version, f"{ep.name}/{ep.version}", target.identity, files_identity(files), target.item,
+                ep.model.canonical(args, exclude), fmt)
+    return f'"{key[:32]}"'
+
+
+def block_key(block: Block, size: int, p: Pass, channel: int, version: int = BLOCK_FORMAT) -> str:
+    """The key of one channel's moments over one block of frames: its files, the block grid, the pass's
+    geometry (centre, calibration and every valid pixel: the user mask's contents) and the channel's own
+    parameters."""
+    return _hash("block", version, block.identity, size, block.index, p.geo.key, p.keys[channel])
