@@ -64,7 +64,9 @@ export function paint(values, width, height, name, lo, hi, log) {
 function fmt(x) {
   if (x === 0) return "0";
   const a = Math.abs(x);
-  return a >= 1e4 || a < 1e-2 ? x.toExponential(2) : x.toPrecision(4).replace(/\.?0+$/, "");
+  if (a >= 1e4 || a < 1e-2) return x.toExponential(2);
+  const s = x.toPrecision(4);
+  return s.includes(".") ? s.replace(/\.?0+$/, "") : s; // 2260 stays 2260; 12.50 becomes 12.5
 }
 
 /** A colour bar (colormap legend from the png's X-Dada-View header) or a hue wheel, or nothing. */
@@ -98,8 +100,8 @@ export function drawLegend(canvas, legend) {
 }
 
 function drawHueWheel(ctx, canvas, legend) {
-  const r = Math.min(canvas.width, canvas.height - 60) / 2 - 14;
-  const cx = canvas.width / 2, cy = 24 + r + 12;
+  const r = Math.floor(Math.min(canvas.width - 36, canvas.height - 60) / 2) - 2;
+  const cx = Math.floor((canvas.width - 16) / 2), cy = 24 + r + 12; // room on the right for the 0° label
   const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
   for (let y = -r; y <= r; y++) {
     for (let x = -r; x <= r; x++) {
@@ -113,8 +115,9 @@ function drawHueWheel(ctx, canvas, legend) {
   }
   ctx.putImageData(img, 0, 0);
   ctx.fillStyle = "#1b1f24";
-  ctx.fillText(`0 ${legend.unit}`, cx + r + 2 - 24, cy - 4);
-  ctx.fillText("90", cx - 6, cy + r + 12);
+  const deg = legend.unit === "deg" ? "°" : ` ${legend.unit}`;
+  ctx.fillText(`0${deg}`, cx + r + 3, cy + 4);
+  ctx.fillText(`90${deg}`, cx - 8, cy + r + 13);
   ctx.fillText(`rim: ${fmt(legend.vmax)}${legend.strength_unit ? " " + legend.strength_unit : ""}`, 4, 14);
 }
 

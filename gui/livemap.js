@@ -305,7 +305,8 @@ export class LiveMap {
   /** Mark the cell hovered on another map (null hides the mark). */
   markHover(cell) {
     this.hoverEl.hidden = !cell || !this.shape;
-    if (cell && this.shape) this.place(this.hoverEl, cell, cell);
+    if (!this.shape || !this.isMap()) return; // the png is not a map of the points (a curve, a waterfall)
+    if (cell) this.place(this.hoverEl, cell, cell);
     this.show(cell);
   }
 }

@@ -179,6 +179,7 @@ async function showResults(again) {
     await results.show(view, endpoint(view.endpoint), map.view, map.view?.legend?.unit);
   } catch (exc) {
     $("results-status").textContent = exc.message;
+    $("results-grid").dataset.state = "error";
   }
 }
 

@@ -69,7 +69,8 @@ export class CurvePlot {
       pen = "L";
     }
     const curve = el("path", { class: "curve", d });
-    curve.dataset.values = JSON.stringify(Array.from(y, (v) => (Number.isFinite(v) ? v : null)));
+    const json = (a) => JSON.stringify(Array.from(a, (v) => (Number.isFinite(v) ? v : null)));
+    Object.assign(curve.dataset, { x: json(x), values: json(y), xlabel }); // what tests can read back
     parts.push(curve);
     this.svg.replaceChildren(...parts);
     this.svg.setAttribute("aria-label", `${title} over ${xlabel}`);

@@ -62,6 +62,7 @@ export class ResultView {
     this.key = key;
     this.style = JSON.stringify(style);
     this.status.textContent = "reading the arrays…";
+    this.grid.dataset.state = "loading";
     const arrays = new Map();
     for (const name of names) {
       const params = name === null ? compute : { ...compute, output: name };
@@ -78,10 +79,12 @@ export class ResultView {
     this.build(arrays, style, primary, unit, view);
     this.status.textContent = "";
     this.select(view.at);
+    this.grid.dataset.state = "done"; // what tests and screen readers can follow
   }
 
   clear() {
     this.key = "";
+    this.grid.dataset.state = "";
     this.grid.replaceChildren();
     this.maps = [];
     this.curves = [];
@@ -89,6 +92,7 @@ export class ResultView {
 
   build(arrays, style, primary, unit, view) {
     this.grid.replaceChildren();
+    this.hoverText.textContent = "";
     this.maps = [];
     this.curves = [];
     const L = this.sel?.vert ? span(this.sel.vert) : 0, P = this.sel?.horz ? span(this.sel.horz) : 0;
