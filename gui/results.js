@@ -85,6 +85,8 @@ export class ResultView {
   clear() {
     this.key = "";
     this.grid.dataset.state = "";
+    this.status.textContent = "Every output is drawn here when the answer is complete.";
+    this.hoverText.textContent = "";
     this.grid.replaceChildren();
     this.maps = [];
     this.curves = [];

@@ -284,7 +284,7 @@ def test_click_a_point_shows_its_frame_with_the_geometry(gui, gui_root, browser)
     open_gui(browser, gui, f"/#/darkfield/{SCAN}.png?rmin=9&cmap=inferno#at=12,20")
     wait(lambda: int(browser.find_element(By.ID, "map-box").get_attribute("data-blocks") or 0) >= 20, 60, "blocks")
     wait(lambda: browser.find_element(By.ID, "frame-image").get_attribute("data-url"), 30, "the frame")
-    shot(browser, "00-live-map-and-frame")
+    readme_shot(browser, "live-map-and-frame")
 
 
 def test_dragging_a_ring_sets_its_radius(gui, browser):
@@ -348,7 +348,7 @@ def test_tomography_slice_row_slider_and_centre(gui, browser):
     wait(lambda: f"center={expected}" in (image.get_attribute("data-url") or ""), 60, "the slice about it")
     wait(lambda: browser.find_element(By.ID, "tomo-status").text == "row 5", 60)
     assert np.array_equal(image_pixels(browser, "tomo-image"), server_png(gui, image.get_attribute("data-url")))
-    shot(browser, "09-tomography")
+    readme_shot(browser, "tomography")
 
 
 def test_follow_a_scan_while_it_is_written(gui, gui_root, browser):
