@@ -657,6 +657,22 @@ def test_stxm_maps_are_linked_and_zoom_keeps_values_right(gui, browser):
         .release().perform()
     assert view.find_element(By.CLASS_NAME, "pmap-content").get_attribute("style") != before
     assert browser.execute_script("return location.hash").endswith("#at=3,6")
+    # the live map zooms the same way, and its hover values stay right
+    live = browser.find_element(By.ID, "map-box")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", live)
+    lw, lh = live.rect["width"], live.rect["height"]
+    for _ in range(4):
+        ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(live, 0, 0), 0, -200).perform()
+    wait(lambda: float(live.get_attribute("data-zoom") or 1) > 2.4, 10, "the live map to zoom in")
+    box = browser.execute_script("const r = arguments[0].getBoundingClientRect();"
+                                 "const v = arguments[1].getBoundingClientRect();"
+                                 "return [r.left - v.left, r.top - v.top, r.width, r.height]",
+                                 browser.find_element(By.ID, "map-content"), live)
+    x, y = box[0] + 3.5 * box[2] / 8 - lw / 2, box[1] + 2.5 * box[3] / 6 - lh / 2
+    ActionChains(browser).move_to_element_with_offset(live, int(x), int(y)).perform()
+    wait(lambda: browser.find_element(By.ID, "hover-info").text.startswith("line 2, point 3: "), 10, "live hover")
+    text = browser.find_element(By.ID, "hover-info").text.removeprefix("line 2, point 3: ").removesuffix(" counts")
+    assert float(text) == pytest.approx(maps["darkfield.darkfield"][2, 3], rel=1e-5)
     # the direction view's wheel legend is drawn
     wheel = figures(browser)["dpc.dpc direction"].find_element(By.CLASS_NAME, "pmap-legend")
     assert (canvas_rgba(wheel)[..., 3] > 0).sum() > 1000
