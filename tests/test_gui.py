@@ -8,6 +8,7 @@ Screenshots of each step are kept under tests/artifacts/gui/.
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import io
 import json
 import os
@@ -28,6 +29,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
+from dada.config import Config
 from dada.demo.sample import Detector
 from dada.demo.writer import ScanSpec, write_eiger
 
@@ -710,18 +712,34 @@ window.fetch = async (url, options) => {
 """.replace("TEMPLATE", json.dumps(H5WEB))
 
 
-def test_open_in_h5web_only_when_the_server_names_it(gui, browser):
-    """No link when /api has no h5web template (this server's case); with one, the link opens the scan."""
+def h5web_link(driver) -> str | None:
+    """The "Open in h5web" link's address, or None when the page shows no such link."""
+    link = driver.find_element(By.ID, "h5web-link")
+    return link.get_attribute("href") if link.is_displayed() and link.text == "Open in h5web" else None
+
+
+def test_open_in_h5web_only_when_the_server_names_it(gui, gui_root, browser, tmp_path):
+    """No link when /api has no h5web template; with one, the link opens the current scan, its path encoded."""
     assert "h5web" not in gui.get("/api").json()
     open_gui(browser, gui, f"/#/darkfield/{DEMO}.png")
-    assert not browser.find_element(By.ID, "h5web-link").is_displayed()
-    # the key as a server configured with h5web_url adds it: put into /api's answer in the page
+    assert h5web_link(browser) is None
+    want = H5WEB.replace("{file}", urllib.parse.quote(DEMO, safe=""))
+    if "h5web_url" in {f.name for f in dataclasses.fields(Config)}:  # a server configured with it
+        config = tmp_path / "dada.toml"
+        config.write_text(f"h5web_url = {json.dumps(H5WEB)}\n")
+        d = Daemon(["serve", gui_root, "--config", str(config), "--cache-dir", "none"])
+        try:
+            assert d.get("/api").json()["h5web"] == H5WEB
+            open_gui(browser, d, f"/#/darkfield/{DEMO}.png")
+            assert h5web_link(browser) == want
+        finally:
+            d.stop()
+        return
+    # a server without the setting: the key as one configured with it adds it, put into /api's answer in the page
     script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WITH_H5WEB})
     try:
         open_gui(browser, gui, f"/#/darkfield/{DEMO}.png")
-        link = browser.find_element(By.ID, "h5web-link")
-        assert link.is_displayed() and link.text == "Open in h5web"
-        assert link.get_attribute("href") == H5WEB.replace("{file}", urllib.parse.quote(DEMO, safe=""))
+        assert h5web_link(browser) == want
     finally:
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
 
