@@ -29,9 +29,10 @@ function inEffect(ep, params, name) {
   return v !== undefined && v !== "" ? v : ep.parameters[name]?.default;
 }
 
+/** A box of the outputs panel; `title` heads it (a lone map's own caption is enough: null). */
 function card(parent, title, wide = false) {
   const section = Object.assign(document.createElement("section"), { className: wide ? "result wide" : "result" });
-  section.append(Object.assign(document.createElement("h4"), { textContent: title }));
+  if (title) section.append(Object.assign(document.createElement("h4"), { textContent: title }));
   parent.append(section);
   return section;
 }
@@ -43,7 +44,7 @@ export class ResultView {
     this.onHover = onHover; // (cell or null) when the pointer moves over one of these maps
     this.key = "";
     this.maps = [];
-    this.curves = []; // {draw(cell)} of per-point curves
+    this.curves = []; // draw(cell) of each per-point curve
     this.cursor = null;
     this.sel = null; // {vert, horz} of the answer
   }
@@ -75,28 +76,29 @@ export class ResultView {
     }
     this.sel = sel;
     this.ep = ep;
-    this.view = view;
     this.build(arrays, style, primary, unit, view);
     this.status.textContent = "";
     this.select(view.at);
     this.grid.dataset.state = "done"; // what tests and screen readers can follow
   }
 
+  /** Nothing shown until the next answer is complete. */
   clear() {
     this.key = "";
     this.grid.dataset.state = "";
     this.status.textContent = "Every output is drawn here when the answer is complete.";
-    this.hoverText.textContent = "";
+    this.empty();
+  }
+
+  empty() {
     this.grid.replaceChildren();
+    this.hoverText.textContent = "";
     this.maps = [];
     this.curves = [];
   }
 
   build(arrays, style, primary, unit, view) {
-    this.grid.replaceChildren();
-    this.hoverText.textContent = "";
-    this.maps = [];
-    this.curves = [];
+    this.empty();
     const L = this.sel?.vert ? span(this.sel.vert) : 0, P = this.sel?.horz ? span(this.sel.horz) : 0;
     const isAxis = (name) => name !== null && name.split(".").pop() === "axis";
     const group = (name) => (name && name.includes(".") ? name.slice(0, name.lastIndexOf(".") + 1) : "");
@@ -109,7 +111,7 @@ export class ResultView {
       const title = name ?? this.ep.name;
       const own = name === primary ? { ...style, vmin: view.params.vmin, vmax: view.params.vmax, unit } : style;
       if (same(a.shape, [L, P])) {
-        this.addMap(card(this.grid, title), title, a.data, own);
+        this.addMap(card(this.grid, null), title, a.data, own);
       } else if (a.shape.length === 3 && same(a.shape.slice(1), [L, P])) {
         const axis = axisOf(name, a.shape[0]);
         if (!axis && a.shape[0] === 2) this.addVector(title, a.data, L * P, own);
