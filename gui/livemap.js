@@ -7,7 +7,7 @@
 
 import { request, withToken } from "./api.js";
 import { drawLegend, liveLimits, paint } from "./colors.js";
-import { fitScale } from "./pixelmap.js";
+import { arrowStep, fitScale } from "./pixelmap.js";
 import { ZoomPan } from "./zoompan.js";
 
 const FOLLOW_SECONDS = 2;
@@ -276,12 +276,10 @@ export class LiveMap {
 
   key(e) {
     if (!this.shape) return;
-    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
     const cell = this.cursor || [0, 0];
-    if (moves[e.key]) {
+    const next = arrowStep(cell, e.key, this.shape);
+    if (next) {
       e.preventDefault();
-      const next = [Math.min(this.shape[0] - 1, Math.max(0, cell[0] + moves[e.key][0])),
-        Math.min(this.shape[1] - 1, Math.max(0, cell[1] + moves[e.key][1]))];
       this.cursor = next;
       this.place(this.cursorEl, next, next);
       this.hover(next);

@@ -18,6 +18,14 @@ export function fitScale(lines, points, room, tallest) {
   return lines * wide <= tallest ? wide : Math.max(tallest / lines, Math.min(MIN_PX, wide));
 }
 
+const MOVES = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+
+/** The cell an arrow key moves to from `cell` on a map of `shape`, or null for any other key. */
+export function arrowStep(cell, key, [lines, points]) {
+  const m = MOVES[key];
+  return m ? [Math.min(lines - 1, Math.max(0, cell[0] + m[0])), Math.min(points - 1, Math.max(0, cell[1] + m[1]))] : null;
+}
+
 export class PixelMap {
   constructor(parent, { title, name, onHover, onClick }) {
     this.figure = Object.assign(document.createElement("figure"), { className: "pmap" });
@@ -46,6 +54,15 @@ export class PixelMap {
     });
     this.viewport.addEventListener("mousemove", (e) => onHover(this.cellAt(e)));
     this.viewport.addEventListener("mouseleave", () => onHover(null));
+    this.viewport.setAttribute("aria-label", `${title}: arrow keys move the cursor, Enter chooses the point`);
+    this.viewport.addEventListener("keydown", (e) => { // the keyboard's pointer: arrows hover, Enter clicks
+      const cell = this.keyCell || [0, 0];
+      const next = arrowStep(cell, e.key, this.shape);
+      if (!next && e.key !== "Enter") return;
+      e.preventDefault();
+      if (next) onHover((this.keyCell = next));
+      else onClick(cell);
+    });
     new ResizeObserver(() => this.fit()).observe(this.row);
   }
 

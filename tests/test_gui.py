@@ -378,6 +378,7 @@ def test_follow_a_scan_while_it_is_written(gui, gui_root, browser):
     assert opaque() == 12 * 16
     assert "recording" not in browser.find_element(By.ID, "tree").text
     assert np.array_equal(image_pixels(browser, "map-image"), server_png(gui, shown_url(browser)))
+    shutil.rmtree(live)  # the later pictures show the data root as it was
 
 
 
@@ -659,6 +660,12 @@ def test_stxm_maps_are_linked_and_zoom_keeps_values_right(gui, browser):
         .release().perform()
     assert view.find_element(By.CLASS_NAME, "pmap-content").get_attribute("style") != before
     assert browser.execute_script("return location.hash").endswith("#at=3,6")
+    # the keyboard: arrows move over a map (every map marks the point), Enter chooses it
+    transmission = figures(browser)["darkfield.transmission"].find_element(By.CSS_SELECTOR, ".pmap-view")
+    transmission.send_keys(Keys.ARROW_DOWN, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+    wait(lambda: browser.find_element(By.ID, "results-hover").text.startswith("line 1, point 2: "), 10, "arrow keys")
+    transmission.send_keys(Keys.ENTER)
+    wait(lambda: browser.execute_script("return location.hash").endswith("#at=1,2"), 10, "Enter")
     # the live map zooms the same way, and its hover values stay right
     live = browser.find_element(By.ID, "map-box")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", live)
