@@ -22,18 +22,26 @@ function shown(v, log) {
   return v > 0 ? Math.log10(v) : NaN;
 }
 
-/** Limits for live painting: the user's vmin/vmax, else the finite values' range. */
-export function liveLimits(values, { vmin, vmax, log }) {
-  let lo = Infinity, hi = -Infinity;
-  for (const v of values) {
-    const s = shown(v, log);
-    if (Number.isFinite(s)) {
-      if (s < lo) lo = s;
-      if (s > hi) hi = s;
-    }
-  }
-  if (vmin !== undefined && vmin !== null && vmin !== "") lo = shown(Number(vmin), log);
-  if (vmax !== undefined && vmax !== null && vmax !== "") hi = shown(Number(vmax), log);
+/** numpy's default percentile (linear between closest ranks) of sorted values. */
+function percentile(sorted, p) {
+  const x = (p / 100) * (sorted.length - 1), i = Math.floor(x), j = Math.min(sorted.length - 1, i + 1);
+  return sorted[i] + (sorted[j] - sorted[i]) * (x - i);
+}
+
+function given(v) {
+  return v !== undefined && v !== null && v !== "";
+}
+
+/**
+ * Colour limits in shown units (log10 when `log`), as the server's png renderer sets them: the user's
+ * vmin/vmax, else the plow/phigh percentiles of the finite values (0 and 100 when not given).
+ */
+export function liveLimits(values, { vmin, vmax, log, plow, phigh }) {
+  const good = Float64Array.from(values, (v) => shown(v, log)).filter(Number.isFinite).sort();
+  let lo = good.length ? percentile(good, given(plow) ? Number(plow) : 0) : 0;
+  let hi = good.length ? percentile(good, given(phigh) ? Number(phigh) : 100) : 1;
+  if (given(vmin)) lo = shown(Number(vmin), log);
+  if (given(vmax)) hi = shown(Number(vmax), log);
   return [Number.isFinite(lo) ? lo : 0, Number.isFinite(hi) ? hi : 1];
 }
 
@@ -56,7 +64,9 @@ export function paint(values, width, height, name, lo, hi, log) {
 function fmt(x) {
   if (x === 0) return "0";
   const a = Math.abs(x);
-  return a >= 1e4 || a < 1e-2 ? x.toExponential(2) : x.toPrecision(4).replace(/\.?0+$/, "");
+  if (a >= 1e4 || a < 1e-2) return x.toExponential(2);
+  const s = x.toPrecision(4);
+  return s.includes(".") ? s.replace(/\.?0+$/, "") : s; // 2260 stays 2260; 12.50 becomes 12.5
 }
 
 /** A colour bar (colormap legend from the png's X-Dada-View header) or a hue wheel, or nothing. */
@@ -90,23 +100,39 @@ export function drawLegend(canvas, legend) {
 }
 
 function drawHueWheel(ctx, canvas, legend) {
-  const r = Math.min(canvas.width, canvas.height - 60) / 2 - 14;
-  const cx = canvas.width / 2, cy = 24 + r + 12;
+  const r = Math.floor(Math.min(canvas.width - 36, canvas.height - 60) / 2) - 2;
+  const cx = Math.floor((canvas.width - 16) / 2), cy = 24 + r + 12; // room on the right for the 0° label
   const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
   for (let y = -r; y <= r; y++) {
     for (let x = -r; x <= r; x++) {
       const d = Math.hypot(x, y);
       if (d > r) continue;
       const deg = ((Math.atan2(y, x) * 180) / Math.PI + 360) % 360; // from +x towards +y, as the detector
-      const [R, G, B] = hsv(((deg % legend.period) / legend.period), d / r, 1);
+      const [R, G, B] = legend.by === "brightness" ? hsv((deg % legend.period) / legend.period, 1, d / r)
+        : hsv((deg % legend.period) / legend.period, d / r, 1);
       img.data.set([R, G, B, 255], 4 * (Math.round(cy + y) * canvas.width + Math.round(cx + x)));
     }
   }
   ctx.putImageData(img, 0, 0);
   ctx.fillStyle = "#1b1f24";
-  ctx.fillText(`0 ${legend.unit}`, cx + r + 2 - 24, cy - 4);
-  ctx.fillText("90", cx - 6, cy + r + 12);
+  const deg = legend.unit === "deg" ? "°" : ` ${legend.unit}`;
+  ctx.fillText(`0${deg}`, cx + r + 3, cy + 4);
+  ctx.fillText(`90${deg}`, cx - 8, cy + r + 13);
   ctx.fillText(`rim: ${fmt(legend.vmax)}${legend.strength_unit ? " " + legend.strength_unit : ""}`, 4, 14);
+}
+
+/**
+ * Angle as hue (degrees from +x towards +y, over `period`) and strength as brightness, full at `top`:
+ * (row-major, `width` per row) -> ImageData. NaN is transparent.
+ */
+export function hueImage(angle, strength, width, height, period, top) {
+  const img = new ImageData(width, height);
+  for (let i = 0; i < width * height; i++) {
+    if (!Number.isFinite(angle[i]) || !Number.isFinite(strength[i])) continue;
+    const h = (((angle[i] % period) + period) % period) / period;
+    img.data.set([...hsv(h, 1, Math.min(1, Math.max(0, strength[i] / top))), 255], 4 * i);
+  }
+  return img;
 }
 
 function hsv(h, s, v) {

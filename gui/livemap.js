@@ -7,9 +7,10 @@
 
 import { request, withToken } from "./api.js";
 import { drawLegend, liveLimits, paint } from "./colors.js";
+import { arrowStep, fitScale } from "./pixelmap.js";
+import { ZoomPan } from "./zoompan.js";
 
 const FOLLOW_SECONDS = 2;
-const MAX_SIDE = 560; // px the map may take on screen, at most
 
 function span([start, stop, step]) {
   return Math.max(0, Math.ceil((stop - start) / step));
@@ -20,9 +21,10 @@ function rid() {
 }
 
 export class LiveMap {
-  constructor(els, { onPoint, onRegion, onSettled }) {
+  constructor(els, { onPoint, onRegion, onSettled, onHover }) {
     Object.assign(this, els);
     this.onPoint = onPoint;
+    this.onHover = onHover; // (cell or null) to mark the same point elsewhere
     this.onRegion = onRegion;
     this.onSettled = onSettled; // after each answer: (ok) -> Promise<boolean follow-again>
     this.values = null; // Float64Array, row-major, of the shown cells
@@ -37,6 +39,11 @@ export class LiveMap {
     this.box.addEventListener("mouseleave", () => this.hover(null));
     this.box.addEventListener("mousedown", (e) => this.press(e));
     this.box.addEventListener("keydown", (e) => this.key(e));
+    this.zoom = new ZoomPan(this.box, this.content, (e) => {
+      const cell = this.cellAt(e);
+      if (cell) this.choose(cell);
+    });
+    new ResizeObserver(() => this.shape && this.size(...this.shape)).observe(this.box.parentElement);
   }
 
   /** Ask for `urls.png` (and its values as `urls.csv`), painting blocks as they come. */
@@ -110,13 +117,15 @@ export class LiveMap {
     if (state) this.box.dataset.state = state;
   }
 
+  /** Fill the panel's width (nearest neighbour), at most most of the window's height. */
   size(lines, points) {
-    const room = Math.min(MAX_SIDE, (this.box.parentElement.clientWidth || MAX_SIDE) - this.legend.width - 16);
-    this.scale = Math.max(1, Math.floor(Math.min(room / points, MAX_SIDE / lines)));
-    for (const el of [this.canvas, this.img]) {
-      el.style.width = `${points * this.scale}px`;
-      el.style.height = `${lines * this.scale}px`;
-    }
+    const room = Math.max(40, this.box.parentElement.clientWidth - this.legend.width - 12);
+    this.scale = fitScale(lines, points, room, Math.max(240, window.innerHeight * 0.6));
+    const w = points * this.scale, h = lines * this.scale;
+    for (const el of [this.canvas, this.img, this.content]) Object.assign(el.style, { width: `${w}px`, height: `${h}px` });
+    Object.assign(this.box.style, { width: `${Math.min(w, room)}px`, height: `${h}px` });
+    this.box.dataset.scale = String(this.scale);
+    this.zoom.apply();
   }
 
   progress(ev, job) {
@@ -129,6 +138,7 @@ export class LiveMap {
         this.values = new Float64Array(lines * points).fill(NaN);
         this.canvas.width = points;
         this.canvas.height = lines;
+        this.zoom.reset();
         this.size(lines, points);
         this.img.hidden = true;
         this.cursorEl.hidden = this.regionEl.hidden = true;
@@ -141,7 +151,7 @@ export class LiveMap {
     if (ev.cells && ev.values && this.values) { // views without a value per point (profiles) only count
       ev.cells.forEach((cell, i) => (this.values[cell] = ev.values[i] === null ? NaN : ev.values[i]));
       const log = render.log === true || render.log === "true";
-      const [lo, hi] = liveLimits(this.values, { vmin: render.vmin, vmax: render.vmax, log });
+      const [lo, hi] = liveLimits(this.values, { ...render, log });
       const [lines, points] = this.shape;
       this.canvas.getContext("2d").putImageData(paint(this.values, points, lines, render.cmap || "viridis", lo, hi, log), 0, 0);
       drawLegend(this.legend, { kind: "colormap", cmap: render.cmap || "viridis", log,
@@ -158,10 +168,16 @@ export class LiveMap {
     this.view = view;
     const { naturalWidth: w, naturalHeight: h } = this.img;
     if (this.isMap()) {
+      if (!this.shape || this.shape[0] !== h || this.shape[1] !== w) this.zoom.reset();
       this.shape = [h, w];
       this.size(h, w);
-    } else {
-      this.img.style.width = this.img.style.height = "";
+    } else { // not a value per point (a waterfall, a curve): a whole enlargement that fits, never wider than the panel
+      this.shape = null;
+      this.zoom.reset();
+      for (const el of [this.content, this.box]) el.style.width = el.style.height = "";
+      const room = this.box.parentElement.clientWidth - this.legend.width - 12;
+      const k = Math.max(1, Math.floor(room / w));
+      Object.assign(this.img.style, { width: `${w * k}px`, height: `${h * k}px` });
     }
     this.img.hidden = false;
     this.canvas.hidden = true;
@@ -185,10 +201,13 @@ export class LiveMap {
     this.values = values;
   }
 
+  /** The cell under a mouse event, through the zoom, or null. */
   cellAt(e) {
     if (!this.shape || (!this.img.hidden && !this.isMap())) return null;
-    const r = this.box.getBoundingClientRect();
-    const row = Math.floor((e.clientY - r.top) / this.scale), col = Math.floor((e.clientX - r.left) / this.scale);
+    const r = this.content.getBoundingClientRect(), b = this.box.getBoundingClientRect();
+    if (e.clientX < b.left || e.clientX >= b.right || e.clientY < b.top || e.clientY >= b.bottom) return null;
+    const row = Math.floor(((e.clientY - r.top) / r.height) * this.shape[0]);
+    const col = Math.floor(((e.clientX - r.left) / r.width) * this.shape[1]);
     return row >= 0 && col >= 0 && row < this.shape[0] && col < this.shape[1] ? [row, col] : null;
   }
 
@@ -199,6 +218,12 @@ export class LiveMap {
   }
 
   hover(cell) {
+    this.onHover?.(cell);
+    this.show(cell);
+  }
+
+  /** The hover line: a cell's scan point, value and unit. */
+  show(cell) {
     if (!cell) {
       this.hoverInfo.textContent = "";
       return;
@@ -211,10 +236,12 @@ export class LiveMap {
     this.hoverInfo.textContent = `line ${line}, point ${pt}: ${Number.isFinite(value) ? Number(value.toPrecision(6)) : "—"}${unit}`;
   }
 
+  /** Put a mark over cells (in % of the map, so it follows the zoom). */
   place(el, [r0, c0], [r1, c1]) {
+    const s = 100 / this.shape[1], t = 100 / this.shape[0];
     Object.assign(el.style, {
-      left: `${Math.min(c0, c1) * this.scale}px`, top: `${Math.min(r0, r1) * this.scale}px`,
-      width: `${(Math.abs(c1 - c0) + 1) * this.scale}px`, height: `${(Math.abs(r1 - r0) + 1) * this.scale}px`,
+      left: `${Math.min(c0, c1) * s}%`, top: `${Math.min(r0, r1) * t}%`,
+      width: `${(Math.abs(c1 - c0) + 1) * s}%`, height: `${(Math.abs(r1 - r0) + 1) * t}%`,
     });
     el.hidden = false;
   }
@@ -225,14 +252,10 @@ export class LiveMap {
     this.onPoint(this.point(cell));
   }
 
-  /** Click: the point's frame. Shift-drag: a region of points. */
+  /** Shift-drag: a region of points (a plain press is a click or a pan: ZoomPan). */
   press(e) {
     const start = this.cellAt(e);
-    if (!start) return;
-    if (!e.shiftKey) {
-      this.choose(start);
-      return;
-    }
+    if (!start || !e.shiftKey) return;
     e.preventDefault();
     let end = start;
     const move = (m) => {
@@ -253,12 +276,10 @@ export class LiveMap {
 
   key(e) {
     if (!this.shape) return;
-    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
     const cell = this.cursor || [0, 0];
-    if (moves[e.key]) {
+    const next = arrowStep(cell, e.key, this.shape);
+    if (next) {
       e.preventDefault();
-      const next = [Math.min(this.shape[0] - 1, Math.max(0, cell[0] + moves[e.key][0])),
-        Math.min(this.shape[1] - 1, Math.max(0, cell[1] + moves[e.key][1]))];
       this.cursor = next;
       this.place(this.cursorEl, next, next);
       this.hover(next);
@@ -268,14 +289,22 @@ export class LiveMap {
     }
   }
 
-  /** Show a chosen scan point's cell (after a reload restores it). */
-  mark([line, pt]) {
+  /** Show a chosen scan point's cell (after a reload restores it, or when chosen on another map). */
+  mark(at) {
     const v = this.view;
-    if (!v || !v.vert) return;
-    const cell = [(line - v.vert[0]) / v.vert[2], (pt - v.horz[0]) / v.horz[2]];
+    if (!at || !v || !v.vert || !this.shape) return;
+    const cell = [(at[0] - v.vert[0]) / v.vert[2], (at[1] - v.horz[0]) / v.horz[2]];
     if (Number.isInteger(cell[0]) && Number.isInteger(cell[1])) {
       this.cursor = cell;
       this.place(this.cursorEl, cell, cell);
     }
+  }
+
+  /** Mark the cell hovered on another map (null hides the mark). */
+  markHover(cell) {
+    this.hoverEl.hidden = !cell || !this.shape;
+    if (!this.shape || !this.isMap()) return; // the png is not a map of the points (a curve, a waterfall)
+    if (cell) this.place(this.hoverEl, cell, cell);
+    this.show(cell);
   }
 }

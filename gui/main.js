@@ -8,11 +8,15 @@ import { buildForm, readForm, showErrors } from "./form.js";
 import { FrameView } from "./frame.js";
 import { LiveMap } from "./livemap.js";
 import { RegionView } from "./region.js";
+import { ResultView } from "./results.js";
 import { snippets } from "./snippets.js";
 import { allEndpoints, endpoint, locationFor, resultUrl, setRoutes, viewFromLocation } from "./state.js";
 import { TomoView, keep } from "./tomo.js";
 
 const $ = (id) => document.getElementById(id);
+
+// Settings that only shape the standalone png (its size, its drawn colour bar): the GUI draws its own.
+const PNG_ONLY = ["colorbar", "width", "scale"];
 
 const app = {
   view: null, // {endpoint, scan, item, params, at}
@@ -21,16 +25,22 @@ const app = {
   shown: "", // the scan whose metadata and region view are shown
   formKey: "",
   mapUrl: "",
+  h5web: null, // the server's h5web URL template, with {file}
 };
 
 const map = new LiveMap({
-  box: $("map-box"), canvas: $("live-map"), img: $("map-image"), cursorEl: $("map-cursor"), regionEl: $("map-region"),
-  legend: $("legend"), bar: $("progress-bar"), text: $("progress-text"), cancelButton: $("cancel"), error: $("error"),
-  hoverInfo: $("hover-info"),
+  box: $("map-box"), content: $("map-content"), canvas: $("live-map"), img: $("map-image"), cursorEl: $("map-cursor"),
+  hoverEl: $("map-hover"), regionEl: $("map-region"), legend: $("legend"), bar: $("progress-bar"), text: $("progress-text"),
+  cancelButton: $("cancel"), error: $("error"), hoverInfo: $("hover-info"),
 }, {
   onPoint: (at) => go({ ...app.view, at }, true),
   onRegion: (sel) => region.region(sel),
   onSettled: settled,
+  onHover: (cell) => results.hover(cell),
+});
+const results = new ResultView({ grid: $("results-grid"), hoverText: $("results-hover"), status: $("results-status") }, {
+  onPoint: (at) => go({ ...app.view, at }, true),
+  onHover: (cell) => map.markHover(cell),
 });
 const frame = new FrameView({ box: $("frame-box"), hint: $("frame-hint"), img: $("frame-image"), svg: $("overlay"), label: $("frame-label") },
   (changes) => go({ ...app.view, params: { ...app.view.params, ...changes } }, true, true));
@@ -58,6 +68,8 @@ async function go(view, push = false, rebuild = false) {
   if (location.hash !== where) history[push ? "pushState" : "replaceState"](null, "", where);
   $("welcome").hidden = true;
   $("scan-title").textContent = view.scan;
+  $("h5web-link").hidden = !app.h5web;
+  if (app.h5web) $("h5web-link").href = app.h5web.replaceAll("{file}", encodeURIComponent(view.scan));
   tree?.select(view.scan);
   if (scanChanged) {
     try {
@@ -92,11 +104,16 @@ function showStxm(view, rebuild) {
     app.formKey = key;
   }
   showUrls(view);
-  const png = resultUrl(view, "png");
+  const own = { ...view, params: Object.fromEntries(Object.entries(view.params).filter(([k]) => !PNG_ONLY.includes(k))) };
+  const png = resultUrl(own, "png");
   if (png !== app.mapUrl) { // not when only the clicked point changed
     app.mapUrl = png;
-    const render = { ...Object.fromEntries(Object.entries(ep.parameters).map(([k, s]) => [k, s.default])), ...view.params };
-    map.run({ png, csv: resultUrl(view, "csv") }, render).then(() => app.view.at && map.mark(app.view.at));
+    results.clear();
+    const render = { ...Object.fromEntries(Object.entries(ep.parameters).map(([k, s]) => [k, s.default])), ...own.params };
+    map.run({ png, csv: resultUrl(own, "csv") }, render);
+  } else {
+    map.mark(view.at);
+    results.select(view.at);
   }
   showFrame(view);
 }
@@ -143,6 +160,7 @@ function showUrls(view) {
 /** After each map answer: refresh the scan's state; keep asking while it is being written. */
 async function settled(ok) {
   if (ok) showErrors($("analysis-fields"), null);
+  if (ok) showResults(app.live);
   if (!app.live) return false;
   const m = await fetchMeta(app.view.scan);
   app.meta = m;
@@ -150,6 +168,19 @@ async function settled(ok) {
   app.live = m.complete === false;
   tree.setLive(app.view.scan, app.live);
   return true; // one more round after the scan completes, so the final map has every frame
+}
+
+/** Every output of the answer just shown, linked to the map; `again` re-reads a scan that grew. */
+async function showResults(again) {
+  const view = app.view;
+  if (again) results.clear();
+  map.mark(view.at);
+  try {
+    await results.show(view, endpoint(view.endpoint), map.view, map.view?.legend?.unit);
+  } catch (exc) {
+    $("results-status").textContent = exc.message;
+    $("results-grid").dataset.state = "error";
+  }
 }
 
 async function pick(scan) {
@@ -170,6 +201,7 @@ async function start() {
   const api = await getJSON("/api");
   setRoutes(api);
   setColormaps(api);
+  app.h5web = api.h5web || null;
   $("version").textContent = `v${api.version}`;
   $("analysis").addEventListener("change", (e) => {
     const ep = endpoint(e.target.value);

@@ -75,3 +75,23 @@ def decode_png(body: bytes) -> np.ndarray:
 
 def console_errors(driver: Any) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def canvas_rgba(element: Any) -> np.ndarray:
+    """The RGBA pixels a <canvas> element holds (its own resolution, not the screen's)."""
+    parent = element.parent
+    w, h, data = parent.execute_script("""
+        const c = arguments[0], d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        return [c.width, c.height, Array.from(d)];""", element)
+    return np.asarray(data, dtype=np.uint8).reshape(h, w, 4)
+
+
+def overflowing(driver: Any, selector: str) -> list[str]:
+    """Elements of the page (and the page itself) whose content is wider than their box."""
+    return driver.execute_script("""
+        const out = [];
+        for (const el of [document.documentElement, document.body, ...document.querySelectorAll(arguments[0])])
+          if (el.offsetParent !== null || el === document.documentElement || el === document.body)
+            if (el.scrollWidth > el.clientWidth)
+              out.push(`${el.id || el.className}: ${el.scrollWidth} > ${el.clientWidth}`);
+        return out;""", selector)
