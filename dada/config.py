@@ -70,6 +70,9 @@ class Config:
     node_secret: str | None = None
     node_networks: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*": any); none by default
+    # an h5web page reading dada's /h5grove/ API, as a URL template holding {file} (e.g.
+    # "http://host:5173/?file={file}"): /api names it and the GUI links each scan to it
+    h5web_url: str | None = None
 
     @classmethod
     def load(cls, path: str | None = None, **overrides: Any) -> Config:
