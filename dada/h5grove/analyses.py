@@ -67,13 +67,18 @@ class Analyses:
             vert, horz = (np.arange(*attrs[k], dtype=np.int64) for k in ("vert", "horz"))
             for axis, values, what in (("vert", vert, "scan row"), ("horz", horz, "scan column")):
                 group.create_dataset(axis, data=values).attrs.update({"units": "point", "long_name": what})
+            # maps are the last two dimensions; a 1-D output as long as another dimension is its axis (radii)
+            mapped = shape[-2:] == (vert.size, horz.size)
+            others = [next((o for o, v in computed.items() if v.shape == (n,)), ".")
+                      for n in (shape[:-2] if mapped else shape)]
             group.attrs.update({
                 "signal": signal,
                 "auxiliary_signals": [o for o, v in computed.items() if o != signal and v.shape == shape],
-                "axes": ["vert", "horz"] + ["."] * (len(shape) - 2),
+                "axes": [*others, *(("vert", "horz") if mapped else ())],
                 "title": f"{name} of {self.scan_path}",
             })
-            for key, value in flat_attrs(attrs).items():
+            own = attrs.get(name, {})
+            for key, value in flat_attrs({**{k: v for k, v in attrs.items() if k != name}, **own}).items():
                 group.attrs[key] = value
             self.filled.add(name)
 
@@ -98,13 +103,15 @@ class AnalysisFiles:
 
     @staticmethod
     def check_params(query: Mapping[str, str], ignore: set[str]) -> dict[str, str]:
-        """The analysis parameters of an h5grove query; 400 for a name no channel knows."""
+        """The analysis parameters of an h5grove query; 400 for a name no channel knows or a bad value."""
         params = {k: v for k, v in query.items() if k not in ignore}
         for key in params:
             if not any(key in ep.model.by_name and not ep.model.by_name[key].presentation
                        for ep in CHANNELS.values()):
                 raise BadParameter(key, "unknown parameter",
                                    "h5grove's, or the parameters of dada's STXM channels")
+        for ep in CHANNELS.values():
+            ep.model.parse({k: v for k, v in params.items() if k in ep.model.by_name})
         return params
 
     def get(self, scan_path: str, params: Mapping[str, str]) -> Analyses:

@@ -76,6 +76,12 @@ def _selection(dset: h5py.Dataset, selection: str | None) -> tuple[int, ...]:
                            "NumPy-like indices and slices, e.g. 0,:,10:20") from None
 
 
+def _nbytes(attr: h5py.h5a.AttrID) -> int:
+    """An attribute's size from its shape and type, read before its value (a variable-length string counts
+    as its pointer: HDF5 keeps each such attribute within 64 kB anyway)."""
+    return int(np.prod(attr.shape or (), dtype=np.int64)) * attr.dtype.itemsize
+
+
 class H5Grove:
     """The routes' state: the dispatcher (catalog, access, limits, budget, pool) and the analyses' files."""
 
@@ -198,7 +204,7 @@ class H5Grove:
             missing = [k for k in keys if k not in attrs]
             if missing:
                 raise NotFound(f"{content.path} has no attribute {missing[0]!r}")
-            self._limit(sum(attrs.get_id(k).get_storage_size() for k in keys) * TEXT_EXPANSION["json"], "the answer")
+            self._limit(sum(_nbytes(attrs.get_id(k)) for k in keys) * TEXT_EXPANSION["json"], "the answer")
             return _encoded(lambda: content.attributes(args["attr_keys"] or None), None)
 
         return await self._work(run)
