@@ -11,6 +11,7 @@ reading in the worker pool.
 from __future__ import annotations
 
 import asyncio
+import os
 import posixpath
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -190,7 +191,7 @@ class H5Grove:
 
     async def meta(self, h5file: ConfinedFile, args: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         def run() -> Any:
-            return _encoded(lambda: self._content(h5file, args).metadata(), None)
+            return _encoded(lambda: self._content(h5file, args).metadata(), None, _name(h5file))
 
         return await self._work(run)
 
@@ -205,59 +206,67 @@ class H5Grove:
             if missing:
                 raise NotFound(f"{content.path} has no attribute {missing[0]!r}")
             self._limit(sum(_nbytes(attrs.get_id(k)) for k in keys) * TEXT_EXPANSION["json"], "the answer")
-            return _encoded(lambda: content.attributes(args["attr_keys"] or None), None)
+            return _encoded(lambda: content.attributes(args["attr_keys"] or None), None, _name(h5file))
 
         return await self._work(run)
 
     async def data(self, h5file: ConfinedFile, args: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-        def plan() -> tuple[DatasetContent, int]:
+        def plan() -> tuple[DatasetContent, int, str]:
             content, dset = self._dataset(h5file, args)
             nbytes = int(np.prod(_selection(dset, args["selection"]), dtype=np.int64)) * dset.dtype.itemsize
             self._limit(nbytes * TEXT_EXPANSION.get(args["format"] or "json", 1), "the answer")
-            return content, nbytes
+            return content, nbytes, _where(dset)
 
-        def run(content: DatasetContent) -> tuple[bytes, dict[str, str]]:
+        def run(content: DatasetContent, where: str) -> tuple[bytes, dict[str, str]]:
             flatten = parse_bool_arg(args["flatten"], fallback=False)
-            return _encoded(lambda: content.data(args["selection"], flatten, args["dtype"]), args["format"], True)
+            values = lambda: content.data(args["selection"], flatten, args["dtype"])  # noqa: E731
+            return _encoded(values, args["format"], where, True)
 
-        content, nbytes = await self._work(plan)
+        content, nbytes, where = await self._work(plan)
         async with self.dispatch.budget.reserve(WORK_PER_OUTPUT * nbytes):
-            return await self._work(run, content)
+            return await self._work(run, content, where)
 
     async def stats(self, h5file: ConfinedFile, args: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-        def plan() -> tuple[DatasetContent, int]:
+        def plan() -> tuple[DatasetContent, int, str]:
             content, dset = self._dataset(h5file, args)
             nbytes = int(np.prod(_selection(dset, args["selection"]), dtype=np.int64)) * dset.dtype.itemsize
             self._limit(nbytes, "the selection the statistics read")
-            return content, nbytes
+            return content, nbytes, _where(dset)
 
-        def run(content: DatasetContent) -> tuple[bytes, dict[str, str]]:
-            return _encoded(lambda: content.data_stats(args["selection"]), None, True)
+        def run(content: DatasetContent, where: str) -> tuple[bytes, dict[str, str]]:
+            return _encoded(lambda: content.data_stats(args["selection"]), None, where, True)
 
-        content, nbytes = await self._work(plan)
+        content, nbytes, where = await self._work(plan)
         async with self.dispatch.budget.reserve(WORK_PER_OUTPUT * nbytes):
-            return await self._work(run, content)
+            return await self._work(run, content, where)
 
     async def paths(self, h5file: ConfinedFile, args: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         def run() -> tuple[bytes, dict[str, str]]:
             base = self._content(h5file, args)
             if not isinstance(base, GroupContent):
                 raise BadParameter("path", f"{base.path} is not a group", "the path of a group")
-            names = [base.path]
-
-            def visit(name: bytes) -> None:
-                names.append(self._content(h5file, {**args, "path": hdf_path_join(args["path"], name.decode())}).path)
-
+            found: list[bytes] = []
             group = h5file[base.path]  # held: the link proxy below does not keep the group's identifier alive
-            group.id.links.visit(visit)
-            return _encoded(lambda: names, None)
+            group.id.links.visit(found.append)  # names first: an error raised inside HDF5's visit would be lost
+            names = [base.path] + [self._content(h5file, {**args, "path": hdf_path_join(args["path"], n.decode())}).path
+                                   for n in found]
+            return _encoded(lambda: names, None, _name(h5file))
 
         return await self._work(run)
 
 
-def _encoded(make: Callable[[], Any], fmt: str | None, sliced: bool = False) -> tuple[bytes, dict[str, str]]:
-    """h5grove's encoding of what ``make`` reads; its errors become dada's (400 for a parameter, 422 for
-    what HDF5 cannot read or describe)."""
+def _name(h5file: h5py.File) -> str:
+    return os.path.basename(h5file.filename)
+
+
+def _where(dset: h5py.Dataset) -> str:
+    return f"{_name(dset.file)}:{dset.name}"
+
+
+def _encoded(make: Callable[[], Any], fmt: str | None, where: str, sliced: bool = False
+             ) -> tuple[bytes, dict[str, str]]:
+    """h5grove's encoding of what ``make`` reads from ``where`` (a file, or a dataset whose ``sliced``
+    selection is read); its errors become dada's: 400 naming a parameter, 422 for what HDF5 cannot read."""
     try:
         value = make()
     except QueryArgumentError as exc:
@@ -265,9 +274,9 @@ def _encoded(make: Callable[[], Any], fmt: str | None, sliced: bool = False) -> 
     except (ValueError, TypeError, IndexError) as exc:
         if sliced:
             raise BadParameter("selection", str(exc), "NumPy-like indices and slices within the shape") from None
-        raise Unprocessable(f"this entity cannot be described: {exc}") from None
+        raise Unprocessable(f"{where} cannot be described: {exc}") from None
     except OSError as exc:
-        raise Unprocessable(f"the data cannot be read: {exc}") from None
+        raise Unprocessable(f"{where} cannot be read: {exc}") from None
     try:
         response = encode(value, fmt)
     except QueryArgumentError as exc:
