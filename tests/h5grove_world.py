@@ -67,6 +67,10 @@ def _links(extra: str, outside: str) -> None:
         for i in range(2):
             layout[i] = h5py.VirtualSource("target.h5", "values", (3, 4))
         f.create_virtual_dataset("vds_inside", layout)
+    with h5py.File(os.path.join(extra, "loops.h5"), "w") as f:  # h5grove's own server answers 500 here
+        f["loop_a"] = h5py.SoftLink("/loop_b")
+        f["loop_b"] = h5py.SoftLink("/loop_a/x")
+        f["fine"] = np.arange(3)
     secret = os.path.join(outside, "secret.h5")
     with h5py.File(secret, "w") as f:
         f["values"] = np.frombuffer(MARKER, np.uint8).reshape(1, -1)
