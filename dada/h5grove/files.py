@@ -67,9 +67,11 @@ class ConfinedFile(h5py.File):
                     raise KeyError(f"{path}: too many soft links")
                 obj = self._walk(obj, link.path, depth + 1)
             elif isinstance(link, h5py.ExternalLink):
+                # HDF5 opens an absolute name as is, a relative one next to the linking file (once no prefix
+                # from the environment comes first): the file checked here is the one it opens
                 here = os.path.dirname(obj.file.filename)
                 target = self.admits(os.path.join(here, link.filename))  # join keeps an absolute name as is
-                if target is None or not os.path.isfile(target):
+                if target is None or not os.path.isfile(target) or os.environ.get("HDF5_EXT_PREFIX"):
                     raise KeyError(f"{path}: the external link {part} leads to no file served here")
                 obj = h5py.Group.__getitem__(obj, part)
             elif isinstance(link, h5py.HardLink):

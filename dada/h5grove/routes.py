@@ -108,9 +108,8 @@ class H5Grove:
                  ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             grant = self.dispatch.access.grant(request)  # 401 before anything about the data is said
-            query = without_token(request.query)
-            h5file, query = await self._open(grant, query)
-            body, headers = await answer(h5file, query)
+            h5file, args = await self._open(grant, without_token(request.query))
+            body, headers = await answer(h5file, args)
             headers.pop("Content-Length", None)
             self.dispatch.metrics.bytes_out.labels("h5grove").inc(len(body))
             return web.Response(body=body, headers=headers)
