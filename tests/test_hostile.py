@@ -276,6 +276,20 @@ def test_every_numeric_parameter(d, api, data):
         expect_param(r, path, names, (400, 413))
 
 
+SELECTION_TEXT = st.text(st.sampled_from("0123456789:,- +x."), max_size=24)
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(selection=SELECTION_TEXT, fmt=st.sampled_from(["json", "bin", "npy", "csv", "tiff"]))
+def test_every_h5grove_selection(d, selection, fmt):
+    """Any selection text on a compressed stack: read (200) or refused naming it (400, 413), never a 5xx."""
+    path = (f"/h5grove/data/?file={U16}_data_000001.h5&path=/entry/data/data&format={fmt}"
+            f"&selection={urllib.parse.quote(selection)}")
+    r = ask(d, path, "h5grove selection")
+    if r.status >= 400:
+        expect_param(r, path, {"selection", "format"}, (400, 413))
+
+
 # -- 3. paths that try to leave the data root ------------------------------------------------------------
 
 def path_tricks(world: World) -> list[str]:
@@ -502,6 +516,15 @@ HUGE = [
     f"/tomo/slice/{TOMO}/99999999999.npy", f"/tomo/slice/{TOMO}/8.npy?every=1000000000",
     f"/tomo/slice/{TOMO}/8.npy?bin=1000000", f"/tomo/center/{TOMO}.json?row=1000000000000",
     f"/tomo/slice/{TOMO}/8.npy?ring_size=1000000&rings=true", f"/tomo/slice/{TOMO}/8.npy?center=1e308",
+    *(f"/h5grove/{route}/?file={U16}_data_000001.h5&path=/entry/data/data&{q}" for route in ("data", "stats")
+      for q in ("selection=99999999999999999999999", "selection=" + ",".join(["0"] * 5000),
+                "selection=" + "9" * 4000, "selection=::-99999999999999", "selection=" + ":" * 5000)),
+    *(f"/h5grove/data/?file={U16}_data_000001.h5&path=/entry/data/data&{q}"
+      for q in ("format=" + "json" * 1000, "dtype=" + "safe" * 1000)),
+    *(f"/h5grove/meta/?file={U16}.dada&path=/{c}&{q}" for c in ("darkfield", "radial", "azimuthal")
+      for q in ("nbins=1000000000", "nsectors=1000000000", "horz=0:999999999", "rmax=1e308", "cx=1e308")),
+    f"/h5grove/meta/?file={U16}_master.h5&" + "&".join(f"x{i}=1" for i in range(600)),
+    f"/h5grove/attr/?file={U16}_master.h5&path=/entry&" + "&".join(f"attr_keys=k{i}" for i in range(600)),
 ]
 
 

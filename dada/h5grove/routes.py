@@ -280,5 +280,8 @@ def _encoded(make: Callable[[], Any], fmt: str | None, where: str, sliced: bool 
         response = encode(value, fmt)
     except QueryArgumentError as exc:
         raise BadParameter("format", str(exc), "json, bin, csv, npy or tiff") from None
+    except (ValueError, TypeError) as exc:  # e.g. csv of a 3-D selection
+        raise BadParameter("format", f"{fmt} cannot hold this answer ({exc})",
+                           "csv: 1-D or 2-D; tiff: 2-D; json, bin, npy: any") from None
     return response.content, dict(response.headers)
 
