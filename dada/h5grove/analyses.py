@@ -37,8 +37,8 @@ _names = itertools.count()
 class Analyses:
     """One scan's virtual file for one set of parameters; channel groups filled on first use."""
 
-    def __init__(self, scan_path: str, identity: str, params: Mapping[str, str]) -> None:
-        self.scan_path, self.identity, self.params = scan_path, identity, dict(params)
+    def __init__(self, scan_path: str, params: Mapping[str, str]) -> None:
+        self.scan_path, self.params = scan_path, dict(params)
         # an in-memory file (never written to disk); HDF5 wants a distinct name per open file
         self.file = h5py.File(f"dada-analyses-{next(_names)}", "w", driver="core", backing_store=False)
         self.file.attrs.update({"NX_class": "NXroot", "default": DEFAULT, "scan": scan_path})
@@ -118,7 +118,7 @@ class AnalysisFiles:
         """The file for this scan (404 if there is none) and parameters: runs in a worker thread."""
         scan = self.dispatch.catalog.scan(scan_path)
         key = (scan.identity, tuple(sorted(params.items())))
-        return self.memo.get(key, lambda: Analyses(scan_path, scan.identity, params))
+        return self.memo.get(key, lambda: Analyses(scan_path, params))  # a new scan state: a new file
 
     def plan(self, files: Analyses, name: str) -> tuple[Target, dict[str, Any], int]:
         """A channel's target, parameters and working bytes; 400/413 before anything is read."""
