@@ -41,13 +41,18 @@ def npm_cache() -> str:
         key = hashlib.sha256(fh.read()).hexdigest()[:16]
     base = os.environ.get("DADA_NPM_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "dada", "npm"))
     folder = os.path.join(base, key)
-    if not os.path.isfile(os.path.join(folder, "node_modules", ".installed")):
-        os.makedirs(folder, exist_ok=True)
-        shutil.copy(os.path.join(APP, "package.json"), folder)
-        done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder,
+    if not os.path.isdir(folder):
+        # installed beside, then renamed into place: a half-done install (or another session's) is never used
+        os.makedirs(base, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=f"{key}.", dir=base)
+        shutil.copy(os.path.join(APP, "package.json"), work)
+        done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=work,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"npm install failed: {done.stderr[-2000:]}"
-        open(os.path.join(folder, "node_modules", ".installed"), "w").close()
+        try:
+            os.rename(work, folder)
+        except OSError:  # another session got there first
+            shutil.rmtree(work, ignore_errors=True)
     return folder
 
 
