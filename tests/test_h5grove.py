@@ -151,6 +151,16 @@ def test_api_names_no_h5web_page_unless_configured(d):
     assert "h5web" not in d.get("/api").json()
 
 
+@pytest.mark.parametrize(("scan", "file"), [("eiger/u16/scan_0001", "eiger/u16/scan_0001_master.h5"),
+                                            ("generic/stack_0001", "generic/stack_0001.h5"),
+                                            ("eiger/u32", "eiger/u32/scan_0002_master.h5")])
+def test_a_scan_path_names_its_file(d, scan, file):
+    """What dada's GUI links to h5web is a scan's path, as every route takes it: the file that holds the scan."""
+    for route, q in (("meta", {"path": "/"}), ("paths", {"path": "/"}), ("attr", {"path": "/entry"})):
+        a, b = ours(d, route, file=scan, **q), ours(d, route, file=file, **q)
+        assert (a.status, a.body) == (b.status, b.body), (route, scan)
+
+
 def test_compressed_frames_are_the_frames(d, world):
     """Eiger frames (bitshuffle) through /h5grove/ as bin and npy equal dada's /frame route and h5py."""
     with h5py.File(os.path.join(world[0], "eiger/u32/scan_0002_data_000001.h5")) as f:

@@ -2,11 +2,10 @@
 
 Each answer is h5grove's own: ``h5grove.content.create_content`` reads the entity and
 ``h5grove.encoders.encode`` encodes it (json, bin, csv, npy, tiff), so the bytes are those of
-h5grove's reference servers. What is dada's: ``file`` is a path below the data root (a scan's
-``{scan}.dada`` is its analyses, see :mod:`dada.h5grove.analyses`), tokens and subtrees as on every
-route, dada's JSON errors, 413 from the selection's shape and dtype before a value is read, and the
-reading in the worker pool.
-"""
+h5grove's reference servers. What is dada's: ``file`` is a path below the data root (a scan's path,
+as every route takes it, names its master file; ``{scan}.dada`` its analyses, see
+:mod:`dada.h5grove.analyses`), tokens and subtrees as on every route, dada's JSON errors, 413 from
+the selection's shape and dtype before a value is read, and the reading in the worker pool."""
 
 from __future__ import annotations
 
@@ -131,7 +130,10 @@ class H5Grove:
         if unknown:
             raise BadParameter(unknown[0], "unknown parameter", f"h5grove's: {', '.join(sorted(PARAMS))}")
         catalog = self.dispatch.catalog
-        root, real = await self._work(catalog.file, file)
+        try:
+            root, real = await self._work(catalog.file, file)
+        except NotFound:  # a scan's path, as every other route takes it, names its (master) file
+            root, _, real = await self._work(catalog.locate, file)
         if not _covers(grant, catalog.urlpath(root, real)):
             raise Forbidden(f"this token does not grant the file at {file.strip('/')!r}")
 
