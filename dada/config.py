@@ -94,4 +94,6 @@ class Config:
             cfg = replace(cfg, node_secret=os.environ[NODE_SECRET_ENV])
         if not cfg.roots:
             raise ValueError("no data root: give DATA_ROOT or a [roots] table in the config file")
+        if cfg.h5web_url is not None and "{file}" not in cfg.h5web_url:
+            raise ValueError(f"h5web_url must hold {{file}}, where a scan's path goes: {cfg.h5web_url!r}")
         return cfg

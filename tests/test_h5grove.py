@@ -21,6 +21,7 @@ import pytest
 from h5grove_world import MARKER, Reference, build
 from helpers import Daemon, Response, http_get
 
+from dada.config import Config
 from dada.server.access import digest
 
 # where dada differs on purpose (or h5grove's own server fails): tested below
@@ -147,8 +148,12 @@ def test_same_answers_as_the_reference_server(d, ref, world):
     assert same["paths"] >= 15, same
 
 
-def test_api_names_no_h5web_page_unless_configured(d):
+def test_api_names_no_h5web_page_unless_configured(d, tmp_path):
     assert "h5web" not in d.get("/api").json()
+    config = tmp_path / "dada.toml"
+    config.write_text('h5web_url = "http://h5web-host:5173/"\n')
+    with pytest.raises(ValueError, match="h5web_url must hold"):
+        Config.load(str(config), roots={"": str(tmp_path)})
 
 
 @pytest.mark.parametrize(("scan", "file"), [("eiger/u16/scan_0001", "eiger/u16/scan_0001_master.h5"),
