@@ -69,6 +69,9 @@ class Config:
     node_secret: str | None = None
     node_networks: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*": any); none by default
+    # an h5web page reading dada's /h5grove/ API, as a URL template holding {file} (e.g.
+    # "http://host:5173/?file={file}"): /api names it and the GUI links each scan to it
+    h5web_url: str | None = None
 
     @classmethod
     def load(cls, path: str | None = None, **overrides: Any) -> Config:
@@ -90,4 +93,6 @@ class Config:
             cfg = replace(cfg, node_secret=os.environ[NODE_SECRET_ENV])
         if not cfg.roots:
             raise ValueError("no data root: give DATA_ROOT or a [roots] table in the config file")
+        if cfg.h5web_url is not None and "{file}" not in cfg.h5web_url:
+            raise ValueError(f"h5web_url must hold {{file}}, where a scan's path goes: {cfg.h5web_url!r}")
         return cfg

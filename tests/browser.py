@@ -17,8 +17,9 @@ from PIL import Image
 ARTIFACTS = os.environ.get("DADA_TEST_ARTIFACTS", os.path.join(os.path.dirname(__file__), "artifacts"))
 
 
-def chromium() -> Any:
-    """Debian's chromium with its chromedriver (tests/install_parts.sh installs both); no download."""
+def chromium(*extra: str) -> Any:
+    """Debian's chromium with its chromedriver (tests/install_parts.sh installs both); no download. ``extra``:
+    more command-line switches (WebGL pages: ``--enable-unsafe-swiftshader``, rendering on the CPU)."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -30,7 +31,7 @@ def chromium() -> Any:
         missing("chromium and chromium-driver are not installed (tests/install_parts.sh)")
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1440,1000",
-                "--disable-dev-shm-usage", "--force-color-profile=srgb"):
+                "--disable-dev-shm-usage", "--force-color-profile=srgb", *extra):
         options.add_argument(arg)
     options.binary_location = binary
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

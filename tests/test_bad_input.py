@@ -80,6 +80,19 @@ def test_traversal_attempts_are_404(strict, path):
     expect(strict, path, 404)
 
 
+H5GROVE_ROUTES = ("meta", "attr", "data", "stats", "paths")
+# the same tricks as h5grove's file parameter: what a route path names, less its item and format
+H5GROVE_FILES = sorted({p.split("/", 2)[2].removesuffix(".json").removesuffix("/0.npy").removesuffix(".npy")
+                        for p in TRAVERSALS} - {""})
+
+
+@pytest.mark.parametrize("file", H5GROVE_FILES)
+def test_h5grove_traversal_attempts_are_404(strict, file):
+    for route in H5GROVE_ROUTES:
+        for name in (file, f"{file}.h5", f"{file}_master.h5", f"{file}.dada"):
+            expect(strict, f"/h5grove/{route}/?file={name}&path=/", 404)
+
+
 def test_unknown_scan_and_route(strict):
     expect(strict, "/meta/nope.json", 404)
     expect(strict, "/frame/good/nothing/3.npy", 404)
@@ -188,6 +201,25 @@ def test_limits_are_413_before_any_read(strict):
     assert "horz" in body["message"]
     expect(strict, "/sum/corrupt/scan_0001.npy", 413, limit="max_frames")
     expect(strict, "/frame/corrupt/scan_0001/3.json", 413, limit="max_output_bytes")  # json text is larger
+
+
+def test_h5grove_limits_are_413_before_any_read(strict):
+    """The corrupt chunk would answer 422 if it were read: 413 proves the check comes first."""
+    data = "/h5grove/data/?file=corrupt/scan_0001_data_000002.h5&path=/entry/data/data"
+    expect(strict, data, 413, limit="max_output_bytes")
+    expect(strict, data.replace("/data/?", "/stats/?"), 413, limit="max_output_bytes")
+    expect(strict, data + "&selection=0:4&format=json", 413, limit="max_output_bytes")  # json text is larger
+    expect(strict, "/h5grove/meta/?file=corrupt/scan_0001.dada&path=/darkfield", 413, limit="max_frames")
+    frame = f"{data}&selection={CORRUPT_FRAME - PER_FILE}&format=bin"
+    assert "scan_0001_data_000002.h5" in expect(strict, frame, 422)["message"]
+    assert strict.get(f"{data}&selection={CORRUPT_FRAME - PER_FILE - 1}&format=bin").status == 200
+
+
+def test_h5grove_truncated_file_is_422(strict):
+    statuses = {strict.get(f"/h5grove/{route}/?file=truncated/scan_0001_data_000001.h5&path=/entry/data/data"
+                           f"&selection={n}").status for route in ("meta", "data") for n in range(PER_FILE)}
+    assert 422 in statuses
+    assert statuses <= {200, 422}
 
 
 def test_corrupt_chunk_is_422_naming_the_frame(strict):

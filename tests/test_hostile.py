@@ -276,6 +276,20 @@ def test_every_numeric_parameter(d, api, data):
         expect_param(r, path, names, (400, 413))
 
 
+SELECTION_TEXT = st.text(st.sampled_from("0123456789:,- +x."), max_size=24)
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(selection=SELECTION_TEXT, fmt=st.sampled_from(["json", "bin", "npy", "csv", "tiff"]))
+def test_every_h5grove_selection(d, selection, fmt):
+    """Any selection text on a compressed stack: read (200) or refused naming it (400, 413), never a 5xx."""
+    path = (f"/h5grove/data/?file={U16}_data_000001.h5&path=/entry/data/data&format={fmt}"
+            f"&selection={urllib.parse.quote(selection)}")
+    r = ask(d, path, "h5grove selection")
+    if r.status >= 400:
+        expect_param(r, path, {"selection", "format"}, (400, 413))
+
+
 # -- 3. paths that try to leave the data root ------------------------------------------------------------
 
 def path_tricks(world: World) -> list[str]:
@@ -305,14 +319,23 @@ MASK_TRICKS = ["../outside/mask.npy", "%2e%2e/outside/mask.npy", "..%2foutside%2
 TOO_LONG = 414  # a request line beyond aiohttp's limit, answered by its parser (as JSON)
 
 
+H5GROVE = ("meta", "attr", "data", "stats", "paths")
+
+
 def corpus(world: World, api: dict[str, Any]) -> list[str]:
-    """Every trick on every route; the usermask tricks on every route taking a mask."""
+    """Every trick on every route, and as the file of every h5grove route (with the names of files and of a
+    scan's analyses); the usermask tricks on every route taking a mask, and on the analyses."""
     paths = []
     for ep in api["endpoints"]:
         for trick in path_tricks(world):
             paths.append(url(ep["path"], trick, ep["formats"]))
         if "usermask" in ep["parameters"]:
             paths += [one_point(ep, usermask=m) for m in MASK_TRICKS]
+    for route in H5GROVE:
+        for trick in path_tricks(world):
+            paths += [f"/h5grove/{route}/?file={trick}{suffix}&path=/" for suffix in ("", ".h5", "_master.h5", ".dada")]
+    mask = "/h5grove/meta/?file=eiger/u16/scan_0001.dada&path=/darkfield&usermask="
+    paths += [mask + urllib.parse.quote(m, safe="/") for m in MASK_TRICKS]
     return paths
 
 
@@ -349,6 +372,27 @@ def test_hdf5_links_out_of_the_root_are_not_followed(d, world, scan):
         assert meta["geometry"]["beam_center_x"] is None and meta["masked_pixels"] == 0
 
 
+H5GROVE_LINKS = {"links/elink.h5": "/entry/data/data", "links/elink_fifo.h5": "/entry/data/data",
+                 "links/vds.h5": "/entry/data/data", "links/external.h5": "/entry/data/data",
+                 "bad/geometry_link/scan_0001_master.h5": "/entry/instrument/detector/beam_center_x",
+                 "masks/elink.h5": "/mask"}
+
+
+@pytest.mark.parametrize("file", sorted(H5GROVE_LINKS))
+def test_h5grove_follows_no_link_out_of_the_root(d, world, file):
+    """Links and virtual datasets aiming outside: described (an unresolved link, a dataset's shape), never read."""
+    path = H5GROVE_LINKS[file]
+    for route in H5GROVE:
+        for where in ("/", path, path.rsplit("/", 1)[0] or "/", path + "/x"):
+            for extra in ("", "&resolve_links=all", "&format=bin", "&selection=0"):
+                r = ask(d, f"/h5grove/{route}/?file={file}&path={where}{extra}", "h5grove link", timeout=5)
+                assert r.status in (200, 400, 404, 422), (file, route, where, r.status, r.body[:300])
+                if route in ("data", "stats") and where == path:
+                    assert r.status != 200, (file, route, r.body[:300])
+    assert ask(d, f"/h5grove/meta/?file={file}&path={path}", "h5grove link").status == 200
+    assert not fifo_has_reader(world.fifo)
+
+
 def test_no_descriptor_outside_the_root_and_none_leaks(d, world, api):
     paths = corpus(world, api)
     pids = process_tree(d.proc.pid)
@@ -375,7 +419,20 @@ def corrupt_requests(scan: str) -> list[str]:
     point = "vert=0&horz=0" + ("" if scan.endswith("/scan_0001") else "&grid=1x4")
     return [f"/meta/{scan}.json", f"/frame/{scan}/2.npy", f"/frame/{scan}/25.png", f"/frame/{scan}/0.json",
             f"/sum/{scan}.npy", f"/sum/{scan}.npy?{point}", f"/composite/{scan}.npy?{point}",
-            f"/darkfield/{scan}.npy?{point}&cx=3&cy=3&rmin=1", f"/radial/{scan}.npy?{point}&cx=3&cy=3"]
+            f"/darkfield/{scan}.npy?{point}&cx=3&cy=3&rmin=1", f"/radial/{scan}.npy?{point}&cx=3&cy=3",
+            *h5grove_requests(scan)]
+
+
+def h5grove_requests(scan: str) -> list[str]:
+    """The same damage through /h5grove/: each file of the scan described, listed and read."""
+    files = ([f"{scan}_master.h5", f"{scan}_data_000001.h5", f"{scan}_data_000002.h5"]
+             if scan.endswith("/scan_0001") else [f"{scan}.h5"])
+    out = [f"/h5grove/meta/?file={scan}.dada&path=/darkfield&cx=3&cy=3&rmin=1"]
+    for f in files:
+        out += [f"/h5grove/meta/?file={f}&path=/", f"/h5grove/paths/?file={f}&path=/",
+                f"/h5grove/data/?file={f}&path=/entry/data/data&selection=0&format=bin",
+                f"/h5grove/stats/?file={f}&path=/entry/data/data&selection=1"]
+    return out
 
 
 @pytest.mark.parametrize("scan", CORRUPT)
@@ -459,6 +516,15 @@ HUGE = [
     f"/tomo/slice/{TOMO}/99999999999.npy", f"/tomo/slice/{TOMO}/8.npy?every=1000000000",
     f"/tomo/slice/{TOMO}/8.npy?bin=1000000", f"/tomo/center/{TOMO}.json?row=1000000000000",
     f"/tomo/slice/{TOMO}/8.npy?ring_size=1000000&rings=true", f"/tomo/slice/{TOMO}/8.npy?center=1e308",
+    *(f"/h5grove/{route}/?file={U16}_data_000001.h5&path=/entry/data/data&{q}" for route in ("data", "stats")
+      for q in ("selection=99999999999999999999999", "selection=" + ",".join(["0"] * 5000),
+                "selection=" + "9" * 4000, "selection=::-99999999999999", "selection=" + ":" * 5000)),
+    *(f"/h5grove/data/?file={U16}_data_000001.h5&path=/entry/data/data&{q}"
+      for q in ("format=" + "json" * 1000, "dtype=" + "safe" * 1000)),
+    *(f"/h5grove/meta/?file={U16}.dada&path=/{c}&{q}" for c in ("darkfield", "radial", "azimuthal")
+      for q in ("nbins=1000000000", "nsectors=1000000000", "horz=0:999999999", "rmax=1e308", "cx=1e308")),
+    f"/h5grove/meta/?file={U16}_master.h5&" + "&".join(f"x{i}=1" for i in range(600)),
+    f"/h5grove/attr/?file={U16}_master.h5&path=/entry&" + "&".join(f"attr_keys=k{i}" for i in range(600)),
 ]
 
 

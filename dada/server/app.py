@@ -25,6 +25,7 @@ from dada.cluster.nodes import NodePool
 from dada.config import Config
 from dada.encoders.json import dumps
 from dada.errors import DadaError
+from dada.h5grove.routes import H5Grove
 from dada.nodeguard import NodeGuard
 from dada.registry import ENDPOINTS
 from dada.server.access import Access
@@ -91,6 +92,8 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     cluster: dict[str, Any] = {}
     local = LocalMoments(Engine(config.threads)) if role == "node" else None  # one engine: routes and patches
     api_doc, openapi_doc = index(ENDPOINTS), openapi(ENDPOINTS)
+    if config.h5web_url:
+        api_doc["h5web"] = config.h5web_url
 
     async def api(_: web.Request) -> web.Response:
         return json_response(api_doc)
@@ -163,6 +166,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         multi = next(ep for ep in ENDPOINTS if ep.name == "stxm")
         patches = PatchService(multi, catalog, local, limit=4 * config.threads)
         app.router.add_get(PATCH_PREFIX + "/{tail:.*}", patch)
+    H5Grove(dispatch).register(app)
     for ep in ENDPOINTS:
         handler = dispatch.handler(ep)
         app.router.add_get(ep.prefix + "/{tail:.*}", handler)

@@ -109,7 +109,7 @@ class Catalog:
             if len(scans) > 1:
                 raise NotFound(
                     f"folder {urlpath!r} holds {len(scans)} scans; name one",
-                    scans=[_scan_name(s) for s in scans][:50],
+                    scans=[scan_name(s) for s in scans][:50],
                 )
         raise NotFound(f"no scan at {urlpath!r}")
 
@@ -140,6 +140,21 @@ class Catalog:
             return self.locate(urlpath)[2] == scan.stamps[0].real
         except DadaError:
             return False
+
+    def file(self, urlpath: str) -> tuple[str, str]:
+        """(real root, real path) of the regular file a URL path names below a data root; 404 if there is
+        none there (checked before anything is opened: a FIFO or a symlink out of the root is no file)."""
+        root, parts = self._split(urlpath)
+        real = self._inside(root, os.path.join(root, *parts))
+        if real is None or not _is(real, stat.S_ISREG):
+            raise NotFound(f"no file at {urlpath!r}")
+        return root, real
+
+    def urlpath(self, root: str, real: str) -> str:
+        """The URL path of a real path below ``root`` (one of the real roots): what grants name."""
+        name = next(k for k, v in self.roots.items() if v == root)
+        rel = os.path.relpath(real, root).replace(os.sep, "/")
+        return "/".join(p for p in (name, "" if rel == "." else rel) if p)
 
     # -- scans ----------------------------------------------------------------
 
@@ -221,10 +236,10 @@ class Catalog:
                 folders.append(e.name)
             elif _is_scan_file(e.name) and _is(inside, stat.S_ISREG):  # not a FIFO or device named *.h5
                 st = os.stat(inside)
-                scan_name = _scan_name(e.name)
+                name = scan_name(e.name)
                 scans.append({
-                    "name": scan_name,
-                    "path": f"{prefix}/{scan_name}".strip("/"),
+                    "name": name,
+                    "path": f"{prefix}/{name}".strip("/"),
                     "kind": _kind(e.name),
                     "size": st.st_size,
                     "mtime": st.st_mtime,
@@ -267,7 +282,9 @@ def _scan_entries(folder: str) -> list[str]:
     return masters or names
 
 
-def _scan_name(filename: str) -> str:
+def scan_name(filename: str) -> str:
+    """The scan a file belongs to: ``x`` for ``x_master.h5``, its data files and ``x.h5``."""
+    filename = DATA_FILE.sub(MASTER, filename)
     if filename.endswith(MASTER):
         return filename[: -len(MASTER)]
     return str(Path(filename).with_suffix(""))

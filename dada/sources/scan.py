@@ -260,12 +260,12 @@ def local_get(group: h5py.Group, path: str, confine: Callable[[str], str | None]
             raise Unprocessable(f"{where} leads out of the file (an external link) or round soft links")
         if obj is None:
             return None
-    if isinstance(obj, h5py.Dataset) and not _stored_inside(obj, confine):
+    if isinstance(obj, h5py.Dataset) and not stored_inside(obj, confine):
         raise Unprocessable(f"{where} keeps its data outside the file and the data root")
     return obj
 
 
-def _stored_inside(dset: h5py.Dataset, confine: Callable[[str], str | None] | None) -> bool:
+def stored_inside(dset: h5py.Dataset, confine: Callable[[str], str | None] | None) -> bool:
     if dset.external:
         return False
     if not dset.is_virtual:
