@@ -15,6 +15,7 @@ before the block is cached, so the cache still holds whole blocks.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
@@ -102,6 +103,7 @@ class ClusterMoments:
                  block_size: Callable[[Scan], int]) -> None:
         self.pool, self.loop, self.block_size = pool, loop, block_size
         self.cache = None if cache is None else CacheWriter(cache)
+        self._requests = itertools.count(1)
 
     def close(self) -> None:
         if self.cache is not None:
@@ -158,6 +160,7 @@ class ClusterMoments:
         """One patch per missing block, or several pieces of each when the nodes would otherwise idle;
         with each patch, its block and the block's row where it starts."""
         pieces = max(1, -(-self.pool.width // len(missing)))
+        request = next(self._requests)
         out: list[tuple[Patch, int, int]] = []
         for k, sub in missing.items():
             b = blocks[k]
@@ -165,7 +168,7 @@ class ClusterMoments:
             edges = [b.first + (b.stop - b.first) * j // n for j in range(n + 1)]
             for first, stop in zip(edges[:-1], edges[1:], strict=True):
                 url = patch_url(scan, first, stop, sub)
-                out.append((Patch(len(out), url, url.split("?")[0]), k, first - b.first))
+                out.append((Patch(len(out), url, url.split("?")[0], request), k, first - b.first))
         return out
 
     def _fetch(self, frames: np.ndarray, blocks: list[Block], groups: list[np.ndarray], size: int, p: Pass,

@@ -15,6 +15,7 @@ import json
 import logging
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ class Patch:
     id: int
     url: str  # path and query below the node's base URL
     key: str  # what the ring hashes: the block, not its parameters, so a block's data stay on one node
+    request: int = 0  # which request it serves: slots are shared fairly between requests
 
 
 @dataclass
@@ -73,6 +75,8 @@ class NodePool:
         self.nodes = {u.rstrip("/"): Node(u.rstrip("/")) for u in urls}
         self.per_node = per_node
         self._freed = asyncio.Condition()
+        self._running: Counter[int] = Counter()  # slots held, per request
+        self._queued: Counter[int] = Counter()  # patches waiting for a slot, per request
         self.ring = Ring(list(self.nodes))
         self.patch_timeout = patch_timeout
         self.down_after = down_after
@@ -130,6 +134,9 @@ class NodePool:
         finally:
             async with self._freed:
                 node.load -= 1
+                self._running[patch.request] -= 1
+                if not self._running[patch.request]:
+                    del self._running[patch.request]
                 self._freed.notify_all()
 
     async def fetch(self, patch: Patch, avoid: tuple[str, ...] = ()) -> bytes:
@@ -165,20 +172,32 @@ class NodePool:
         """A slot on the first idle node in the patch's ring order: its own node when that is idle
         (affinity), else the next idle one, so no node idles while another computes two; only when every
         node is busy, a second slot in the same order. Nodes that failed this patch come last; None when
-        no node is up."""
+        no node is up. Between requests, a freed slot goes to the waiting request holding the fewest, so
+        a small map is not queued behind every block of a large one."""
         order = [self.nodes[n] for n in self.ring.order(patch.key)] if not self.balancer else list(self.nodes.values())
         order.sort(key=lambda n: n.url in tried)  # stable: ring order kept within each group
         async with self._freed:
-            while True:
-                up = [n for n in order if n.up or self.balancer]
-                if not up:
-                    return None
-                free = next((n for n in up if n.load == 0), None) or next(
-                    (n for n in up if n.load < self.per_node), None)
-                if free is not None:
-                    free.load += 1
-                    return free
-                await self._freed.wait()
+            self._queued[patch.request] += 1
+            try:
+                while True:
+                    up = [n for n in order if n.up or self.balancer]
+                    if not up:
+                        return None
+                    free = next((n for n in up if n.load == 0), None) or next(
+                        (n for n in up if n.load < self.per_node), None)
+                    if free is not None and self._my_turn(patch.request):
+                        free.load += 1
+                        self._running[patch.request] += 1
+                        return free
+                    await self._freed.wait()
+            finally:
+                self._queued[patch.request] -= 1
+                if not self._queued[patch.request]:
+                    del self._queued[patch.request]
+
+    def _my_turn(self, request: int) -> bool:
+        mine = self._running[request]
+        return all(mine <= self._running[r] for r in self._queued if r != request)
 
     def _failed(self, node: Node) -> None:
         node.failures += 1

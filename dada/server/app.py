@@ -105,6 +105,9 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         doc = {"status": "ok", "role": role, "version": dada.__version__, "roots": sorted(config.roots)}
         if "pool" in cluster:
             doc.update(cluster["pool"].status())
+        if "local" in cluster:
+            doc["local_nodes"] = cluster["local"].status()
+            doc["restarts"] = cluster["local"].restarts
         return json_response(doc)
 
     async def metrics_route(_: web.Request) -> web.Response:
@@ -125,6 +128,8 @@ def make_app(config: Config, role: str = "front") -> web.Application:
             cluster["local"] = LocalNodes(replace(config, node_secret=node_secret), config.local_nodes)
             urls = await loop.run_in_executor(None, cluster["local"].start)
             log.info("started %d local nodes: %s", len(urls), ", ".join(urls))
+            metrics.watch_restarts(lambda: cluster["local"].restarts)
+            cluster["supervisor"] = asyncio.create_task(supervise(cluster["local"]))
         slots = config.lb_concurrency if config.lb else config.per_node
         nodes = NodePool(urls, balancer=bool(config.lb), per_node=slots, patch_timeout=config.patch_timeout,
                          secret=node_secret)
@@ -136,12 +141,15 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         gc.freeze()
 
     async def shutdown(_: web.Application) -> None:
+        if "supervisor" in cluster:
+            cluster["supervisor"].cancel()
         if "pool" in cluster:
             await cluster["pool"].close()
             await asyncio.get_running_loop().run_in_executor(None, dispatch.moments.close)  # pending cache writes
         if "local" in cluster:
             await asyncio.get_running_loop().run_in_executor(None, cluster["local"].stop)
         pool.shutdown(wait=False, cancel_futures=True)
+        dispatch.close()
         handles.close()
         if cache is not None:
             cache.close()
@@ -177,6 +185,17 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     app["catalog"] = catalog
     app["metrics"] = metrics
     return app
+
+
+async def supervise(local: LocalNodes, tick: float = 0.5) -> None:
+    """Restart local nodes that die, for as long as the front runs."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(tick)
+        try:
+            await loop.run_in_executor(None, local.check)
+        except OSError:
+            log.exception("could not start a local node again; trying at the next tick")
 
 
 def guarded(guard: NodeGuard):

@@ -39,5 +39,10 @@ class Metrics:
 
         self.registry.register(CacheCollector())
 
+    def watch_restarts(self, restarts: Callable[[], int]) -> None:
+        """Export how often the embedded default restarted a local node that died."""
+        g = Gauge("dada_local_node_restarts", "Local nodes started again after they died", registry=self.registry)
+        g.set_function(restarts)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

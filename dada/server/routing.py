@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -101,8 +101,14 @@ def _encoded(result: Result, fmt: str, args: dict[str, Any]) -> tuple[bytes, dic
     return png.save(rgba), {"X-Dada-View": json.dumps(view, separators=(",", ":"))}
 
 
+# Requests reading more frames than this run in the heavy lane: their own threads, so a user's frame,
+# metadata, listing or cached answer never queues behind someone's full-scan map.
+INTERACTIVE_FRAMES = 64
+
+
 class Dispatcher:
-    """Holds what every request needs: catalog, config, metrics and the worker pool."""
+    """Holds what every request needs: catalog, config, metrics and the two lanes of worker threads
+    (``pool``: planning and interactive work; ``heavy``: computations reading many frames)."""
 
     def __init__(self, catalog: Catalog, config: Config, metrics: Metrics, pool: Executor, hub: ProgressHub,
                  cache: ResultCache | None, access: Access) -> None:
@@ -111,14 +117,18 @@ class Dispatcher:
         self.config = config
         self.metrics = metrics
         self.pool = pool
+        self.heavy = ThreadPoolExecutor(config.threads, thread_name_prefix="dada-heavy")
         self.hub = hub
         self.cache = cache
         self.moments: MomentSource | None = None  # set when the app starts: local engine or the cluster
         self.hot = HotAnswers(catalog, config.answer_cache_bytes)  # encoded answers of complete scans
         self.budget = Budget(config.work_budget_bytes)
 
-    async def _work(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+    async def _work(self, fn: Callable[..., Any], *args: Any, lane: Executor | None = None) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(lane or self.pool, fn, *args)
+
+    def close(self) -> None:
+        self.heavy.shutdown(wait=False, cancel_futures=True)
 
     def handler(self, ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -215,11 +225,12 @@ class Dispatcher:
         self.metrics.in_flight.inc()
         status, error = 200, None
         try:
+            lane = self.heavy if plan.frames > INTERACTIVE_FRAMES else self.pool
             async with self.budget.reserve(plan.work_bytes):
-                result = await self._work(self._compute, ep, target, args, named, ctx)
+                result = await self._work(self._compute, ep, target, args, named, ctx, lane=lane)
                 if result.document is not None and ep.target == "folder":
                     result = replace(result, document=Access.visible(grant, result.document))
-                body, more = await self._work(_encoded, ep.present(result, args), fmt, args)
+                body, more = await self._work(_encoded, ep.present(result, args), fmt, args, lane=lane)
             headers.update(more)
         except DadaError as exc:
             status, error = exc.status, exc.body()
