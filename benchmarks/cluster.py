@@ -121,7 +121,7 @@ def cached_hits(folder: str, repeats: int, seconds_each: int) -> None:
     if shutil.which("wrk") is None:
         print("\n(cached-hit benchmark skipped: needs wrk — apt-get install wrk)")
         return
-    eiger_file(folder, "map256", 256, 256, 16, 16, "uint16", unique=64)
+    eiger_file(folder, "map256", 256, 256, 16, 16, "uint16")
     d = Daemon(["serve", folder, "--cache-dir", "none"])
     bare = None
     try:

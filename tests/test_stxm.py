@@ -15,7 +15,7 @@ from helpers import Daemon, expect
 from PIL import Image
 from stxm_reference import reference
 
-from dada.demo.sample import Detector, FrameModel
+from dada.demo.sample import Detector, FrameModel, make_truth
 from dada.demo.writer import ScanSpec, write_eiger
 
 SCANS = [("eiger/u16/scan_0001", False), ("eiger/u32/scan_0002", True)]
@@ -259,6 +259,34 @@ def test_truth_dpc_orientation_anisotropy_darkfield(truth_daemon):
         for got, sel in ((tr[v, h], r < 6), (df[v, h], (r >= 6) & (r < 30))):
             want = lam[sel & ~bad].sum()
             assert abs(got - want) < 5 * np.sqrt(want) + 0.01 * want, (v, h, got, want)
+
+
+def test_quick_frames_are_distinct_and_within_noise_of_the_model(tmp_path):
+    """The benchmarks' files (``ScanSpec(quick=True)``): every frame its own Poisson draw, with the counts the
+    model expects (``quick_frame`` keeps the scattering about the nominal centre; only the beam moves)."""
+    spec = ScanSpec(3, 4, Detector(40, 48, "uint16"), 5, seed=2, quick=True)
+    write_eiger(str(tmp_path), "q", spec, progress=lambda m: None)
+    frames, *_ = load(str(tmp_path), "q")
+    assert len(frames) == 12 and len({f.tobytes() for f in frames}) == 12
+
+    det = Detector(120, 128, "uint32")
+    truth = make_truth(3, 4)
+    model = FrameModel(det, truth)
+    rng = np.random.default_rng(5)
+    mask = det.pixel_mask(rng)
+    rows, cols = np.indices(mask.shape)
+    cx, cy = det.beam_center
+    for v, h in [(0, 0), (1, 2), (2, 3)]:
+        a, b = model.quick_frame(v, h, rng, mask), model.quick_frame(v, h, rng, mask)
+        assert not np.array_equal(a, b)
+        assert (a[mask != 0] == np.iinfo(np.uint32).max).all()
+        lam = model.expected(v, h)
+        spot = np.hypot(cols - cx - truth.dpc_x[v, h], rows - cy - truth.dpc_y[v, h]) < 4
+        r = np.hypot(cols - cx, rows - cy)
+        for region in (spot, (r >= 20) & (r < 50)):  # where moving the scattering by 1.5 px does not matter
+            sel = region & (mask == 0) & (a < det.saturation)  # not the two planted saturated pixels
+            got, want = a[sel].sum(dtype=np.float64), lam[sel].sum()
+            assert abs(got - want) < 5 * np.sqrt(want) + 0.02 * want, (v, h, got, want)
 
 
 def test_radial_matches_pyfai(truth_daemon):

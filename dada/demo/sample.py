@@ -108,6 +108,7 @@ class FrameModel:
         self.sigma = beam_sigma
         self.rows = np.arange(det.rows, dtype=np.float64)[:, None]
         self.cols = np.arange(det.cols, dtype=np.float64)[None, :]
+        self._terms: list[np.ndarray] | None = None  # quick_frame's scattering images, made on first use
 
     def expected(self, v: int, h: int) -> np.ndarray:
         t, det = self.truth, self.det
@@ -128,8 +129,37 @@ class FrameModel:
 
     def frame(self, v: int, h: int, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
         """One noisy frame: Poisson counts, masked pixels at the dtype's maximum, a few saturated."""
+        return self._noisy(self.expected(v, h), rng, mask)
+
+    def quick_frame(self, v: int, h: int, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+        """:meth:`frame` about three times faster, for benchmarks that write thousands of distinct frames: the
+        scattering stays about the unshifted beam centre, a sum of three images computed once (the fibre's
+        ``cos 2(phi - theta)`` split into ``cos 2phi`` and ``sin 2phi`` terms); only the beam spot moves."""
+        t, det = self.truth, self.det
+        if self._terms is None:
+            cx, cy = det.beam_center
+            dy, dx = self.rows - cy, self.cols - cx
+            base = 0.12 * (np.maximum(np.hypot(dx, dy), 3.0) / 10.0) ** -2.5
+            phi = np.arctan2(dy, dx)
+            self._terms = [(base * w).astype(np.float32) for w in (1.0, np.cos(2 * phi), np.sin(2 * phi))]
+        m, theta = 2.0 * t.anisotropy[v, h], np.radians(t.orientation[v, h])
+        gain = np.float32(det.flux * t.transmission[v, h] * SCATTER_GAIN * t.scatter[v, h])
+        b, c, s = self._terms
+        lam = gain * b
+        lam += (gain * m * np.cos(2 * theta)) * c
+        lam += (gain * m * np.sin(2 * theta)) * s
+        cx, cy = det.beam_center
+        cx, cy = cx + t.dpc_x[v, h], cy + t.dpc_y[v, h]
+        w = int(np.ceil(10 * self.sigma)) + 2  # the spot's counts beyond 10 sigma are nil
+        r0, c0 = max(0, int(cy) - w), max(0, int(cx) - w)
+        rr, cc = self.rows[r0:int(cy) + w + 1], self.cols[:, c0:int(cx) + w + 1]
+        spot = np.exp(-((rr - cy) ** 2 + (cc - cx) ** 2) / (2 * self.sigma**2)) / (2 * np.pi * self.sigma**2)
+        lam[r0:r0 + spot.shape[0], c0:c0 + spot.shape[1]] += det.flux * t.transmission[v, h] * spot
+        return self._noisy(lam, rng, mask)
+
+    def _noisy(self, expected: np.ndarray, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
         det = self.det
-        counts = rng.poisson(self.expected(v, h))
+        counts = rng.poisson(expected)
         info = np.iinfo(det.dtype)
         counts = np.minimum(counts, info.max - 1)
         n_sat = 2

@@ -35,7 +35,7 @@ class ScanSpec:
     frames_per_file: int
     snake: bool = False
     seed: int = 0
-    unique: int | None = None  # benchmarks: repeat the first `unique` frames instead of simulating all
+    quick: bool = False  # benchmarks: every frame distinct and noisy, made faster (FrameModel.quick_frame)
 
 
 def _frames(spec: ScanSpec, truth: Truth, mask: np.ndarray, rng: np.random.Generator):
@@ -45,16 +45,10 @@ def _frames(spec: ScanSpec, truth: Truth, mask: np.ndarray, rng: np.random.Gener
     order = np.empty(grid.npoints, dtype=np.int64)
     vv, hh = np.meshgrid(np.arange(spec.vert), np.arange(spec.horz), indexing="ij")
     order[grid.frame_index(vv, hh).ravel()] = np.arange(grid.npoints)
-    made: list[np.ndarray] = []
-    for i, k in enumerate(order):
-        if spec.unique is not None and i >= spec.unique:
-            yield made[i % spec.unique]
-            continue
+    make = model.quick_frame if spec.quick else model.frame
+    for k in order:
         v, h = divmod(int(k), spec.horz)
-        frame = model.frame(v, h, rng, mask)
-        if spec.unique is not None:
-            made.append(frame)
-        yield frame
+        yield make(v, h, rng, mask)
 
 
 def _scalar(g: h5py.Group, name: str, value: float, units: str | None = None) -> None:
