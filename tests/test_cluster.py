@@ -414,3 +414,36 @@ def test_a_saturated_node_pushes_back_and_the_front_honours_it(demo_root, tmp_pa
                 f.stop()
     finally:
         one.stop()
+
+
+def answers(url: str) -> bool:
+    try:
+        return http_get(int(url.rsplit(":", 1)[1]), "/healthz", timeout=2).status in (200, 403)
+    except OSError:
+        return False
+
+
+def test_the_embedded_default_restarts_a_local_node_that_dies(demo_root, reference, tmp_path):
+    """SIGKILL a local node: it is reaped and started again on its port, counted in /healthz and /metrics,
+    and answers stay exactly those of one process."""
+    f = front(demo_root, tmp_path)
+    try:
+        before = f.get("/healthz").json()["local_nodes"]
+        victim = before[0]
+        os.kill(victim["pid"], 9)
+        deadline = time.monotonic() + 60
+        while True:
+            health = f.get("/healthz").json()
+            now = next(n for n in health["local_nodes"] if n["url"] == victim["url"])
+            up = next(n for n in health["nodes"] if n["url"] == victim["url"])
+            if now["pid"] != victim["pid"] and now["running"] and up["up"] and answers(victim["url"]):
+                break
+            assert time.monotonic() < deadline, health
+            time.sleep(0.2)
+        assert health["restarts"] == 1
+        assert not os.path.exists(f"/proc/{victim['pid']}")  # reaped: a zombie would still be listed
+        assert "dada_local_node_restarts 1.0" in f.get("/metrics").body.decode()
+        check_same(f, {k: v for k, v in reference.items() if k.startswith(("stxm/", "darkfield/"))})
+        assert patches_done(f) > 0
+    finally:
+        f.stop()
