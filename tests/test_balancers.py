@@ -27,6 +27,8 @@ import pytest
 from balancers import Balancer, free_port, start_balancer
 from helpers import http_get
 
+from dada.cluster.nodes import twin_url
+
 ALL = ["haproxy", "nginx", "lighttpd"]
 N_URIS = 60
 
@@ -202,6 +204,17 @@ def test_same_uri_same_node_and_uris_spread(cluster):
     # are in that node's page cache.
     other = mapping(lb, patch_uris(query="channels=dpc,azimuthal&dpc.rdpc=6"))
     assert list(other.values()) == list(first.values())
+
+
+@pytest.mark.parametrize("cluster", ALL, indirect=True)
+def test_a_hedged_twin_hashes_apart_from_its_patch(cluster):
+    """The front's hedge of a slow patch marks its path (twin_url): the balancers' hash then sends most
+    twins to another node than their patch's (the rest the bounded load or the next hedge moves)."""
+    lb, _ = cluster
+    uris = patch_uris()
+    first, twins = mapping(lb, uris), mapping(lb, [twin_url(u) for u in uris])
+    apart = sum(first[u] != twins[twin_url(u)] for u in uris)
+    assert apart >= len(uris) // 2, (apart, len(uris))  # three nodes: about two thirds by chance alone
 
 
 @pytest.mark.parametrize("cluster", ALL, indirect=True)

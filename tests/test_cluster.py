@@ -209,6 +209,26 @@ def test_a_slow_node_is_hedged(demo_root, nodes, reference, tmp_path):
         laggard.stop()
 
 
+def test_a_slow_node_is_hedged_through_haproxy(demo_root, nodes, reference, tmp_path):
+    """Behind a balancer the twin of a slow patch carries a marked path (another hash), so it reaches
+    another node, not the laggard again."""
+    laggard = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_PATCH_DELAY": "20"})
+    lb = start_balancer("haproxy", [nodes[0].port, nodes[1].port, laggard.port])
+    f = front(demo_root, tmp_path, "--lb", lb.url, "--lb-concurrency", "6")
+    case = "darkfield/eiger/u16/scan_0001.npy?rmin=8"
+    try:
+        t0 = time.monotonic()
+        got = f.get("/" + case)
+        elapsed = time.monotonic() - t0
+        assert got.status == 200 and got.body == reference[case].body
+        assert elapsed < 10, f"{elapsed:.1f} s: the slow node's blocks were not hedged elsewhere"
+        assert f.get("/healthz").json()["hedges"] >= 1
+    finally:
+        f.stop()
+        lb.stop()
+        laggard.stop()
+
+
 def test_all_nodes_down_is_a_quick_clear_502(demo_root, tmp_path):
     dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
     f = front(demo_root, tmp_path, "--nodes", ",".join(dead))

@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 
+from dada.cluster.nodes import TWIN_MARK
 from dada.errors import BadParameter, Busy, NotFound
 from dada.sources.catalog import Catalog
 from dada.stxm.partials import LocalMoments, pack
@@ -28,7 +29,7 @@ def parse_tail(tail: str) -> tuple[str, int, int]:
     """``a/b/scan/64-128.part`` -> (``a/b/scan``, 64, 128)."""
     head, _, last = tail.strip("/").rpartition("/")
     stem, dot, ext = last.partition(".")
-    first, dash, stop = stem.partition("-")
+    first, dash, stop = stem.removesuffix(TWIN_MARK).partition("-")
     if not head or ext != "part" or not dash or not (first.isdigit() and stop.isdigit()):
         raise NotFound("a patch URL is /_patch/{scan}/{first}-{stop}.part")
     a, b = int(first), int(stop)

@@ -17,7 +17,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 
@@ -242,6 +242,7 @@ class NodePool:
                     body = task.result()  # a failure here ends the request: it names the patch and nodes
                     answered.add(patch.id)
                     self.where.pop(patch.url, None)
+                    self.where.pop(twin_url(patch.url), None)
                     for other, (p, _) in list(pending.items()):  # the hedge's twin is no longer needed
                         if p.id == patch.id:
                             other.cancel()
@@ -253,8 +254,10 @@ class NodePool:
                 task.cancel()
 
     def _hedge(self, pending: dict, hedged: set[int], answered: int, total: int) -> None:
-        """Duplicate patches running on a node well past the typical patch time, once half are answered."""
-        if self.balancer or len(self.nodes) < 2 or len(self.durations) < 2 or 2 * answered < total:
+        """Duplicate patches running on a node well past the typical patch time, once half are answered.
+        Through a balancer the twin's path is marked (``twin_url``), so the balancer's hash sends it to
+        another node than the first."""
+        if (not self.balancer and len(self.nodes) < 2) or len(self.durations) < 2 or 2 * answered < total:
             return
         typical = statistics.median(self.durations[-50:])
         now = time.monotonic()
@@ -263,7 +266,19 @@ class NodePool:
             if p.id not in hedged and now - sent > max(self.hedge_factor * typical, 0.2):
                 hedged.add(p.id)
                 self.hedges += 1
-                pending[asyncio.ensure_future(self.fetch(p, avoid=(node,)))] = (p, now)  # elsewhere
+                twin = replace(p, url=twin_url(p.url)) if self.balancer else p
+                pending[asyncio.ensure_future(self.fetch(twin, avoid=(node,)))] = (p, now)  # elsewhere
+
+
+TWIN_MARK = "~hedge"
+
+
+def twin_url(url: str) -> str:
+    """A hedged twin of a patch URL: ``…/{first}-{stop}.part`` becomes ``…/{first}-{stop}~hedge.part``, a
+    different path for the balancers to hash (the node reads the same frames)."""
+    path, q, query = url.partition("?")
+    stem, dot, ext = path.rpartition(".")
+    return f"{stem}{TWIN_MARK}{dot}{ext}{q}{query}"
 
 
 class _Retry(Exception):
