@@ -21,6 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from dada.cache.keys import named_files
 from dada.endpoint import Context, Target
 from dada.errors import BadParameter
 from dada.memo import Memo
@@ -133,7 +134,7 @@ class AnalysisFiles:
         """Every output of the channel, as its route's ``.npy`` of that output would answer it."""
         ep = CHANNELS[name]
         ctx = Context(self.dispatch.catalog, self.dispatch.moments)
-        computed = self.dispatch._compute(ep, target, args, ctx)
+        computed = self.dispatch._compute(ep, target, args, named_files(ep, self.dispatch.catalog, args), ctx)
         channel = next(iter(ep.channels.values()))
         arrays = {out: ep.present(computed, {**args, "output": out}).primary for out in channel.outputs}
         units = {out: channel.unit(out, args) or "" for out in channel.outputs}
