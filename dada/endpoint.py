@@ -83,14 +83,43 @@ class Listener(Protocol):
     def cancelled(self) -> bool: ...
 
 
+class Reduction(Protocol):
+    """A reduction over frames that splits over runs of frames: ``partial`` of some frames (in the
+    order given) anywhere — this process or a node holding them — and the parts put together once at the
+    front (``dada.frames.routes``: /sum adds images, /composite places tiles)."""
+
+    name: str
+    model: Model
+
+    def selected(self, scan: Scan, args: dict[str, Any]) -> np.ndarray:
+        """The frame numbers the request reduces, flat, in the order the answer lays them out."""
+
+    def partial(self, scan: Scan, frames: np.ndarray, args: dict[str, Any]) -> np.ndarray: ...
+
+
+class FrameSource(Protocol):
+    """Computes a reduction's parts for frames (flat): [(positions into ``frames``, partial array)]."""
+
+    def __call__(self, scan: Scan, frames: np.ndarray, ep: Reduction, args: dict[str, Any]
+                 ) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+
+def local_parts(scan: Scan, frames: np.ndarray, ep: Reduction, args: dict[str, Any]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A reduction computed in this process, as one part."""
+    return [(np.arange(frames.size), ep.partial(scan, frames, args))]
+
+
 @dataclass(frozen=True)
 class Context:
-    """What a computation may use besides its target: the catalog, where STXM moments come from (this
-    process's engine, or the cluster's nodes), and the request's progress stream, if anyone listens."""
+    """What a computation may use besides its target: the catalog, where STXM moments and frame
+    reductions come from (this process's engine, or the cluster's nodes), and the request's progress
+    stream, if anyone listens."""
 
     catalog: Catalog
     moments: MomentSource
     progress: Listener | None = None
+    frames: FrameSource = local_parts
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ computes in-process), so gluing partial results must be exact, including sums ov
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ import time
 
 import h5py
 import hdf5plugin  # noqa: F401
+import numpy as np
 import pytest
 from balancers import start_balancer
 from helpers import Daemon, free_port, http_get, require_module
@@ -465,5 +467,31 @@ def test_the_embedded_default_restarts_a_local_node_that_dies(demo_root, referen
         assert "dada_local_node_restarts 1.0" in f.get("/metrics").body.decode()
         check_same(f, {k: v for k, v in reference.items() if k.startswith(("stxm/", "darkfield/"))})
         assert patches_done(f) > 0
+    finally:
+        f.stop()
+
+
+def test_sum_and_composite_are_computed_by_the_nodes(demo_root, nodes, tmp_path):
+    """/sum and /composite go to the nodes block by block (their parts: images summed, tiles placed) and
+    equal one process's answers byte for byte, which in turn equal h5py-read frames summed by numpy."""
+    f = front(demo_root, tmp_path, "--nodes", urls(nodes))
+    cases = ["sum/eiger/u32/scan_0002.npy", "sum/eiger/u16/scan_0001.npy?reduce=mean&bin=2&vert=1:5&horz=0:7:2",
+             "sum/eiger/u16/scan_0001.npy?mask=false&vert=2",
+             "composite/eiger/u16/scan_0001.npy?bin=4&vert=1:4&horz=2:7",
+             "composite/eiger/u32/scan_0002.tiff?bin=8&horz=1:3"]
+    try:
+        for case in cases:
+            before = patches_done(f)
+            got, want = f.get("/" + case), nodes[0].get("/" + case)
+            assert got.status == want.status == 200, (case, got.body[:300])
+            assert got.body == want.body, case
+            assert patches_done(f) > before, case  # the nodes computed it, not the front
+        scan = "eiger/u16/scan_0001"
+        master = os.path.join(demo_root, scan + "_master.h5")
+        with h5py.File(master) as h:
+            total = sum(h["entry/data"][k][:].astype(np.int64).sum(axis=0) for k in sorted(h["entry/data"]))
+        got = np.load(io.BytesIO(f.get(f"/sum/{scan}.npy?mask=false").body))
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, total)
     finally:
         f.stop()

@@ -15,14 +15,16 @@ before the block is cached, so the cache still holds whole blocks.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import logging
 import queue
 import threading
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,7 @@ from dada.cache.keys import block_key
 from dada.cluster.assembly import Assembly, as_run
 from dada.cluster.blocks import Block, blocks_of
 from dada.cluster.nodes import NodePool, Patch
+from dada.endpoint import Reduction
 from dada.errors import Cancelled
 from dada.params import canon
 from dada.sources.scan import Scan
@@ -41,6 +44,7 @@ from dada.stxm.partials import Pass, Progress
 log = logging.getLogger("dada.cluster")
 
 PATCH_PREFIX = "/_patch"
+FRAMES_PREFIX = "/_frames"  # a node's frame reductions (/sum, /composite) over a block's selected frames
 MIN_PIECE = 8  # frames: smaller pieces cost more in round trips than they gain in parallelism
 
 
@@ -179,24 +183,7 @@ class ClusterMoments:
         where = {patch.id: (k, row) for patch, k, row in patches}
         waiting = Counter(k for _, k, _ in patches)  # pieces still to come, per block
         pieces: dict[int, list[tuple[int, dict[str, Moments]]]] = {}  # blocks sent in pieces: (row, moments)
-        answers: queue.Queue = queue.Queue()
-        job = asyncio.run_coroutine_threadsafe(
-            self.pool.fetch_all([patch for patch, _, _ in patches], lambda patch, body: answers.put((patch.id, body))),
-            self.loop)
-        left = len(patches)
-        while left:
-            try:
-                pid, body = answers.get(timeout=0.05)
-            except queue.Empty:
-                if progress is not None and progress.cancelled():
-                    job.cancel()
-                    raise Cancelled(f"cancelled with {left} of {len(patches)} patches still to come") from None
-                if job.done():
-                    job.result()  # raises what ended it
-                    if answers.empty():
-                        raise RuntimeError("the node pool ended without every answer") from None
-                continue
-            left -= 1
+        for pid, body in answered(self.pool, self.loop, [patch for patch, _, _ in patches], progress):
             k, row = where[pid]
             block = blocks[k]
             try:
@@ -219,7 +206,59 @@ class ClusterMoments:
                     if c.name in records:
                         self.cache.put(self._key(block, size, p, i), bytes(records[c.name]))
             done(k)
-        job.result()
+
+
+class ClusterFrames:
+    """Frame reductions (/sum, /composite) cut on the scan's block grid and computed by the nodes that
+    hold those blocks (the ring key is the block's, as for STXM patches); the parts are put together by
+    the route. Their partials depend on the selection, so they are not cached per block: the answer is."""
+
+    def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, block_size: Callable[[Scan], int]) -> None:
+        self.pool, self.loop, self.block_size = pool, loop, block_size
+        self._requests = itertools.count(1)
+
+    def __call__(self, scan: Scan, frames: np.ndarray, ep: Reduction, args: dict[str, Any]
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+        frames = np.asarray(frames, dtype=np.int64).ravel()
+        blocks, where = blocks_of(scan, frames, self.block_size(scan))
+        groups = np.split(np.argsort(where, kind="stable"), np.cumsum(np.bincount(where, minlength=len(blocks)))[:-1])
+        query = urllib.parse.urlencode([("route", ep.name)] + [
+            (q.name, canon(args[q.name])) for q in ep.model.params if not q.presentation and args[q.name] is not None])
+        request = next(self._requests)
+        patches = []
+        for k, b in enumerate(blocks):
+            key = urllib.parse.quote(f"{PATCH_PREFIX}/{scan.name}/{b.first}-{b.stop}.part")
+            path = urllib.parse.quote(f"{FRAMES_PREFIX}/{scan.name}/{b.first}-{b.stop}.part")
+            patches.append(Patch(k, f"{path}?{query}", key, request))
+        parts = []
+        for k, body in answered(self.pool, self.loop, patches):
+            parts.append((groups[k], np.load(io.BytesIO(body), allow_pickle=False)))
+        return parts
+
+
+def answered(pool: NodePool, loop: asyncio.AbstractEventLoop, patches: list[Patch],
+             progress: Progress | None = None) -> Iterator[tuple[int, bytes]]:
+    """Send the patches through the event loop; yield (patch id, body) here, off the loop, as they arrive.
+    A cancel from the listener stops the patches not yet answered; a failure ends the iteration with it."""
+    answers: queue.Queue = queue.Queue()
+    job = asyncio.run_coroutine_threadsafe(
+        pool.fetch_all(patches, lambda patch, body: answers.put((patch.id, body))), loop)
+    left = len(patches)
+    while left:
+        try:
+            item = answers.get(timeout=0.05)
+        except queue.Empty:
+            if progress is not None and progress.cancelled():
+                job.cancel()
+                raise Cancelled(f"cancelled with {left} of {len(patches)} patches still to come") from None
+            if job.done():
+                job.result()  # raises what ended it
+                if answers.empty():
+                    raise RuntimeError("the node pool ended without every answer") from None
+            continue
+        left -= 1
+        yield item
+    job.result()
 
 
 def _joined(pieces: list[tuple[int, dict[str, Moments]]]) -> dict[str, bytes]:

@@ -8,6 +8,7 @@ Retry-After) instead of queueing without bound.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import threading
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from dada.cluster.nodes import TWIN_MARK
+from dada.endpoint import Reduction
 from dada.errors import BadParameter, Busy, NotFound
 from dada.sources.catalog import Catalog
 from dada.stxm.partials import LocalMoments, pack
@@ -42,8 +44,10 @@ class PatchService:
     """Computes patches with this process's engine, admitting at most ``limit`` at once (one per thread
     computing, the rest waiting briefly); beyond that it answers 503 busy."""
 
-    def __init__(self, endpoint: StxmEndpoint, catalog: Catalog, moments: LocalMoments, limit: int) -> None:
+    def __init__(self, endpoint: StxmEndpoint, catalog: Catalog, moments: LocalMoments, limit: int,
+                 reductions: Mapping[str, Reduction]) -> None:
         self.endpoint, self.catalog, self.moments = endpoint, catalog, moments
+        self.reductions = reductions
         self.limit = limit
         self._busy = 0
         self._lock = threading.Lock()
@@ -68,11 +72,26 @@ class PatchService:
             c.check(p.geo, cargs)
         return pack(self.moments(scan, np.arange(first, stop, dtype=np.int64), p))
 
-    async def handle(self, tail: str, query: Mapping[str, str], pool: Executor) -> bytes:
+    def reduce(self, tail: str, query: Mapping[str, str]) -> bytes:
+        """A frame reduction's part (``/_frames/…?route=sum|composite&…``): over the frames of the request's
+        selection that lie in the block, in the selection's order, as one npy."""
+        path, first, stop = parse_tail(tail)
+        ep = self.reductions.get(query.get("route", ""))
+        if ep is None:
+            raise BadParameter("route", f"{query.get('route')!r} is not a frame reduction", ", ".join(self.reductions))
+        args = ep.model.parse({k: v for k, v in query.items() if k != "route"})
+        scan = self.catalog.scan(path)
+        frames = ep.selected(scan, args)
+        buf = io.BytesIO()
+        np.save(buf, ep.partial(scan, frames[(frames >= first) & (frames < stop)], args))
+        return buf.getvalue()
+
+    async def handle(self, tail: str, query: Mapping[str, str], pool: Executor, frames: bool = False) -> bytes:
         self.admit()
         try:
             if self.delay:
                 await asyncio.sleep(self.delay)
-            return await asyncio.get_running_loop().run_in_executor(pool, self.compute, tail, query)
+            work = self.reduce if frames else self.compute
+            return await asyncio.get_running_loop().run_in_executor(pool, work, tail, query)
         finally:
             self.release()

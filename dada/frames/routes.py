@@ -81,16 +81,17 @@ class Sum(Endpoint):
         dtype = np.dtype("float64") if args["reduce"] == "mean" else _total_dtype(scan)
         return Plan(bin_shape(scan.frame_shape, args["bin"]), dtype, count_selected(scan, args))
 
-    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
-        scan = target.scan
-        frames = select_or_all(scan, args).ravel()
-        present = frames[frames < scan.nframes]
-        total = np.zeros(scan.frame_shape, dtype=_total_dtype(scan))
-        count = np.zeros(scan.frame_shape, dtype=np.int64)
+    def selected(self, scan: Scan, args: dict[str, Any]) -> np.ndarray:
+        return select_or_all(scan, args).ravel()
+
+    def partial(self, scan: Scan, frames: np.ndarray, args: dict[str, Any]) -> np.ndarray:
+        """(2, H, W): the sum of the written frames among ``frames`` and, per pixel, how many were valid."""
+        out = np.zeros((2, *scan.frame_shape), dtype=_total_dtype(scan))
+        total, count = out
         buf = np.empty(scan.frame_shape, dtype=scan.dtype)
         good = np.empty(scan.frame_shape, dtype=bool)
-        for n in present:
-            scan.read_frame(int(n), buf)
+        for n in frames[frames < scan.nframes].tolist():
+            scan.read_frame(n, buf)
             if args["mask"]:
                 valid_pixels(scan, buf, out=good)
                 np.add(total, buf, out=total, where=good)
@@ -98,6 +99,13 @@ class Sum(Endpoint):
             else:
                 total += buf
                 count += 1
+        return out
+
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
+        scan = target.scan
+        frames = self.selected(scan, args)
+        total, count = sum(part for _, part in ctx.frames(scan, frames, self, args))
+        used = int(np.count_nonzero(frames < scan.nframes))
         b = args["bin"]
         total, count = bin_sum(total, b), bin_sum(count, b)
         if args["reduce"] == "mean":
@@ -105,8 +113,8 @@ class Sum(Endpoint):
                 out = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         else:
             out = total
-        attrs = {**provenance(scan, frames), "frames_used": int(present.size),
-                 "frames_missing": int(frames.size - present.size), "reduce": args["reduce"], "bin": b}
+        attrs = {**provenance(scan, frames), "frames_used": used,
+                 "frames_missing": int(frames.size - used), "reduce": args["reduce"], "bin": b}
         unit = "counts" if args["reduce"] == "sum" else "counts/px/frame"  # a mean is per detector pixel, not bin
         return Result({args["reduce"]: out}, attrs, invalid=count == 0, unit=unit)
 
@@ -129,24 +137,39 @@ class Composite(Endpoint):
                                f"an integer in [1, {min(scan.frame_shape)}]")
         return Plan((len(vert) * th, len(horz) * tw), np.dtype("float32"), len(vert) * len(horz))
 
-    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
-        scan = target.scan
-        frames, vert, horz = select(scan, args)
+    def selected(self, scan: Scan, args: dict[str, Any]) -> np.ndarray:
+        return select(scan, args)[0].ravel()
+
+    def partial(self, scan: Scan, frames: np.ndarray, args: dict[str, Any]) -> np.ndarray:
+        """(n, th, tw) float32: each frame's tile, the mean count per valid pixel of its bins (NaN where
+        nothing is valid or the frame is not written yet)."""
         b = args["bin"]
         th, tw = bin_shape(scan.frame_shape, b)
-        out = np.full((frames.shape[0] * th, frames.shape[1] * tw), np.nan, dtype=np.float32)
+        out = np.full((frames.size, th, tw), np.nan, dtype=np.float32)
         buf = np.empty(scan.frame_shape, dtype=scan.dtype)
         good = np.ones(scan.frame_shape, dtype=bool)
-        for (i, j), n in np.ndenumerate(frames):
+        for i, n in enumerate(frames.tolist()):
             if n >= scan.nframes:
                 continue
-            scan.read_frame(int(n), buf)
+            scan.read_frame(n, buf)
             if args["mask"]:
                 valid_pixels(scan, buf, out=good)
             total = bin_sum(np.where(good, buf, 0).astype(np.float64), b)
             count = bin_sum(good, b)
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[i * th:(i + 1) * th, j * tw:(j + 1) * tw] = np.where(count > 0, total / count, np.nan)
+                out[i] = np.where(count > 0, total / count, np.nan)
+        return out
+
+    def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
+        scan = target.scan
+        frames, vert, horz = select(scan, args)
+        b = args["bin"]
+        th, tw = bin_shape(scan.frame_shape, b)
+        tiles = np.empty((frames.size, th, tw), dtype=np.float32)
+        for positions, part in ctx.frames(scan, frames.ravel(), self, args):
+            tiles[positions] = part
+        lines, points = frames.shape
+        out = tiles.reshape(lines, points, th, tw).transpose(0, 2, 1, 3).reshape(lines * th, points * tw)
         attrs = {**provenance(scan, frames), "bin": b, "tile_shape": [th, tw],
                  "vert": [vert.start, vert.stop, vert.step], "horz": [horz.start, horz.stop, horz.step]}
         return Result({"composite": out}, attrs, unit="counts/px")  # mean per detector pixel of a bin

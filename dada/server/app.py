@@ -18,7 +18,7 @@ from aiohttp import hdrs, web
 import dada
 from dada.cache import make_cache
 from dada.cluster.blocks import block_frames
-from dada.cluster.front import PATCH_PREFIX, ClusterMoments
+from dada.cluster.front import FRAMES_PREFIX, PATCH_PREFIX, ClusterFrames, ClusterMoments
 from dada.cluster.local import LocalNodes
 from dada.cluster.node import PatchService
 from dada.cluster.nodes import NodePool
@@ -136,6 +136,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         await nodes.start()
         cluster["pool"] = nodes
         dispatch.moments = ClusterMoments(nodes, loop, cache, partial(block_size, config))
+        dispatch.frames = ClusterFrames(nodes, loop, partial(block_size, config))
         # What exists now lives as long as the server: keep it out of the garbage collector's scans,
         # whose full passes otherwise show as latency spikes under load.
         gc.freeze()
@@ -153,6 +154,10 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         handles.close()
         if cache is not None:
             cache.close()
+
+    async def reduction(request: web.Request) -> web.Response:
+        body = await patches.handle(request.match_info["tail"], request.query, pool, frames=True)
+        return web.Response(body=body, content_type="application/x-npy")
 
     async def patch(request: web.Request) -> web.Response:
         body = await patches.handle(request.match_info["tail"], request.query, pool)
@@ -172,8 +177,10 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     app.router.add_delete("/progress/{rid}", hub.cancel)
     if role == "node":
         multi = next(ep for ep in ENDPOINTS if ep.name == "stxm")
-        patches = PatchService(multi, catalog, local, limit=4 * config.threads)
+        patches = PatchService(multi, catalog, local, limit=4 * config.threads,
+                               reductions={ep.name: ep for ep in ENDPOINTS if ep.name in ("sum", "composite")})
         app.router.add_get(PATCH_PREFIX + "/{tail:.*}", patch)
+        app.router.add_get(FRAMES_PREFIX + "/{tail:.*}", reduction)
     H5Grove(dispatch).register(app)
     for ep in ENDPOINTS:
         handler = dispatch.handler(ep)

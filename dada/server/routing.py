@@ -25,7 +25,7 @@ from dada.cache.policy import Hot, HotAnswers, cache_control, hot_key
 from dada.config import Config
 from dada.encoders import CONTENT_TYPES, encode, negotiate, png, stored
 from dada.encoders.render import check_render, picture
-from dada.endpoint import PLANE_FORMATS, Context, Endpoint, Plan, Result, Target
+from dada.endpoint import PLANE_FORMATS, Context, Endpoint, FrameSource, Plan, Result, Target, local_parts
 from dada.errors import BadParameter, DadaError, NotFound, TooLarge
 from dada.server.access import Access, without_token
 from dada.server.budget import Budget
@@ -121,6 +121,7 @@ class Dispatcher:
         self.hub = hub
         self.cache = cache
         self.moments: MomentSource | None = None  # set when the app starts: local engine or the cluster
+        self.frames: FrameSource = local_parts  # frame reductions: here, or the cluster's nodes
         self.hot = HotAnswers(catalog, config.answer_cache_bytes)  # encoded answers of complete scans
         self.budget = Budget(config.work_budget_bytes)
 
@@ -221,7 +222,7 @@ class Dispatcher:
             head = web.StreamResponse(headers=headers)
             await head.prepare(request)
             return head
-        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid, grant) if listened else None)
+        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid, grant) if listened else None, self.frames)
         self.metrics.in_flight.inc()
         status, error = 200, None
         try:
