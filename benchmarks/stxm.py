@@ -503,7 +503,7 @@ def pyfai_rows(table: Table, frames: np.ndarray, numbers: np.ndarray, at: np.nda
 
 
 CASES = (("eiger1m_u32", 1065, 1030, "uint32", 32), ("eiger_512_u16", 512, 512, "uint16", 32),
-         ("eiger4m_u32", 2070, 2167, "uint32", 16))
+         ("eiger4m_u32", 2070, 2167, "uint32", 16), ("roi64_u16", 64, 64, "uint16", 128))
 
 
 def main() -> None:
@@ -512,12 +512,15 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="16x16 points (8x8 for the 4M), 3 pairs")
     p.add_argument("--pairs", type=int, default=5, help="interleaved (decode-only, dada) pairs per target")
     p.add_argument("--no-peers", action="store_true", help="skip LiberTEM and pyFAI")
+    p.add_argument("--only", action="append", choices=[c[0] for c in CASES], help="these files only")
     args = p.parse_args()
     warm_up()
     folder = args.dir or tempfile.mkdtemp(prefix="dada-bench-")
     os.makedirs(folder, exist_ok=True)
     t0 = time.perf_counter()
     for name, rows, cols, dtype, side in CASES:
+        if args.only and name not in args.only:
+            continue
         side = side // 2 if args.quick else side
         peers = not args.no_peers and rows < 2000
         run_case(folder, name + ("_quick" if args.quick else ""), rows, cols, dtype, side,
