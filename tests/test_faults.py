@@ -180,7 +180,8 @@ def test_a_cache_disk_that_refuses_writes_only_means_no_caching(fault, demo_root
         f.stop()  # its cache writes, made after the answers, are all on disk once it has stopped
         assert intact_entries(disk.path) > 0
         f = Daemon(args)  # a fresh process: the maps from the disk, nothing computed, nothing corrupt
-        for case in CACHED:
+        maps = [case for case in CACHED if not case.startswith("/sum/")]  # a sum's parts are not cached
+        for case in maps:
             same(f, healthy[0], case)
         assert patches_done(f) == 0 and disk_count("corrupt") == 0 and disk_count("hits") > 0
     finally:

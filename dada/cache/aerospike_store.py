@@ -13,12 +13,12 @@ are dropped at once. The client's own tending finds the server again when it is 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from typing import Any
 
+from dada.cache.checksum import checksum
 from dada.cache.stats import Stats
 
 log = logging.getLogger("dada.cache.aerospike")
@@ -45,8 +45,6 @@ def piece_key(key: str, digest: bytes, index: int) -> str:
     return f"{key}.{digest.hex()}.{index}"
 
 
-def checksum(value: bytes) -> bytes:
-    return hashlib.blake2b(value, digest_size=16).digest()
 
 
 class AerospikeStore:

@@ -19,17 +19,16 @@ import time
 from collections import OrderedDict
 from contextlib import suppress
 
+from dada.cache.checksum import checksum
 from dada.cache.stats import Stats
 
-HEADER = struct.Struct(">4sQ16s")  # magic, payload length, blake2b-128 of the payload
-MAGIC = b"DAC1"
+HEADER = struct.Struct(">4sQ16s")  # magic, payload length, xxh3-128 of the payload
+MAGIC = b"DAC2"  # 2: xxh3 checksums
 TEMP_PREFIX = ".tmp-"
 STALE_TEMP = 3600.0  # seconds after which a temporary file is a crashed writer's leftover
 RESCAN_EVERY = 60.0  # seconds between two indexings of the folder (files other processes wrote)
 
 
-def checksum(payload: bytes) -> bytes:
-    return hashlib.blake2b(payload, digest_size=16).digest()
 
 
 class DiskCache:

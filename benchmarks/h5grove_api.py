@@ -1,6 +1,6 @@
 """A raw 1 Mpixel frame through /h5grove/data/?format=bin (what h5web asks) vs dada's own /frame/…npy.
 
-    python benchmarks/h5grove.py [--dir DIR] [--pairs 15] [--rows 1024] [--cols 1024]
+    python benchmarks/h5grove_api.py [--dir DIR] [--pairs 15] [--rows 1024] [--cols 1024]
 
 One daemon (result and answer caches off, so every answer reads and decodes its frame) serves an
 Eiger-like scan (bitshuffle-LZ4, one frame per chunk, uint32). Each pair asks both routes for the same
