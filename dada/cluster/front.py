@@ -19,17 +19,15 @@ import io
 import itertools
 import logging
 import queue
-import threading
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from dada.cache import ResultCache
 from dada.cache.keys import block_key
+from dada.cache.writer import CacheWriter
 from dada.cluster.assembly import Assembly, as_run
 from dada.cluster.blocks import Block, blocks_of
 from dada.cluster.nodes import NodePool, Patch
@@ -62,56 +60,11 @@ def patch_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
     return f"{path}?{urllib.parse.urlencode(query)}"
 
 
-class CacheWriter:
-    """Cache puts off the answer's path: one thread writes them in order; until written, a value is
-    read from here. Beyond ``limit`` bytes waiting, a put is written at once (memory stays bounded)."""
-
-    def __init__(self, cache: ResultCache, limit: int = 256 * 2**20) -> None:
-        self.cache, self.limit = cache, limit
-        self.pending: dict[str, bytes] = {}
-        self.bytes = 0
-        self._lock = threading.Lock()
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="dada-cache-writer")
-
-    def get(self, key: str) -> bytes | None:
-        with self._lock:
-            value = self.pending.get(key)
-        return value if value is not None else self.cache.get(key)
-
-    def put(self, key: str, value: bytes) -> None:
-        with self._lock:
-            inline = self.bytes + len(value) > self.limit
-            if not inline:
-                self.pending[key] = value
-                self.bytes += len(value)
-        if inline:
-            self.cache.put(key, value)
-        else:
-            self._thread.submit(self._write, key, value)
-
-    def _write(self, key: str, value: bytes) -> None:
-        try:
-            self.cache.put(key, value)
-        finally:
-            with self._lock:
-                if self.pending.pop(key, None) is not None:
-                    self.bytes -= len(value)
-
-    def close(self) -> None:
-        """Write every put so far, then stop (a front that stops loses no cache write)."""
-        self._thread.shutdown(wait=True)
-
-
 class ClusterMoments:
-    def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, cache: ResultCache | None,
+    def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, cache: CacheWriter | None,
                  block_size: Callable[[Scan], int]) -> None:
-        self.pool, self.loop, self.block_size = pool, loop, block_size
-        self.cache = None if cache is None else CacheWriter(cache)
+        self.pool, self.loop, self.cache, self.block_size = pool, loop, cache, block_size
         self._requests = itertools.count(1)
-
-    def close(self) -> None:
-        if self.cache is not None:
-            self.cache.close()
 
     def _key(self, block: Block, size: int, p: Pass, i: int) -> str:
         return block_key(block, size, p, i)
@@ -204,7 +157,7 @@ class ClusterMoments:
             if self.cache is not None and block.complete:
                 for i, (c, _) in enumerate(p.channels):
                     if c.name in records:
-                        self.cache.put(self._key(block, size, p, i), bytes(records[c.name]))
+                        self.cache.put(self._key(block, size, p, i), records[c.name])
             done(k)
 
 

@@ -17,6 +17,7 @@ from aiohttp import hdrs, web
 
 import dada
 from dada.cache import make_cache
+from dada.cache.writer import CacheWriter
 from dada.cluster.blocks import block_frames
 from dada.cluster.front import FRAMES_PREFIX, PATCH_PREFIX, ClusterFrames, ClusterMoments
 from dada.cluster.local import LocalNodes
@@ -84,6 +85,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         cache = make_cache(config.cache_memory_bytes, config.cache_dir, config.cache_disk_bytes, config.aerospike,
                            namespace=config.aerospike_namespace)
         metrics.watch_cache(cache.stats)
+        cache = CacheWriter(cache)
     dispatch = Dispatcher(catalog, config, metrics, pool, hub, cache, access)
     # nodes answer their front only; a front makes a secret for the local nodes it starts
     node_secret = config.node_secret or (secrets.token_hex(16) if role == "front" and not config.nodes
@@ -146,14 +148,13 @@ def make_app(config: Config, role: str = "front") -> web.Application:
             cluster["supervisor"].cancel()
         if "pool" in cluster:
             await cluster["pool"].close()
-            await asyncio.get_running_loop().run_in_executor(None, dispatch.moments.close)  # pending cache writes
         if "local" in cluster:
             await asyncio.get_running_loop().run_in_executor(None, cluster["local"].stop)
         pool.shutdown(wait=False, cancel_futures=True)
         dispatch.close()
         handles.close()
         if cache is not None:
-            cache.close()
+            await asyncio.get_running_loop().run_in_executor(None, cache.close)  # pending writes first
 
     async def reduction(request: web.Request) -> web.Response:
         body = await patches.handle(request.match_info["tail"], request.query, pool, frames=True)

@@ -19,9 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from dada.cache import ResultCache
 from dada.cache.keys import NamedFile, answer_tag, named_files, result_key
 from dada.cache.policy import Hot, HotAnswers, cache_control, hot_key
+from dada.cache.writer import CacheWriter
 from dada.config import Config
 from dada.encoders import CONTENT_TYPES, encode, negotiate, png, stored
 from dada.encoders.render import check_render, picture
@@ -111,7 +111,7 @@ class Dispatcher:
     (``pool``: planning and interactive work; ``heavy``: computations reading many frames)."""
 
     def __init__(self, catalog: Catalog, config: Config, metrics: Metrics, pool: Executor, hub: ProgressHub,
-                 cache: ResultCache | None, access: Access) -> None:
+                 cache: CacheWriter | None, access: Access) -> None:
         self.catalog = catalog
         self.access = access
         self.config = config
@@ -266,7 +266,7 @@ class Dispatcher:
             return stored.load(data)
         result = ep.compute(target, args, ctx)
         if target.complete:
-            self.cache.put(key, stored.dump(result))
+            self.cache.put(key, lambda: stored.dump(result), size=stored.size(result))  # after the answer
         return result
 
     def _check(self, ep: Endpoint, plan: Plan, fmt: str) -> None:
