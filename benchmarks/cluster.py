@@ -240,22 +240,30 @@ def lanes(folder: str, url: str, repeats: int) -> None:
 
 def memory(folder: str) -> None:
     """A fresh embedded default answers /stxm (all four, h5: every output) on 102,400 points of 64x64 frames:
-    its peak RSS against the answer's size; the first request of the scan against the second."""
+    its peak RSS against the answer's size, with the default in-memory caches (bounded by their own
+    settings: 512 MiB of results, 128 MiB of encoded answers) and without them; the first request of the
+    scan against the second."""
     name = "roi64_320"
     eiger_file(folder, name, 320, 320, 64, 64, "uint16")
-    d = front(folder, None)
-    try:
-        url = f"/stxm/{name}.h5"
-        first, _, body = answer(d, url + fresh_query())
-        second, _, _ = answer(d, url + fresh_query())
-        peak = peak_rss(d.proc.pid)
-    finally:
-        d.stop()
-    bound = 2 * len(body) + 300 * 2**20
+    bare = os.path.join(folder, "no-memory-caches.toml")
+    with open(bare, "w") as f:
+        f.write("cache_memory_bytes = 0\nanswer_cache_bytes = 0\n")
     print("\n## 6. Front memory and first request, 320x320 points of 64x64 uint16 (embedded default)\n")
-    print(f"| answer (h5, every output) | {len(body) / 1e6:.0f} MB |\n| front peak RSS | {peak / 1e6:.0f} MB |")
-    print(f"| bound: 2 x answer + 300 MB | {bound / 1e6:.0f} MB ({'within' if peak <= bound else 'OVER'}) |")
-    print(f"| first request of the scan | {first:.2f} s |\n| second (new parameters) | {second:.2f} s |", flush=True)
+    print("| in-memory caches | answer (h5, every output) | front peak RSS | 2 x answer + 300 MB | first request | "
+          "second (new parameters) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, flags in (("default (512 + 128 MiB)", ()), ("off", ("--config", bare))):
+        d = front(folder, None, *flags)
+        try:
+            url = f"/stxm/{name}.h5"
+            first, _, body = answer(d, url + fresh_query())
+            second, _, _ = answer(d, url + fresh_query())
+            peak = peak_rss(d.proc.pid)
+        finally:
+            d.stop()
+        bound = 2 * len(body) + 300 * 2**20
+        print(f"| {label} | {len(body) / 1e6:.0f} MB | {peak / 1e6:.0f} MB | {bound / 1e6:.0f} MB "
+              f"({'within' if peak <= bound else 'over'}) | {first:.2f} s | {second:.2f} s |", flush=True)
 
 
 def main() -> None:

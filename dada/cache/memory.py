@@ -28,8 +28,8 @@ class MemoryCache:
         self._stats.add("hits" if value is not None else "misses")
         return value
 
-    def put(self, key: str, value: bytes) -> None:
-        value = bytes(value)
+    def put(self, key: str, value: bytes | bytearray) -> None:
+        value = value if isinstance(value, bytes | bytearray) else bytes(value)  # a buffer handed over: not copied
         self._stats.add("puts")
         evicted = 0
         with self._lock:

@@ -22,11 +22,19 @@ def size(result: Result) -> int:
     return sum(a.nbytes for a in result.arrays.values()) + 4096
 
 
-def dump(result: Result) -> bytes:
-    arrays = {k: np.ascontiguousarray(a) for k, a in result.arrays.items()}
+def dump(result: Result) -> bytearray:
+    """One copy of each array, straight into the buffer (arrays are often views: no contiguous copy first)."""
+    arrays = result.arrays
     head = json.dumps({"attrs": result.attrs,
                        "arrays": [[k, a.dtype.str, list(a.shape)] for k, a in arrays.items()]}).encode()
-    return b"".join([LENGTH.pack(len(head)), head, *(a.tobytes() for a in arrays.values())])
+    out = bytearray(LENGTH.size + len(head) + sum(a.nbytes for a in arrays.values()))
+    LENGTH.pack_into(out, 0, len(head))
+    pos = LENGTH.size + len(head)
+    out[LENGTH.size:pos] = head
+    for a in arrays.values():
+        np.copyto(np.frombuffer(out, dtype=a.dtype, count=a.size, offset=pos).reshape(a.shape), a)
+        pos += a.nbytes
+    return out
 
 
 def load(data: bytes | memoryview) -> Result:
