@@ -53,9 +53,10 @@ def framed(more: dict[str, str], body: bytes) -> bytes:
     return len(head).to_bytes(4, "big") + head + body
 
 
-def unframed(data: bytes) -> tuple[dict[str, str], bytes]:
+def unframed(data: bytes) -> tuple[dict[str, str], memoryview]:
+    """The headers and the body (a view: a hot answer's body is sent without a copy)."""
     n = int.from_bytes(data[:4], "big")
-    return json.loads(data[4:4 + n]), data[4 + n:]
+    return json.loads(data[4:4 + n]), memoryview(data)[4 + n:]
 
 
 @dataclass
@@ -105,7 +106,7 @@ class HotAnswers:
         hot.checked = now
         return True
 
-    def encoded(self, tag: str) -> tuple[dict[str, str], bytes] | None:
+    def encoded(self, tag: str) -> tuple[dict[str, str], memoryview] | None:
         """An encoded answer by its ETag: the headers its content decides, and the body."""
         data = self.answers.get(tag)
         return None if data is None else unframed(data)

@@ -86,6 +86,6 @@ class LocalMoments:
         return out
 
 
-def pack(moments: dict[str, Moments]) -> bytes:
+def pack(moments: dict[str, Moments]) -> bytearray:
     """What a node answers for a patch: every channel's record (see ``wire``)."""
-    return wire.bundle({name: wire.record(m, m.values.shape[2]) for name, m in moments.items()})
+    return wire.bundle(moments)

@@ -37,13 +37,27 @@ class WireError(ValueError):
     """Bytes that are not a record of this format (corrupt, truncated, or of another format)."""
 
 
-def record(m: Moments, slots: int) -> bytes:
+def _size(m: Moments, slots: int) -> int:
+    n, nbins = m.valid.shape
+    return HEADER.size + n * nbins * (8 * slots + 4)
+
+
+def _write(out: memoryview, m: Moments, slots: int) -> None:
+    """A record into ``out`` (exactly its size): each array copied once, straight into place."""
+    n, nbins = m.valid.shape
+    nv = n * nbins * slots * 8
+    payload = out[HEADER.size:]
+    np.copyto(np.frombuffer(payload, dtype=np.float64, count=n * nbins * slots).reshape(n, nbins, slots),
+              m.values[..., :slots])
+    np.copyto(np.frombuffer(payload, dtype=np.float32, offset=nv).reshape(n, nbins), m.valid, casting="same_kind")
+    HEADER.pack_into(out, 0, MAGIC, FORMAT, slots, n, nbins, xxhash.xxh3_64_intdigest(payload))
+
+
+def record(m: Moments, slots: int) -> bytearray:
     """One channel's moments as a record; ``slots`` 1 keeps Σv only (channels without first moments)."""
-    values = np.ascontiguousarray(m.values[..., :slots], dtype=np.float64)
-    valid = np.ascontiguousarray(m.valid, dtype=np.float32)
-    payload = values.tobytes() + valid.tobytes()
-    n, nbins = valid.shape
-    return HEADER.pack(MAGIC, FORMAT, slots, n, nbins, xxhash.xxh3_64_intdigest(payload)) + payload
+    out = bytearray(_size(m, slots))
+    _write(memoryview(out), m, slots)
+    return out
 
 
 def read(data: bytes | memoryview, verify: bool = True) -> Moments:
@@ -65,13 +79,21 @@ def read(data: bytes | memoryview, verify: bool = True) -> Moments:
     return Moments(values, valid, ~np.isnan(valid[:, 0]) if nbins else np.ones(n, dtype=bool))
 
 
-def bundle(records: dict[str, bytes]) -> bytes:
-    """A node's answer: every channel's record behind its name."""
-    parts = []
-    for name, rec in records.items():
-        raw = name.encode()
-        parts += [NAME.pack(len(raw), len(rec)), raw, rec]
-    return b"".join(parts)
+def bundle(moments: dict[str, Moments]) -> bytearray:
+    """A node's answer: every channel's record behind its name, written in one buffer (slots: as the
+    moments carry them)."""
+    names = {name: name.encode() for name in moments}
+    sizes = {name: _size(m, m.values.shape[2]) for name, m in moments.items()}
+    out = bytearray(sum(NAME.size + len(names[k]) + sizes[k] for k in moments))
+    view, pos = memoryview(out), 0
+    for name, m in moments.items():
+        NAME.pack_into(out, pos, len(names[name]), sizes[name])
+        pos += NAME.size
+        out[pos:pos + len(names[name])] = names[name]
+        pos += len(names[name])
+        _write(view[pos:pos + sizes[name]], m, m.values.shape[2])
+        pos += sizes[name]
+    return out
 
 
 def unbundle(body: bytes) -> Iterator[tuple[str, memoryview]]:
