@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from helpers import Daemon, expect, free_port, require_module
 from stxm_reference import reference
+from test_cluster import metric
 from test_stxm import load
 
 from dada.cache.disk import DiskCache
@@ -107,15 +108,6 @@ def npy(d: Daemon, url: str, headers: dict[str, str] | None = None) -> np.ndarra
 def darkfield_url(path: str, **query: object) -> str:
     q = "&".join(f"{k}={v}" for k, v in {**RING, **query}.items())
     return f"/darkfield/{path}.npy?{q}"
-
-
-def metric(d: Daemon, name: str, **labels: str) -> float:
-    want = {f'{k}="{v}"' for k, v in labels.items()}
-    for line in d.get("/metrics").body.decode().splitlines():
-        head, _, value = line.rpartition(" ")
-        if head.startswith(name + "{") and set(head[len(name) + 1:-1].split(",")) == want:
-            return float(value)
-    return 0.0
 
 
 def differs(before: np.ndarray, after: np.ndarray) -> None:
@@ -378,12 +370,7 @@ def test_a_result_of_another_format_version_is_recomputed_not_read(world, tmp_pa
     query = {"rmin": "6.0", "rmax": "24.0", "usermask": "version/masks/top.npy"}
     url = darkfield_url("version/scan_0001", usermask=query["usermask"])
     want = eiger_darkfield(folder, mask)
-    first = str(tmp_path / "first")
-    f = world.front("--cache-dir", first)
-    try:
-        np.testing.assert_allclose(npy(f, url), want, rtol=1e-12)
-    finally:
-        f.stop()
+    first = answered_once(world, url, want, str(tmp_path / "first"))
     catalog = Catalog({"": world.root})
     args = DARKFIELD.model.parse(query)
     target = DARKFIELD.resolve(catalog, "version/scan_0001", None)
@@ -411,6 +398,16 @@ def test_a_result_of_another_format_version_is_recomputed_not_read(world, tmp_pa
             np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def answered_once(world, url: str, want: np.ndarray, cache: str) -> str:
+    """A front with a disk cache in ``cache`` answers ``url`` (checked), then stops: its entries are on disk."""
+    f = world.front("--cache-dir", cache)
+    try:
+        np.testing.assert_allclose(npy(f, url), want, rtol=1e-12)
+    finally:
+        f.stop()
+    return cache
+
+
 def test_a_block_partial_of_another_format_version_is_recomputed_not_read(world, tmp_path):
     """The same for the front's block partials: found under the rule's key, read under the current version
     (a changed entry shows in the answer), never under another."""
@@ -418,12 +415,7 @@ def test_a_block_partial_of_another_format_version_is_recomputed_not_read(world,
     query = {"rmin": "6.0", "rmax": "24.0"}
     url = darkfield_url("blocks/scan_0001")
     want = eiger_darkfield(folder)
-    first = str(tmp_path / "first")
-    f = world.front("--cache-dir", first)
-    try:
-        np.testing.assert_allclose(npy(f, url), want, rtol=1e-12)
-    finally:
-        f.stop()
+    first = answered_once(world, url, want, str(tmp_path / "first"))
     catalog = Catalog({"": world.root})
     scan = catalog.scan("blocks/scan_0001")
     p = DARKFIELD.pass_for(scan, DARKFIELD.model.parse(query), catalog)
