@@ -260,10 +260,13 @@ class NodePool:
         if (not self.balancer and len(self.nodes) < 2) or len(self.durations) < 2 or 2 * answered < total:
             return
         typical = statistics.median(self.durations[-50:])
+        # Through a balancer a patch's time includes its wait in the balancer's queue, which the front
+        # cannot see: wait longer before spending a node on a duplicate.
+        floor = BALANCED_HEDGE_FLOOR if self.balancer else 0.2
         now = time.monotonic()
         for p, _ in list(pending.values()):
             node, sent = self.where.get(p.url, ("", now))
-            if p.id not in hedged and now - sent > max(self.hedge_factor * typical, 0.2):
+            if p.id not in hedged and now - sent > max(self.hedge_factor * typical, floor):
                 hedged.add(p.id)
                 self.hedges += 1
                 twin = replace(p, url=twin_url(p.url)) if self.balancer else p
@@ -271,6 +274,7 @@ class NodePool:
 
 
 TWIN_MARK = "~hedge"
+BALANCED_HEDGE_FLOOR = 2.0  # s: through a balancer no patch is duplicated sooner
 
 
 def twin_url(url: str) -> str:
