@@ -14,7 +14,7 @@ import urllib.request
 
 import h5py
 import numpy as np
-from helpers import free_port
+from helpers import free_port, terminate
 
 MARKER = b"H5GROVE-MARKER-OUTSIDE-THE-ROOT"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -125,9 +125,4 @@ class Reference:
         raise RuntimeError("the h5grove reference server did not come up")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        terminate(self.proc, self.log)

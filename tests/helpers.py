@@ -46,6 +46,17 @@ def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeou
         conn.close()
 
 
+def terminate(proc: subprocess.Popen, *files) -> None:
+    """Stop a process of ours (SIGTERM, then SIGKILL after 10 s) and close the files it wrote to."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    for f in files:
+        f.close()
+
+
 class Daemon:
     """``dada serve`` in its own process; requests go over real HTTP on 127.0.0.1."""
 
@@ -84,13 +95,7 @@ class Daemon:
         return self.proc.poll() is None and self.get("/healthz").status == 200
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-        self.stderr.close()
+        terminate(self.proc, self.log, self.stderr)
 
 
 class Proc:
