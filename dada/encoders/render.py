@@ -113,11 +113,6 @@ def _colour_scale(values: np.ndarray, invalid: np.ndarray | None,
     return v, bad, float(vmin if vmin is not None else 0.0), float(vmax if vmax is not None else 1.0)
 
 
-def to_rgba(values: np.ndarray, invalid: np.ndarray | None, args: dict[str, Any]) -> np.ndarray:
-    """(H, W) values -> (H, W, 4) uint8; invalid and NaN pixels are transparent black."""
-    return _coloured(*_colour_scale(values, invalid, args), args)
-
-
 def _coloured(v: np.ndarray, bad: np.ndarray, lo: float, hi: float, args: dict[str, Any]) -> np.ndarray:
     scaled = np.clip((v - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(v)
     scaled = np.where(np.isfinite(scaled), scaled, 0.0)

@@ -26,8 +26,6 @@ from multidict import MultiDict
 from dada.errors import Forbidden, Unauthorized
 
 TOKEN_PARAM = "token"
-OPEN_PATHS = ("/", "/api", "/api/openapi.json", "/healthz", "/metrics")
-OPEN_PREFIXES = ("/gui/",)
 
 
 def digest(token: str) -> str:
@@ -103,10 +101,6 @@ class Access:
         join = (lambda n: f"{base}/{n}") if base else (lambda n: n)
         return {**listing, "folders": [f for f in listing["folders"] if grant.leads_to(join(f))],
                 "scans": [s for s in listing["scans"] if grant.covers(s["path"])]}
-
-    @staticmethod
-    def is_open(path: str) -> bool:
-        return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def without_token(query: Mapping[str, str]) -> Mapping[str, str]:

@@ -53,7 +53,6 @@ class TomoScan:
     distance: float | None  # m
     energy: float | None  # keV
     _ident: str = field(default="", init=False)
-    readers: set[int] = field(default_factory=set, init=False)  # processes that read the last band
 
     @property
     def identity(self) -> str:
@@ -74,7 +73,7 @@ class TomoScan:
                 return np.transpose(d[r0:r1, :, :], (1, 0, 2))
             chunk = d.chunks or d.shape
             touched = int(np.prod(chunk[1:])) * d.dtype.itemsize  # bytes decoded per image for a band
-            slab, self.readers = read_slab(self.path, d.name, d.shape[0], r0, r1, d.shape[2], d.dtype, touched)
+            slab, _ = read_slab(self.path, d.name, d.shape[0], r0, r1, d.shape[2], d.dtype, touched)
             return slab
         except (OSError, ValueError) as exc:
             raise Unprocessable(f"rows {r0}..{r1 - 1} of {role} cannot be read: {exc}") from None

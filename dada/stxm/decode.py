@@ -131,11 +131,3 @@ def chunk_layout(dset: h5py.Dataset) -> ChunkLayout:
     if code != BITSHUFFLE_FILTER or len(values) < 5 or values[4] != BSHUF_LZ4:
         return ChunkLayout(False, "not bitshuffle-LZ4")
     return ChunkLayout(True)
-
-
-def decode_chunk(chunk: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
-    """Decode one chunk into a new array (for tests and one-off reads); None if corrupt."""
-    out = np.empty(shape, dtype=dtype)
-    scratch = np.empty(MAX_BLOCK_BYTES, dtype=np.uint8)
-    ok = decode_into(np.frombuffer(chunk, dtype=np.uint8), out.reshape(-1).view(np.uint8), dtype.itemsize, scratch)
-    return out if ok else None
