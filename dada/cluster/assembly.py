@@ -33,7 +33,8 @@ class Assembly:
         g = self.out.get(name)
         if g is None:
             nbins, slots = m.values.shape[1:]
-            g = Moments(np.empty((self.n, nbins, slots)), np.empty((self.n, nbins)), self.present)
+            # valid counts are integers below 2**24 (the wire's float32): exact, in half the memory
+            g = Moments(np.empty((self.n, nbins, slots)), np.empty((self.n, nbins), dtype=np.float32), self.present)
             self.out[name] = g
         return g
 

@@ -26,7 +26,10 @@ def attr_value(v: Any) -> Any:
 
 def encode(result: Result, render_args: dict[str, Any]) -> bytes:
     # An in-memory file, yet HDF5 refuses a second one of the same name open at once: one name per answer.
-    with h5py.File(f"answer-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False) as f:
+    # Its buffer is sized for the arrays up front: grown by small increments it is reallocated (and for
+    # a moment held twice) many times over.
+    size = sum(a.nbytes for a in result.arrays.values()) + 2**20
+    with h5py.File(f"answer-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False, block_size=size) as f:
         for name, a in result.arrays.items():
             f.create_dataset(name, data=a)
         for k, v in result.attrs.items():

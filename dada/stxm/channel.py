@@ -90,7 +90,7 @@ class Moments:
     valid-pixel counts."""
 
     values: np.ndarray  # (npoints, nbins, slots) float64: slots 3 (Σv, Σv·x, Σv·y) where bins take moments, else 1
-    valid: np.ndarray  # (npoints, nbins) float, integer counts
+    valid: np.ndarray  # (npoints, nbins) integer counts as float64 or float32 (exact): sum them in float64
     present: np.ndarray  # (npoints,) bool: frame existed
 
     def slice(self, lo: int, hi: int, slots: int = 3) -> Moments:

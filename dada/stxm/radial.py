@@ -64,9 +64,10 @@ class Radial(Channel):
         total, valid = m.values[..., SUM], m.valid
         if args["reduce"] == "sum":
             total = np.nansum(total[m.present], axis=0)[None]
-            valid = np.nansum(valid[m.present], axis=0)[None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            profile = np.where(valid > 0, total / valid, np.nan).T  # (nbins, npoints)
+            valid = np.nansum(valid[m.present], axis=0, dtype=np.float64)[None]  # counts may be float32
+        # (nbins, npoints), written once in that layout: no temporary the size of the moments
+        profile = np.full(total.shape[::-1], np.nan)
+        np.divide(total.T, valid.T, out=profile, where=(valid > 0).T)
         edges = self.edges(geo, args)
         axis = (edges[:-1] + edges[1:]) / 2
         return {"radial": profile[:, 0] if args["reduce"] == "sum" else profile, "axis": axis}

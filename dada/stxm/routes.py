@@ -152,7 +152,8 @@ class StxmEndpoint(Endpoint):
                                  "vert": [vert.start, vert.stop, vert.step], "horz": [horz.start, horz.stop, horz.step],
                                  "frames_missing": int((~present).sum())}
         for (c, cargs), context in zip(p.channels, contexts, strict=True):
-            out = c.finalize(moments[c.name], p.geo, cargs, context)
+            # each channel's moments are let go once finalised: the front holds the answer, not the partials
+            out = c.finalize(moments.pop(c.name), p.geo, cargs, context)
             shapes = c.output_shape(cargs, frames.shape)
             prefix = f"{c.name}." if self.multi else ""
             arrays.update({f"{prefix}{k}": np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()})
