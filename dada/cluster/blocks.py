@@ -43,8 +43,9 @@ class Block:
     identity: str  # of exactly the files its frames and metadata come from
 
 
-def blocks_of(scan: Scan, frames: np.ndarray, size: int) -> tuple[list[Block], np.ndarray]:
-    """The blocks holding ``frames`` (flat), and for each frame the position of its block in that list."""
+def blocks_of(scan: Scan, frames: np.ndarray, size: int) -> tuple[list[Block], list[np.ndarray]]:
+    """The blocks holding ``frames`` (flat), and for each block the positions in ``frames`` of its frames
+    (in the order ``frames`` gives them)."""
     index = frames // size
     ids, where = np.unique(index, return_inverse=True)
     total = max(scan.nframes, scan.expected_frames or 0, int(frames.max(initial=-1)) + 1)
@@ -52,7 +53,8 @@ def blocks_of(scan: Scan, frames: np.ndarray, size: int) -> tuple[list[Block], n
     for b in ids.tolist():
         first, stop = b * size, min((b + 1) * size, total)
         out.append(Block(b, first, stop, stop <= scan.nframes, block_identity(scan, first, stop)))
-    return out, where
+    groups = np.split(np.argsort(where, kind="stable"), np.cumsum(np.bincount(where, minlength=len(out)))[:-1])
+    return out, groups
 
 
 def block_identity(scan: Scan, first: int, stop: int) -> str:

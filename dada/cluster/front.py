@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import itertools
 import logging
 import queue
 import urllib.parse
@@ -64,7 +63,6 @@ class ClusterMoments:
     def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, cache: CacheWriter | None,
                  block_size: Callable[[Scan], int]) -> None:
         self.pool, self.loop, self.cache, self.block_size = pool, loop, cache, block_size
-        self._requests = itertools.count(1)
 
     def _key(self, block: Block, size: int, p: Pass, i: int) -> str:
         return block_key(block, size, p, i)
@@ -83,9 +81,7 @@ class ClusterMoments:
                  ) -> dict[str, Moments]:
         frames = np.asarray(frames, dtype=np.int64).ravel()
         size = self.block_size(scan)
-        blocks, where = blocks_of(scan, frames, size)
-        order = np.argsort(where, kind="stable")
-        groups = np.split(order, np.cumsum(np.bincount(where, minlength=len(blocks)))[:-1])
+        blocks, groups = blocks_of(scan, frames, size)
         if progress is not None:
             progress.start(len(blocks))
         into = Assembly(frames.size)
@@ -117,7 +113,7 @@ class ClusterMoments:
         """One patch per missing block, or several pieces of each when the nodes would otherwise idle;
         with each patch, its block and the block's row where it starts."""
         pieces = max(1, -(-self.pool.width // len(missing)))
-        request = next(self._requests)
+        request = self.pool.request()
         out: list[tuple[Patch, int, int]] = []
         for k, sub in missing.items():
             b = blocks[k]
@@ -168,16 +164,14 @@ class ClusterFrames:
 
     def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, block_size: Callable[[Scan], int]) -> None:
         self.pool, self.loop, self.block_size = pool, loop, block_size
-        self._requests = itertools.count(1)
 
     def __call__(self, scan: Scan, frames: np.ndarray, ep: Reduction, args: dict[str, Any]
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
         frames = np.asarray(frames, dtype=np.int64).ravel()
-        blocks, where = blocks_of(scan, frames, self.block_size(scan))
-        groups = np.split(np.argsort(where, kind="stable"), np.cumsum(np.bincount(where, minlength=len(blocks)))[:-1])
+        blocks, groups = blocks_of(scan, frames, self.block_size(scan))
         query = urllib.parse.urlencode([("route", ep.name)] + [
             (q.name, canon(args[q.name])) for q in ep.model.params if not q.presentation and args[q.name] is not None])
-        request = next(self._requests)
+        request = self.pool.request()
         patches = []
         for k, b in enumerate(blocks):
             key = urllib.parse.quote(f"{PATCH_PREFIX}/{scan.name}/{b.first}-{b.stop}.part")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import statistics
@@ -77,6 +78,7 @@ class NodePool:
         self._freed = asyncio.Condition()
         self._running: Counter[int] = Counter()  # slots held, per request
         self._queued: Counter[int] = Counter()  # patches waiting for a slot, per request
+        self._requests = itertools.count(1)
         self.ring = Ring(list(self.nodes))
         self.patch_timeout = patch_timeout
         self.down_after = down_after
@@ -100,6 +102,10 @@ class NodePool:
                 await self._probe
         if self._session is not None:
             await self._session.close()
+
+    def request(self) -> int:
+        """A new request's number: its patches share the node slots fairly with other requests'."""
+        return next(self._requests)
 
     def status(self) -> dict:
         return {"hedges": self.hedges,
