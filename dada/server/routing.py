@@ -263,10 +263,12 @@ class Dispatcher:
         data = self.cache.get(key)
         if data is not None:
             self.metrics.result_hits.inc()
-            return stored.load(data)
+            return data if isinstance(data, Result) else stored.load(data)
         result = ep.compute(target, args, ctx)
         if target.complete:
-            self.cache.put(key, lambda: stored.dump(result), size=stored.size(result))  # after the answer
+            for a in result.arrays.values():  # kept as it is in memory and shared by later answers: read-only
+                a.flags.writeable = False
+            self.cache.put(key, result, encode=stored.dump)  # after the answer
         return result
 
     def _check(self, ep: Endpoint, plan: Plan, fmt: str) -> None:
