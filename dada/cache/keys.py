@@ -63,8 +63,8 @@ def files_identity(files: Sequence[NamedFile]) -> str:
 def result_key(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequence[NamedFile],
                version: int = RESULT_FORMAT) -> str:
     """The result cache's key of what ``ep.compute`` returns (presentation parameters left out)."""
-    return _hash("result", version, f"{ep.name}/{ep.version}", target.identity, files_identity(files), target.item,
-                 ep.model.canonical(args, presentation=False))
+    return _hash("result", version, ep.key_part(args, presentation=False), target.identity, files_identity(files),
+                 target.item)
 
 
 def answer_tag(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequence[NamedFile], fmt: str,
@@ -72,8 +72,8 @@ def answer_tag(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequen
     """The ETag of an encoded answer, also its key in the encoded-answer cache. Parameters that only
     change a png leave other formats' tags alone."""
     exclude = () if fmt == "png" else ep.render_only
-    key = _hash("answer", version, f"{ep.name}/{ep.version}", target.identity, files_identity(files), target.item,
-                ep.model.canonical(args, exclude), fmt)
+    key = _hash("answer", version, ep.key_part(args, exclude), target.identity, files_identity(files), target.item,
+                fmt)
     return f'"{key[:32]}"'
 
 

@@ -35,8 +35,8 @@ from dada.errors import Cancelled
 from dada.params import canon
 from dada.sources.scan import Scan
 from dada.stxm import wire
-from dada.stxm.channel import Moments
-from dada.stxm.partials import Pass, Progress
+from dada.stxm.channel import Partial
+from dada.stxm.partials import BlockListener, Pass
 
 log = logging.getLogger("dada.cluster")
 
@@ -47,8 +47,9 @@ MIN_PIECE = 8  # frames: smaller pieces cost more in round trips than they gain 
 
 def patch_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
     """The human-readable URL of frames first..stop's partial result (a block or a piece) for the pass's channels."""
-    query: list[tuple[str, str]] = [("channels", ",".join(c.name for c, _ in p.channels)),
-                                    ("cx", repr(p.geo.cx)), ("cy", repr(p.geo.cy))]
+    query: list[tuple[str, str]] = [("channels", ",".join(c.name for c, _ in p.channels))]
+    if not np.isnan(p.geo.cx):  # no centre: no channel of the pass uses one
+        query += [("cx", repr(p.geo.cx)), ("cy", repr(p.geo.cy))]
     usermask = p.channels[0][1].get("usermask")
     if usermask:
         query.append(("usermask", usermask))
@@ -59,7 +60,7 @@ def patch_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
     return f"{path}?{urllib.parse.urlencode(query)}"
 
 
-class ClusterMoments:
+class ClusterPartials:
     def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, cache: CacheWriter | None,
                  block_size: Callable[[Scan], int]) -> None:
         self.pool, self.loop, self.cache, self.block_size = pool, loop, cache, block_size
@@ -67,7 +68,7 @@ class ClusterMoments:
     def _key(self, block: Block, size: int, p: Pass, i: int) -> str:
         return block_key(block, size, p, i)
 
-    def _cached(self, key: str) -> Moments | None:
+    def _cached(self, key: str) -> Partial | None:
         data = self.cache.get(key) if self.cache is not None else None
         if data is None:
             return None
@@ -77,22 +78,22 @@ class ClusterMoments:
             log.warning("a cached block is unreadable (%s); computing it again", exc)
             return None
 
-    def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, progress: Progress | None = None
-                 ) -> dict[str, Moments]:
+    def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, listener: BlockListener | None = None
+                 ) -> dict[str, Partial]:
         frames = np.asarray(frames, dtype=np.int64).ravel()
         size = self.block_size(scan)
         blocks, groups = blocks_of(scan, frames, size)
-        if progress is not None:
-            progress.start(len(blocks))
+        if listener is not None:
+            listener.start(len(blocks))
         into = Assembly(frames.size)
 
         def done(k: int) -> None:
-            if progress is not None:
-                progress.block(groups[k], into.view(as_run(groups[k])))
+            if listener is not None:
+                listener.block(groups[k], into.view(as_run(groups[k])))
 
         missing: dict[int, Pass] = {}
         for k, block in enumerate(blocks):
-            got: dict[str, Moments] = {}
+            got: dict[str, Partial] = {}
             if block.complete:
                 for i, (c, _) in enumerate(p.channels):
                     m = self._cached(self._key(block, size, p, i))
@@ -106,7 +107,7 @@ class ClusterMoments:
             else:
                 done(k)
         if missing:
-            self._fetch(frames, blocks, groups, size, p, self._patches(scan, blocks, missing), into, done, progress)
+            self._fetch(frames, blocks, groups, size, p, self._patches(scan, blocks, missing), into, done, listener)
         return into.out
 
     def _patches(self, scan: Scan, blocks: list[Block], missing: dict[int, Pass]) -> list[tuple[Patch, int, int]]:
@@ -126,13 +127,13 @@ class ClusterMoments:
 
     def _fetch(self, frames: np.ndarray, blocks: list[Block], groups: list[np.ndarray], size: int, p: Pass,
                patches: list[tuple[Patch, int, int]], into: Assembly, done: Callable[[int], None],
-               progress: Progress | None) -> None:
+               listener: BlockListener | None) -> None:
         """Send the patches through the event loop; read, place and queue for the cache here, off the
         loop. A cancel from the listener stops the patches not yet answered."""
         where = {patch.id: (k, row) for patch, k, row in patches}
         waiting = Counter(k for _, k, _ in patches)  # pieces still to come, per block
-        pieces: dict[int, list[tuple[int, dict[str, Moments]]]] = {}  # blocks sent in pieces: (row, moments)
-        for pid, body in answered(self.pool, self.loop, [patch for patch, _, _ in patches], progress):
+        pieces: dict[int, list[tuple[int, dict[str, Partial]]]] = {}  # blocks sent in pieces: (row, moments)
+        for pid, body in answered(self.pool, self.loop, [patch for patch, _, _ in patches], listener):
             k, row = where[pid]
             block = blocks[k]
             try:
@@ -141,7 +142,7 @@ class ClusterMoments:
             except wire.WireError as exc:
                 raise RuntimeError(f"a node's answer for frames {block.first}.. is unreadable: {exc}") from None
             rows = frames[groups[k]] - block.first
-            count = next(iter(moments.values())).values.shape[0]
+            count = next(iter(moments.values())).npoints
             mine = (rows >= row) & (rows < row + count)
             into.place(as_run(groups[k][mine]), as_run(rows[mine] - row), moments)
             waiting[k] -= 1
@@ -184,7 +185,7 @@ class ClusterFrames:
 
 
 def answered(pool: NodePool, loop: asyncio.AbstractEventLoop, patches: list[Patch],
-             progress: Progress | None = None) -> Iterator[tuple[int, bytes]]:
+             listener: BlockListener | None = None) -> Iterator[tuple[int, bytes]]:
     """Send the patches through the event loop; yield (patch id, body) here, off the loop, as they arrive.
     A cancel from the listener stops the patches not yet answered; a failure ends the iteration with it."""
     answers: queue.Queue = queue.Queue()
@@ -195,7 +196,7 @@ def answered(pool: NodePool, loop: asyncio.AbstractEventLoop, patches: list[Patc
         try:
             item = answers.get(timeout=0.05)
         except queue.Empty:
-            if progress is not None and progress.cancelled():
+            if listener is not None and listener.cancelled():
                 job.cancel()
                 raise Cancelled(f"cancelled with {left} of {len(patches)} patches still to come") from None
             if job.done():
@@ -208,13 +209,13 @@ def answered(pool: NodePool, loop: asyncio.AbstractEventLoop, patches: list[Patc
     job.result()
 
 
-def _joined(pieces: list[tuple[int, dict[str, Moments]]]) -> dict[str, bytes]:
+def _joined(pieces: list[tuple[int, dict[str, Partial]]]) -> dict[str, bytes]:
     """The records of a whole block from its pieces' moments (in any order)."""
     pieces.sort(key=lambda rm: rm[0])
     out = {}
     for name in pieces[0][1]:
         parts = [m[name] for _, m in pieces]
-        whole = Moments(np.concatenate([m.values for m in parts]), np.concatenate([m.valid for m in parts]),
+        whole = Partial({k: np.concatenate([m[k] for m in parts]) for k in parts[0].arrays},
                         np.concatenate([m.present for m in parts]))
-        out[name] = wire.record(whole, whole.values.shape[2])
+        out[name] = wire.record(whole)
     return out

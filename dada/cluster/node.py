@@ -20,7 +20,7 @@ from dada.cluster.nodes import TWIN_MARK
 from dada.endpoint import Reduction
 from dada.errors import BadParameter, Busy, NotFound
 from dada.sources.catalog import Catalog
-from dada.stxm.partials import LocalMoments, pack
+from dada.stxm.partials import LocalPartials, pack
 from dada.stxm.routes import StxmEndpoint
 
 # Test-only: seconds a node waits before answering each patch (to test hedging against a slow node).
@@ -44,9 +44,9 @@ class PatchService:
     """Computes patches with this process's engine, admitting at most ``limit`` at once (one per thread
     computing, the rest waiting briefly); beyond that it answers 503 busy."""
 
-    def __init__(self, endpoint: StxmEndpoint, catalog: Catalog, moments: LocalMoments, limit: int,
+    def __init__(self, endpoint: StxmEndpoint, catalog: Catalog, partials: LocalPartials, limit: int,
                  reductions: Mapping[str, Reduction]) -> None:
-        self.endpoint, self.catalog, self.moments = endpoint, catalog, moments
+        self.endpoint, self.catalog, self.partials = endpoint, catalog, partials
         self.reductions = reductions
         self.limit = limit
         self._busy = 0
@@ -70,7 +70,7 @@ class PatchService:
         p = self.endpoint.pass_for(scan, args, self.catalog)
         for c, cargs in p.channels:
             c.check(p.geo, cargs)
-        return pack(self.moments(scan, np.arange(first, stop, dtype=np.int64), p))
+        return pack(self.partials(scan, np.arange(first, stop, dtype=np.int64), p))
 
     def reduce(self, tail: str, query: Mapping[str, str]) -> bytes:
         """A frame reduction's part (``/_frames/…?route=sum|composite&…``): over the frames of the request's

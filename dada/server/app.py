@@ -19,7 +19,7 @@ import dada
 from dada.cache import make_cache
 from dada.cache.writer import CacheWriter
 from dada.cluster.blocks import block_frames
-from dada.cluster.front import FRAMES_PREFIX, PATCH_PREFIX, ClusterFrames, ClusterMoments
+from dada.cluster.front import FRAMES_PREFIX, PATCH_PREFIX, ClusterFrames, ClusterPartials
 from dada.cluster.local import LocalNodes
 from dada.cluster.node import PatchService
 from dada.cluster.nodes import NodePool
@@ -39,7 +39,7 @@ from dada.sources.catalog import Catalog
 from dada.sources.handles import HandleCache
 from dada.sources.scan import Scan
 from dada.stxm.engine import Engine, warm_up
-from dada.stxm.partials import LocalMoments
+from dada.stxm.partials import LocalPartials
 
 log = logging.getLogger("dada.server")
 GUI = Path(dada.__file__).resolve().parent / "gui"  # the web GUI's static files (the top-level gui/ folder)
@@ -72,7 +72,7 @@ async def errors(request: web.Request, handler):
 
 
 def make_app(config: Config, role: str = "front") -> web.Application:
-    """``front``: STXM moments come from nodes (configured, or local ones it starts); ``node``: from
+    """``front``: STXM partials come from nodes (configured, or local ones it starts); ``node``: from
     this process's engine, and the internal patch route answers the front."""
     handles = HandleCache(config.handle_cache)
     catalog = Catalog(config.roots, handles, config.dataset_paths, config.recheck_seconds)
@@ -92,7 +92,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
                                          and not config.lb else None)
     guard = NodeGuard.of(node_secret, config.node_networks)
     cluster: dict[str, Any] = {}
-    local = LocalMoments(Engine(config.threads)) if role == "node" else None  # one engine: routes and patches
+    local = LocalPartials(Engine(config.threads)) if role == "node" else None  # one engine: routes and patches
     api_doc, openapi_doc = index(ENDPOINTS), openapi(ENDPOINTS)
     if config.h5web_url:
         api_doc["h5web"] = config.h5web_url
@@ -123,7 +123,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         if role == "node":
             # Compile (or load the cached) numba kernels before the first request, not during it.
             await loop.run_in_executor(pool, warm_up)
-            dispatch.moments = local
+            dispatch.partials = local
             return
         urls = list(config.nodes) or ([config.lb] if config.lb else [])
         if not urls:
@@ -137,7 +137,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
                          secret=node_secret)
         await nodes.start()
         cluster["pool"] = nodes
-        dispatch.moments = ClusterMoments(nodes, loop, cache, partial(block_size, config))
+        dispatch.partials = ClusterPartials(nodes, loop, cache, partial(block_size, config))
         dispatch.frames = ClusterFrames(nodes, loop, partial(block_size, config))
         # What exists now lives as long as the server: keep it out of the garbage collector's scans,
         # whose full passes otherwise show as latency spikes under load.

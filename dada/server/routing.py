@@ -32,7 +32,7 @@ from dada.server.budget import Budget
 from dada.server.metrics import Metrics
 from dada.server.progress import ProgressHub
 from dada.sources.catalog import Catalog
-from dada.stxm.partials import MomentSource
+from dada.stxm.partials import PartialSource
 
 # Text formats take several bytes per number: scale the size estimate before the limit check.
 TEXT_EXPANSION = {"json": 12, "csv": 12}
@@ -120,7 +120,7 @@ class Dispatcher:
         self.heavy = ThreadPoolExecutor(config.threads, thread_name_prefix="dada-heavy")
         self.hub = hub
         self.cache = cache
-        self.moments: MomentSource | None = None  # set when the app starts: local engine or the cluster
+        self.partials: PartialSource | None = None  # set when the app starts: local engine or the cluster
         self.frames: FrameSource = local_parts  # frame reductions: here, or the cluster's nodes
         self.hot = HotAnswers(catalog, config.answer_cache_bytes)  # encoded answers of complete scans
         self.budget = Budget(config.work_budget_bytes)
@@ -222,7 +222,7 @@ class Dispatcher:
             head = web.StreamResponse(headers=headers)
             await head.prepare(request)
             return head
-        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid, grant) if listened else None, self.frames)
+        ctx = Context(self.catalog, self.partials, self.hub.publisher(rid, grant) if listened else None, self.frames)
         self.metrics.in_flight.inc()
         status, error = 200, None
         try:

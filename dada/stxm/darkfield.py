@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from dada.stxm.beam import BeamGeometry, radius_param, ring
-from dada.stxm.channel import SUM, Bins, Channel, Moments
+from dada.stxm.channel import Bins, Channel, Partial
 from dada.views import Overlay
 
 
@@ -30,9 +30,9 @@ class Darkfield(Channel):
         index = np.where(r < rmin, 1, np.where(r < rmax, 0, -1)).astype(np.int32)
         return Bins(index, 2)
 
-    def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
+    def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:
-        return {"darkfield": m.values[:, 0, SUM], "transmission": m.values[:, 1, SUM]}
+        return {"darkfield": m["sum"][:, 0], "transmission": m["sum"][:, 1]}
 
     def unit(self, output: str, args: dict[str, Any]) -> str:
         return "counts"
