@@ -41,7 +41,7 @@ ROUTES = (
     "dpc/{scan}.json?vert=1:5:2&horz=1:7:3&reference=median",
     "maxpixel/{scan}.npy?rmin=4&rmax=20",
     "contrast/{scan}.npy?rmin=6",
-    "stxm/{scan}.h5?channels=dpc,maxpixel,contrast,radial&maxpixel.rmin=2&contrast.rmax=14",
+    "stxm/{scan}.h5?channels=dpc,maxpixel,contrast,radial&maxpixel.rmin=2&contrast.rmax=14&output=dpc.dpc",
 )
 CASES = [r.format(scan=s) for s in SCANS for r in ROUTES] + [
     "dpc/live/scan_0003.npy", "darkfield/live/scan_0003.png",

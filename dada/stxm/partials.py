@@ -9,6 +9,7 @@ scan was cut. Whatever computes partials (this process's engine, or the cluster)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -21,7 +22,7 @@ from dada.sources.scan import Scan
 from dada.stxm import wire
 from dada.stxm.beam import BeamGeometry
 from dada.stxm.channel import Channel, Partial
-from dada.stxm.engine import Engine
+from dada.stxm.engine import Bulk, Engine
 from dada.stxm.pixelmaps import PixelMaps, fuse
 
 
@@ -72,6 +73,16 @@ def pixel_maps(p: Pass) -> PixelMaps:
 SLOT = {"sum": 0, "sx": 1, "sy": 2, "max": 3, "sq": 4}  # where the engine's values hold each accumulator
 
 
+def per_channel(bulk: Bulk, maps: PixelMaps, names: Sequence[str]) -> dict[str, Partial]:
+    """An engine run cut into each channel's named arrays (views: no copy), exactly those it declared."""
+    out = {}
+    for i, name in enumerate(names):
+        lo, hi = maps.offsets[i], maps.offsets[i + 1]
+        out[name] = Partial({k: bulk.valid[:, lo:hi] if k == "count" else bulk.values[:, lo:hi, SLOT[k]]
+                             for k in maps.accumulators[i]}, bulk.present)
+    return out
+
+
 class LocalPartials:
     """Partials computed in this process by its engine: what a node does with a block."""
 
@@ -81,12 +92,7 @@ class LocalPartials:
     def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, listener: BlockListener | None = None
                  ) -> dict[str, Partial]:
         maps = pixel_maps(p)
-        bulk = self.engine.run(scan, frames, maps, p.geo)
-        out = {}
-        for i, (c, _) in enumerate(p.channels):
-            lo, hi = maps.offsets[i], maps.offsets[i + 1]
-            out[c.name] = Partial({name: bulk.valid[:, lo:hi] if name == "count" else bulk.values[:, lo:hi, SLOT[name]]
-                                   for name in maps.accumulators[i]}, bulk.present)
+        out = per_channel(self.engine.run(scan, frames, maps, p.geo), maps, [c.name for c, _ in p.channels])
         if listener is not None:
             listener.start(1)
             listener.block(np.arange(len(frames)), out)
