@@ -39,7 +39,7 @@ SCAN = "beam/scan_0001"
 PLUGIN = '''
 import numpy as np
 from dada.params import Param
-from dada.stxm.channel import SUM, Bins, Channel
+from dada.stxm.channel import Bins, Channel
 
 
 class Halo(Channel):
@@ -55,7 +55,7 @@ class Halo(Channel):
         return Bins(np.where((r >= 10) & (r < 10 + args["halo_width"]), 0, -1).astype(np.int32), 1)
 
     def finalize(self, m, geo, args, context=None):
-        return {"halo": m.values[:, 0, SUM]}
+        return {"halo": m["sum"][:, 0]}
 '''
 
 
