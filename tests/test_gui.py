@@ -85,9 +85,9 @@ def plugin_path(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def gui(gui_root, plugin_path):
-    """Small blocks, each patch slowed a little, so maps visibly fill in block by block; with the plug-in channel."""
+    """Small blocks, each slowed a little, so maps visibly fill in block by block; with the plug-in channel."""
     d = Daemon(["serve", gui_root, "--cache-dir", "none", "--block-frames", "16"],
-               env={"DADA_TEST_PATCH_DELAY": "0.3", "PYTHONPATH": plugin_path})
+               env={"DADA_TEST_JOB_DELAY": "0.3", "PYTHONPATH": plugin_path})
     yield d
     d.stop()
 

@@ -17,6 +17,7 @@ import pytest
 
 from dada.stxm.beam import BeamGeometry
 from dada.stxm.channel import Bins
+from dada.stxm.decode import MAX_BLOCK_BYTES, decode_into
 from dada.stxm.engine import kernel_buffers
 from dada.stxm.kernels import accumulate_chunks, accumulate_frame
 from dada.stxm.pixelmaps import fuse
@@ -148,6 +149,22 @@ def test_chunks_match_numpy(tmp_path, dtype, shape, nelems, background, declared
         accumulate_frame(fr.ravel(), maps.kernel, cutoff, acc, decoded[0][i], decoded[1][i])
     same(decoded[0], want_values)
     np.testing.assert_array_equal(decoded[1], want_sat)
+
+
+@pytest.mark.parametrize(("dtype", "shape", "nelems"), [c[:3] for c in LAYOUTS])
+def test_whole_chunks_decode_as_h5py_reads_them(tmp_path, dtype, shape, nelems):
+    """decode_into (the benchmarks' decode-only baseline) walks the blocks the kernels walk: every layout
+    decodes to h5py's frames, and a chunk cut short is refused."""
+    frames = frames_of(dtype, shape, 2, np.random.default_rng(11))
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        d = f.create_dataset("d", data=frames, chunks=(1, *shape), **hdf5plugin.Bitshuffle(nelems=nelems, cname="lz4"))
+        chunks = [np.frombuffer(d.id.read_direct_chunk((i, 0, 0))[1], dtype=np.uint8) for i in range(2)]
+        want = d[()]
+    out, scratch = np.empty(shape, dtype=dtype), np.empty(MAX_BLOCK_BYTES, dtype=np.uint8)
+    for chunk, frame in zip(chunks, want, strict=True):
+        assert decode_into(chunk, out.reshape(-1).view(np.uint8), out.itemsize, scratch)
+        np.testing.assert_array_equal(out, frame)
+        assert not decode_into(chunk[:-5], out.reshape(-1).view(np.uint8), out.itemsize, scratch)
 
 
 def test_corrupt_chunk_is_reported(tmp_path):

@@ -39,7 +39,7 @@ def npy(d: Daemon, url: str) -> np.ndarray:
     return np.load(io.BytesIO(r.body))
 
 
-def patch_frames(vh, snake, vert, horz):
+def selection_frames(vh, snake, vert, horz):
     V, H = vh
     return np.array([[v * H + ((H - 1 - h) if snake and v % 2 else h) for h in horz] for v in vert])
 
@@ -51,7 +51,7 @@ PARAMS = dict(rmin=6.0, rmax=24.0, rdpc=5.0, nsectors=12, nbins=9)
 def test_channels_match_numpy_reference(daemon, demo_root, scan, snake):
     frames, bad, cutoff, cx, cy, vh = load(demo_root, scan)
     vert, horz = range(1, 5), range(0, 8, 3)
-    idx = patch_frames(vh, snake, vert, horz)
+    idx = selection_frames(vh, snake, vert, horz)
     ref = reference(frames[idx.ravel()], bad, cutoff, cx, cy, radial_rmin=2.0, **PARAMS)
     shape = idx.shape
     sel = "vert=1:5&horz=0:8:3"
@@ -90,7 +90,7 @@ def test_maxpixel_and_contrast_match_numpy(daemon, demo_root, scan, snake):
     with masked pixels and saturated ones (which both leave out)."""
     frames, bad, cutoff, cx, cy, vh = load(demo_root, scan)
     assert (frames[:, ~bad] >= cutoff).any() and bad.any()  # the data have both
-    idx = patch_frames(vh, snake, range(0, 6), range(0, 8))
+    idx = selection_frames(vh, snake, range(0, 6), range(0, 8))
     sel = "vert=0:6&horz=0:8"
     for rmin, rmax in ((0.0, 30.0), (4.0, 12.5)):
         ref = annulus(frames[idx.ravel()], bad, cutoff, cx, cy, rmin=rmin, rmax=rmax)
@@ -125,14 +125,14 @@ def test_an_annulus_without_valid_pixels_is_nan(daemon, demo_root):
             assert got.shape == vh and np.isnan(got).all()
             wider = npy(daemon, f"/{route}/eiger/u16/scan_0001.npy?rmin=3&rmax=12&usermask=masks-annulus/ring.npy")
             ref = annulus(frames, bad | (user != 0), cutoff, cx, cy, rmin=3, rmax=12)[route]
-            np.testing.assert_allclose(wider.ravel(), ref[patch_frames(vh, False, range(6), range(8)).ravel()],
+            np.testing.assert_allclose(wider.ravel(), ref[selection_frames(vh, False, range(6), range(8)).ravel()],
                                        rtol=1e-9)
     finally:
         shutil.rmtree(folder)
 
 
-def test_patches_glue_into_the_whole_scan(daemon):
-    """Every patch holds exactly what the whole-scan answer holds there (the cluster relies on it)."""
+def test_selections_glue_into_the_whole_scan(daemon):
+    """Every selection holds exactly what the whole-scan answer holds there (the cluster relies on it)."""
     scan = "eiger/u32/scan_0002"
     for route in ("darkfield", "dpc", "azimuthal", "radial", "maxpixel", "contrast"):
         whole = npy(daemon, f"/{route}/{scan}.npy")

@@ -2,7 +2,7 @@
 
 For a request's frames it finds their blocks on the scan's fixed block grid, takes every
 (block, channel) it can from the result cache, sends each block still missing a channel to a node
-as one patch URL (all its missing channels in one pass), and places each block's rows into the
+as one job URL (all its missing channels in one pass), and places each block's rows into the
 request's arrays as it arrives (``assembly``), then lets it go. Blocks whose frames are all written
 go to the cache *after* the answer, from a writer thread; until written they are read from the
 writer's queue. Progress is reported block by block.
@@ -29,7 +29,7 @@ from dada.cache.keys import block_key
 from dada.cache.writer import CacheWriter
 from dada.cluster.assembly import Assembly, as_run
 from dada.cluster.blocks import Block, blocks_of
-from dada.cluster.nodes import NodePool, Patch
+from dada.cluster.nodes import Job, NodePool
 from dada.endpoint import Reduction
 from dada.errors import Cancelled
 from dada.params import canon
@@ -40,12 +40,12 @@ from dada.stxm.partials import BlockListener, Pass
 
 log = logging.getLogger("dada.cluster")
 
-PATCH_PREFIX = "/_patch"
+BLOCK_PREFIX = "/_block"
 FRAMES_PREFIX = "/_frames"  # a node's frame reductions (/sum, /composite) over a block's selected frames
 MIN_PIECE = 8  # frames: smaller pieces cost more in round trips than they gain in parallelism
 
 
-def patch_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
+def block_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
     """The human-readable URL of frames first..stop's partial result (a block or a piece) for the pass's channels."""
     query: list[tuple[str, str]] = [("channels", ",".join(c.name for c, _ in p.channels))]
     if not np.isnan(p.geo.cx):  # no centre: no channel of the pass uses one
@@ -56,7 +56,7 @@ def patch_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
     for c, a in p.channels:
         query += [(f"{c.name}.{q.name}", canon(a[q.name]))
                   for q in c.params if not q.presentation and a[q.name] is not None]
-    path = urllib.parse.quote(f"{PATCH_PREFIX}/{scan.name}/{first}-{stop}.part")
+    path = urllib.parse.quote(f"{BLOCK_PREFIX}/{scan.name}/{first}-{stop}.part")
     return f"{path}?{urllib.parse.urlencode(query)}"
 
 
@@ -107,33 +107,33 @@ class ClusterPartials:
             else:
                 done(k)
         if missing:
-            self._fetch(frames, blocks, groups, size, p, self._patches(scan, blocks, missing), into, done, listener)
+            self._fetch(frames, blocks, groups, size, p, self._jobs(scan, blocks, missing), into, done, listener)
         return into.out
 
-    def _patches(self, scan: Scan, blocks: list[Block], missing: dict[int, Pass]) -> list[tuple[Patch, int, int]]:
-        """One patch per missing block, or several pieces of each when the nodes would otherwise idle;
-        with each patch, its block and the block's row where it starts."""
+    def _jobs(self, scan: Scan, blocks: list[Block], missing: dict[int, Pass]) -> list[tuple[Job, int, int]]:
+        """One job per missing block, or several pieces of each when the nodes would otherwise idle;
+        with each job, its block and the block's row where it starts."""
         pieces = max(1, -(-self.pool.width // len(missing)))
         request = self.pool.request()
-        out: list[tuple[Patch, int, int]] = []
+        out: list[tuple[Job, int, int]] = []
         for k, sub in missing.items():
             b = blocks[k]
             n = max(1, min(pieces, (b.stop - b.first) // MIN_PIECE))
             edges = [b.first + (b.stop - b.first) * j // n for j in range(n + 1)]
             for first, stop in zip(edges[:-1], edges[1:], strict=True):
-                url = patch_url(scan, first, stop, sub)
-                out.append((Patch(len(out), url, url.split("?")[0], request), k, first - b.first))
+                url = block_url(scan, first, stop, sub)
+                out.append((Job(len(out), url, url.split("?")[0], request), k, first - b.first))
         return out
 
     def _fetch(self, frames: np.ndarray, blocks: list[Block], groups: list[np.ndarray], size: int, p: Pass,
-               patches: list[tuple[Patch, int, int]], into: Assembly, done: Callable[[int], None],
+               jobs: list[tuple[Job, int, int]], into: Assembly, done: Callable[[int], None],
                listener: BlockListener | None) -> None:
-        """Send the patches through the event loop; read, place and queue for the cache here, off the
-        loop. A cancel from the listener stops the patches not yet answered."""
-        where = {patch.id: (k, row) for patch, k, row in patches}
-        waiting = Counter(k for _, k, _ in patches)  # pieces still to come, per block
+        """Send the jobs through the event loop; read, place and queue for the cache here, off the
+        loop. A cancel from the listener stops the jobs not yet answered."""
+        where = {job.id: (k, row) for job, k, row in jobs}
+        waiting = Counter(k for _, k, _ in jobs)  # pieces still to come, per block
         pieces: dict[int, list[tuple[int, dict[str, Partial]]]] = {}  # blocks sent in pieces: (row, moments)
-        for pid, body in answered(self.pool, self.loop, [patch for patch, _, _ in patches], listener):
+        for pid, body in answered(self.pool, self.loop, [job for job, _, _ in jobs], listener):
             k, row = where[pid]
             block = blocks[k]
             try:
@@ -160,7 +160,7 @@ class ClusterPartials:
 
 class ClusterFrames:
     """Frame reductions (/sum, /composite) cut on the scan's block grid and computed by the nodes that
-    hold those blocks (the ring key is the block's, as for STXM patches); the parts are put together by
+    hold those blocks (the ring key is the block's, as for STXM jobs); the parts are put together by
     the route. Their partials depend on the selection, so they are not cached per block: the answer is."""
 
     def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, block_size: Callable[[Scan], int]) -> None:
@@ -173,32 +173,32 @@ class ClusterFrames:
         query = urllib.parse.urlencode([("route", ep.name)] + [
             (q.name, canon(args[q.name])) for q in ep.model.params if not q.presentation and args[q.name] is not None])
         request = self.pool.request()
-        patches = []
+        jobs = []
         for k, b in enumerate(blocks):
-            key = urllib.parse.quote(f"{PATCH_PREFIX}/{scan.name}/{b.first}-{b.stop}.part")
+            key = urllib.parse.quote(f"{BLOCK_PREFIX}/{scan.name}/{b.first}-{b.stop}.part")
             path = urllib.parse.quote(f"{FRAMES_PREFIX}/{scan.name}/{b.first}-{b.stop}.part")
-            patches.append(Patch(k, f"{path}?{query}", key, request))
+            jobs.append(Job(k, f"{path}?{query}", key, request))
         parts = []
-        for k, body in answered(self.pool, self.loop, patches):
+        for k, body in answered(self.pool, self.loop, jobs):
             parts.append((groups[k], np.load(io.BytesIO(body), allow_pickle=False)))
         return parts
 
 
-def answered(pool: NodePool, loop: asyncio.AbstractEventLoop, patches: list[Patch],
+def answered(pool: NodePool, loop: asyncio.AbstractEventLoop, jobs: list[Job],
              listener: BlockListener | None = None) -> Iterator[tuple[int, bytes]]:
-    """Send the patches through the event loop; yield (patch id, body) here, off the loop, as they arrive.
-    A cancel from the listener stops the patches not yet answered; a failure ends the iteration with it."""
+    """Send the jobs through the event loop; yield (job id, body) here, off the loop, as they arrive.
+    A cancel from the listener stops the jobs not yet answered; a failure ends the iteration with it."""
     answers: queue.Queue = queue.Queue()
     job = asyncio.run_coroutine_threadsafe(
-        pool.fetch_all(patches, lambda patch, body: answers.put((patch.id, body))), loop)
-    left = len(patches)
+        pool.fetch_all(jobs, lambda job, body: answers.put((job.id, body))), loop)
+    left = len(jobs)
     while left:
         try:
             item = answers.get(timeout=0.05)
         except queue.Empty:
             if listener is not None and listener.cancelled():
                 job.cancel()
-                raise Cancelled(f"cancelled with {left} of {len(patches)} patches still to come") from None
+                raise Cancelled(f"cancelled with {left} of {len(jobs)} jobs still to come") from None
             if job.done():
                 job.result()  # raises what ended it
                 if answers.empty():

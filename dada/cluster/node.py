@@ -1,4 +1,4 @@
-"""A node's internal route: ``/_patch/{scan}/{first}-{stop}.part?channels=…`` answers a block's moments.
+"""A node's internal route: ``/_block/{scan}/{first}-{stop}.part?channels=…`` answers a block's moments.
 
 The query is the ``/stxm`` parameter model's (channels, beam centre, user mask, prefixed channel
 parameters), so there is no second protocol to keep in step. A saturated node says so (503 with
@@ -23,8 +23,8 @@ from dada.sources.catalog import Catalog
 from dada.stxm.partials import LocalPartials, pack
 from dada.stxm.routes import StxmEndpoint
 
-# Test-only: seconds a node waits before answering each patch (to test hedging against a slow node).
-DELAY_ENV = "DADA_TEST_PATCH_DELAY"
+# Test-only: seconds a node waits before answering each job (to test hedging against a slow node).
+DELAY_ENV = "DADA_TEST_JOB_DELAY"
 
 
 def parse_tail(tail: str) -> tuple[str, int, int]:
@@ -33,15 +33,15 @@ def parse_tail(tail: str) -> tuple[str, int, int]:
     stem, dot, ext = last.partition(".")
     first, dash, stop = stem.removesuffix(TWIN_MARK).partition("-")
     if not head or ext != "part" or not dash or not (first.isdigit() and stop.isdigit()):
-        raise NotFound("a patch URL is /_patch/{scan}/{first}-{stop}.part")
+        raise NotFound("a job URL is /_block/{scan}/{first}-{stop}.part")
     a, b = int(first), int(stop)
     if not a < b:
         raise BadParameter("frames", f"{a}-{b} is empty", "first < stop")
     return head, a, b
 
 
-class PatchService:
-    """Computes patches with this process's engine, admitting at most ``limit`` at once (one per thread
+class BlockService:
+    """Computes jobs with this process's engine, admitting at most ``limit`` at once (one per thread
     computing, the rest waiting briefly); beyond that it answers 503 busy."""
 
     def __init__(self, endpoint: StxmEndpoint, catalog: Catalog, partials: LocalPartials, limit: int,
@@ -56,7 +56,7 @@ class PatchService:
     def admit(self) -> None:
         with self._lock:
             if self._busy >= self.limit:
-                raise Busy(f"this node already computes {self._busy} patches; try again shortly")
+                raise Busy(f"this node already computes {self._busy} jobs; try again shortly")
             self._busy += 1
 
     def release(self) -> None:

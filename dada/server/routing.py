@@ -278,12 +278,12 @@ class Dispatcher:
         if size > self.config.max_output_bytes:
             raise TooLarge(
                 f"the answer would be about {size} bytes, over the limit of {self.config.max_output_bytes}; "
-                "select a smaller patch (horz, vert) or bin more",
+                "select fewer points (horz, vert) or bin more",
                 limit="max_output_bytes", estimate=size,
             )
         if plan.frames > self.config.max_frames:
             raise TooLarge(
                 f"the answer reads {plan.frames} frames, over the limit of {self.config.max_frames}; "
-                "select a smaller patch (horz, vert)",
+                "select fewer points (horz, vert)",
                 limit="max_frames", estimate=plan.frames,
             )

@@ -55,10 +55,10 @@ class Engine:
         # the frame's decoding, a chunk read through HDF5 as much as a small frame's whole analysis.
         files = _Files(scan)
         nthreads = min(self.threads, max(1, frames.size))
-        jobs = [self.pool.submit(self._work, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat)
+        shares = [self.pool.submit(self._work, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat)
                 for t in range(nthreads)]
-        for j in jobs:
-            j.result()
+        for share in shares:
+            share.result()
         valid = maps.static_valid[None, :] - sat
         # The kernels sum v, v·col and v·row: integers for integer frames, so exact whatever the order of
         # addition (threads, blocks, which channels share the pass). Moments about the beam centre follow.

@@ -23,7 +23,7 @@ from numba.core import types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
-from dada.stxm.decode import _untrans, decode_block, lz4_block, next_block, read_header
+from dada.stxm.decode import CORRUPT, END, RAW, START, _untrans, chunk_block, decode_block, lz4_block, next_span
 
 ONE = np.uint64(1)
 LOW_PLANES = 8  # bit planes of a value's low byte: all a sparse frame's dim pixels need
@@ -205,38 +205,33 @@ def accumulate_chunk(chunk, bufs, maps, cutoff, acc, values, sat):
     first, last = maps.first, maps.last
     itemsize = block_buf.itemsize
     out_bytes = block_buf.view(np.uint8)
-    if chunk.size < 12:
-        return False
-    total, block_bytes = read_header(chunk)
     n = maps.cls.shape[0]
-    if total != n * itemsize or block_bytes <= 0 or block_bytes % itemsize or block_bytes > out_bytes.size:
+    block = chunk_block(chunk, n, itemsize, out_bytes.size)
+    if block < 0:
         return False
-    block = block_bytes // itemsize
     planes = scratch.view(np.uint64)
-    pos = 12
-    e = 0
-    while n - e >= 8 and e < last:
-        m, clen = next_block(chunk, pos, e, n, block)
-        if clen < 0:
+    e, pos = 0, START
+    while True:
+        m, at, clen, pos = next_span(chunk, n, block, last, pos, e)
+        if clen == END:
+            break
+        if clen == CORRUPT:
             return False
-        pos += 4
-        if e + m > first:
+        if clen == RAW:
+            if at + m * itemsize > chunk.size:
+                return False
+            out_bytes[: m * itemsize] = chunk[at:at + m * itemsize]
+            _add_pixels(block_buf, max(first - e, 0), min(last - e, m), e, maps, cutoff, acc)
+        elif e + m > first:
             if m % 64 == 0 and e % 64 == 0:
-                if not lz4_block(chunk, pos, clen, m * itemsize, scratch):
+                if not lz4_block(chunk, at, clen, m * itemsize, scratch):
                     return False
                 _sparse_block(planes, m // 64, 8 * itemsize, e, maps, cutoff, low, high, block_buf, acc)
             else:
-                if not decode_block(chunk, pos, clen, m * itemsize, scratch, out_bytes, itemsize):
+                if not decode_block(chunk, at, clen, m * itemsize, scratch, out_bytes, itemsize):
                     return False
                 _add_pixels(block_buf, max(first - e, 0), min(last - e, m), e, maps, cutoff, acc)
-        pos += clen
         e += m
-    if e < last and e < n:  # the last n % 8 elements are stored raw
-        rest = n - e
-        if pos + rest * itemsize > chunk.size:
-            return False
-        out_bytes[: rest * itemsize] = chunk[pos:pos + rest * itemsize]
-        _add_pixels(block_buf, max(first - e, 0), min(last - e, rest), e, maps, cutoff, acc)
     _distribute(acc, maps, values, sat)
     return True
 

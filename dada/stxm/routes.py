@@ -139,7 +139,7 @@ class StxmEndpoint(Endpoint):
                     plane=True)
 
     def pass_for(self, scan: Scan, args: dict[str, Any], catalog: Catalog) -> Pass:
-        """The fused pass this request's channels make (the front's request, or a node's patch)."""
+        """The fused pass this request's channels make (the front's request, or a node's block)."""
         geo = geometry(scan, args, catalog, self.centred(args))
         return Pass(geo, tuple((c, self.channel_args(c, args)) for c in self.requested(args)))
 
@@ -161,8 +161,8 @@ class StxmEndpoint(Endpoint):
         frames, vert, horz = select(scan, args)
         p = self.pass_for(scan, args, ctx.catalog)
         contexts = [self._context(scan, p, i, ctx) for i in range(len(p.channels))]
-        progress = None if ctx.progress is None else _MapProgress(self, p, args, contexts, frames.shape, ctx.progress)
-        partials = ctx.partials(scan, frames.ravel(), p, progress)
+        listener = None if ctx.progress is None else _MapListener(self, p, args, contexts, frames.shape, ctx.progress)
+        partials = ctx.partials(scan, frames.ravel(), p, listener)
         present = next(iter(partials.values())).present
         arrays: dict[str, np.ndarray] = {}
         attrs: dict[str, Any] = {**provenance(scan, frames), "beam_center": [p.geo.cx, p.geo.cy],
@@ -189,7 +189,7 @@ class StxmEndpoint(Endpoint):
                       drawing=channel.drawing(own, sub, cargs), unit=channel.unit(sub, cargs))
 
 
-class _MapProgress:
+class _MapListener:
     """Turns each block's partials into the primary output's values at its map cells, for the progress stream."""
 
     def __init__(self, ep: StxmEndpoint, p: Pass, args: dict[str, Any], contexts: list[Any],
