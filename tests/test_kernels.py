@@ -208,3 +208,9 @@ def test_many_bin_combinations(tmp_path):
     same(values, want_values)
     np.testing.assert_array_equal(sat, want_sat)
     np.testing.assert_array_equal(maps.static_valid, [((b.index == k) & good).sum() for b in bins for k in range(500)])
+
+
+def test_an_unknown_accumulator_is_refused_by_name():
+    geo = BeamGeometry((8, 8), 4.0, 4.0, np.ones((8, 8), bool), None, None, None)
+    with pytest.raises(ValueError, match="median"):
+        fuse([Bins(np.zeros((8, 8), np.int32), 1)], [("sum", "median")], geo)

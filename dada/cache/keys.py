@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 RESULT_FORMAT = 2  # a computed Result as dada.encoders.stored dumps it (2: header + raw arrays; no zip)
 ANSWER_FORMAT = 1  # an encoded answer (dada.encoders) with its framed headers, in memory; names the ETag too
-BLOCK_FORMAT = wire.FORMAT  # one channel's moments of one block: a record of dada.stxm.wire (its header says it too)
+BLOCK_FORMAT = wire.FORMAT  # one channel's partial of one block: a record of dada.stxm.wire (its header says it too)
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def answer_tag(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequen
 
 
 def block_key(block: Block, size: int, p: Pass, channel: int, version: int = BLOCK_FORMAT) -> str:
-    """The key of one channel's moments over one block of frames: its files, the block grid, the pass's
+    """The key of one channel's partial over one block of frames: its files, the block grid, the pass's
     geometry (centre, calibration and every valid pixel: the user mask's contents) and the channel's own
     parameters."""
     return _hash("block", version, block.identity, size, block.index, p.geo.key, p.keys[channel])

@@ -1,4 +1,4 @@
-"""The front's moment source: blocks from the cache, missing ones from the nodes, placed as they come.
+"""The front's partial source: blocks from the cache, missing ones from the nodes, placed as they come.
 
 For a request's frames it finds their blocks on the scan's fixed block grid, takes every
 (block, channel) it can from the result cache, sends each block still missing a channel to a node
@@ -132,22 +132,22 @@ class ClusterPartials:
         loop. A cancel from the listener stops the jobs not yet answered."""
         where = {job.id: (k, row) for job, k, row in jobs}
         waiting = Counter(k for _, k, _ in jobs)  # pieces still to come, per block
-        pieces: dict[int, list[tuple[int, dict[str, Partial]]]] = {}  # blocks sent in pieces: (row, moments)
-        for pid, body in answered(self.pool, self.loop, [job for job, _, _ in jobs], listener):
-            k, row = where[pid]
+        pieces: dict[int, list[tuple[int, dict[str, Partial]]]] = {}  # blocks sent in pieces: (row, partials)
+        for jid, body in answered(self.pool, self.loop, [job for job, _, _ in jobs], listener):
+            k, row = where[jid]
             block = blocks[k]
             try:
                 records = dict(wire.unbundle(body))
-                moments = {name: wire.read(rec) for name, rec in records.items()}
+                partials = {name: wire.read(rec) for name, rec in records.items()}
             except wire.WireError as exc:
                 raise RuntimeError(f"a node's answer for frames {block.first}.. is unreadable: {exc}") from None
             rows = frames[groups[k]] - block.first
-            count = next(iter(moments.values())).npoints
+            count = next(iter(partials.values())).npoints
             mine = (rows >= row) & (rows < row + count)
-            into.place(as_run(groups[k][mine]), as_run(rows[mine] - row), moments)
+            into.place(as_run(groups[k][mine]), as_run(rows[mine] - row), partials)
             waiting[k] -= 1
             if waiting[k] or k in pieces:
-                pieces.setdefault(k, []).append((row, moments))
+                pieces.setdefault(k, []).append((row, partials))
                 if waiting[k]:
                     continue
                 records = _joined(pieces.pop(k))
@@ -210,7 +210,7 @@ def answered(pool: NodePool, loop: asyncio.AbstractEventLoop, jobs: list[Job],
 
 
 def _joined(pieces: list[tuple[int, dict[str, Partial]]]) -> dict[str, bytes]:
-    """The records of a whole block from its pieces' moments (in any order)."""
+    """The records of a whole block from its pieces' partials (in any order)."""
     pieces.sort(key=lambda rm: rm[0])
     out = {}
     for name in pieces[0][1]:

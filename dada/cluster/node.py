@@ -1,4 +1,4 @@
-"""A node's internal route: ``/_block/{scan}/{first}-{stop}.part?channels=…`` answers a block's moments.
+"""A node's internal route: ``/_block/{scan}/{first}-{stop}.part?channels=…`` answers a block's partials.
 
 The query is the ``/stxm`` parameter model's (channels, beam centre, user mask, prefixed channel
 parameters), so there is no second protocol to keep in step. A saturated node says so (503 with

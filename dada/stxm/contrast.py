@@ -6,30 +6,18 @@ from typing import Any
 
 import numpy as np
 
-from dada.stxm.beam import BeamGeometry, radius_param, ring
-from dada.stxm.channel import Bins, Channel, Partial
-from dada.views import Overlay
+from dada.stxm.annulus import AnnulusChannel, annulus_params
+from dada.stxm.beam import BeamGeometry
+from dada.stxm.channel import Partial
 
 
-class Contrast(Channel):
+class Contrast(AnnulusChannel):
     name = "contrast"
     doc = ("Speckle contrast σ/μ of the valid counts with rmin <= r < rmax per point: μ their mean, σ their "
            "standard deviation (over the pixels, population); NaN where μ is 0 or no pixel is valid.")
-    params = (
-        radius_param("rmin", "Inner radius of the annulus.", 10.0),
-        radius_param("rmax", "Outer radius (excluded); default: the largest circle inside the frame.", None),
-    )
+    params = annulus_params(10.0)
     outputs = ("contrast",)
-    overlays = (Overlay("annulus", ("rmin", "rmax")),)
     accumulators = ("sum", "sq")
-
-    def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
-        ring(geo, args)
-
-    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
-        rmin, rmax = ring(geo, args)
-        r = geo.radius()
-        return Bins(np.where((r >= rmin) & (r < rmax), 0, -1).astype(np.int32), 1)
 
     def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:

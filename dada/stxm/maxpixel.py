@@ -6,30 +6,18 @@ from typing import Any
 
 import numpy as np
 
-from dada.stxm.beam import BeamGeometry, radius_param, ring
-from dada.stxm.channel import Bins, Channel, Partial
-from dada.views import Overlay
+from dada.stxm.annulus import AnnulusChannel, annulus_params
+from dada.stxm.beam import BeamGeometry
+from dada.stxm.channel import Partial
 
 
-class Maxpixel(Channel):
+class Maxpixel(AnnulusChannel):
     name = "maxpixel"
     doc = ("Largest valid count with rmin <= r < rmax per point (saturated and masked pixels left out); NaN where "
            "the annulus has no valid pixel.")
-    params = (
-        radius_param("rmin", "Inner radius of the annulus.", 0.0),
-        radius_param("rmax", "Outer radius (excluded); default: the largest circle inside the frame.", None),
-    )
+    params = annulus_params(0.0)
     outputs = ("maxpixel",)
-    overlays = (Overlay("annulus", ("rmin", "rmax")),)
     accumulators = ("max",)
-
-    def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
-        ring(geo, args)
-
-    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
-        rmin, rmax = ring(geo, args)
-        r = geo.radius()
-        return Bins(np.where((r >= rmin) & (r < rmax), 0, -1).astype(np.int32), 1)
 
     def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:

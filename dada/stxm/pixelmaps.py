@@ -99,6 +99,10 @@ def _keys(index, counts, offsets, good, seen, static):
 
 def fuse(bins: Sequence[Bins], accumulators: Sequence[Sequence[str]], geo: BeamGeometry) -> PixelMaps:
     """Fuse the channels' bins (with what each accumulates per bin) into the pixel classes of one pass."""
+    for acc in accumulators:
+        if set(acc) - set(ACCUMULATORS):
+            raise ValueError(f"unknown accumulators {sorted(set(acc) - set(ACCUMULATORS))}; the kernels know "
+                             f"{', '.join(ACCUMULATORS)}")
     counts = np.array([b.count for b in bins], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     index = np.stack([np.asarray(b.index, dtype=np.int32).ravel() for b in bins])

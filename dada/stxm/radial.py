@@ -65,7 +65,7 @@ class Radial(Channel):
         if args["reduce"] == "sum":
             merged = m.merged()  # in float64 (counts travel as float32)
             total, valid = merged["sum"], merged["count"]
-        # (nbins, npoints), written once in that layout: no temporary the size of the moments
+        # (nbins, npoints), written once in that layout: no temporary the size of the partials
         profile = np.full(total.shape[::-1], np.nan)
         np.divide(total.T, valid.T, out=profile, where=(valid > 0).T)
         edges = self.edges(geo, args)
