@@ -185,10 +185,11 @@ class Endpoint:
     def run(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         return self.present(self.compute(target, args, ctx), args)
 
-    def key_part(self, args: dict[str, Any], exclude: Iterable[str] = (), presentation: bool = True) -> str:
-        """What of this route and a request's arguments names its answer: the route's name and version and
+    def key_parts(self, args: dict[str, Any], exclude: Iterable[str] = (), presentation: bool = True
+                  ) -> tuple[str, str]:
+        """What of this route and a request's arguments names its answer: the route's name and version, and
         the canonical arguments (``exclude``/``presentation`` as ``Model.canonical``)."""
-        return f"{self.name}/{self.version}|{self.model.canonical(args, exclude, presentation)}"
+        return f"{self.name}/{self.version}", self.model.canonical(args, exclude, presentation)
 
     def path_template(self) -> str:
         if self.target == "folder":

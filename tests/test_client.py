@@ -76,7 +76,7 @@ def test_maxpixel_and_contrast_are_methods_with_no_client_change(client, daemon,
         np.testing.assert_array_equal(a.data, npy(daemon, a))
         assert a.attrs[name]["rmin"] == 4
     both = client.stxm(SCAN, channels=("maxpixel", "contrast"), maxpixel_rmin=4, maxpixel_rmax=20.0,
-                       vert=slice(0, 3), horz="2:6")
+                       output="maxpixel.maxpixel", vert=slice(0, 3), horz="2:6")
     np.testing.assert_array_equal(both.arrays["maxpixel.maxpixel"], ref["maxpixel"].reshape(idx.shape))
 
 

@@ -73,16 +73,16 @@ def test_adding_a_channel_leaves_the_others_keys_alone(plugin):
     after = StxmEndpoint((*CHANNELS, Boxpeak()), multi=True)
     query = {"channels": "darkfield,dpc", "darkfield.rmin": "8", "output": "dpc.dpc"}
     a, b = before.model.parse(query), after.model.parse(query)
-    assert before.key_part(a, presentation=False) == after.key_part(b, presentation=False)
-    assert before.key_part(a, ("plow",)) == after.key_part(b, ("plow",))
+    assert before.key_parts(a, presentation=False) == after.key_parts(b, presentation=False)
+    assert before.key_parts(a, ("plow",)) == after.key_parts(b, ("plow",))
     # what does enter it: another requested channel, its parameters and its version
     for other in ({**query, "channels": "darkfield,dpc,radial"}, {**query, "darkfield.rmin": "9"}):
-        assert after.key_part(after.model.parse(other), presentation=False) != after.key_part(b, presentation=False)
+        assert after.key_parts(after.model.parse(other), presentation=False) != after.key_parts(b, presentation=False)
     both = after.model.parse({**query, "channels": "darkfield,boxpeak", "output": "boxpeak.boxpeak"})
-    first = after.key_part(both)
+    first = after.key_parts(both)
     Boxpeak.version = "2"
     try:
-        assert after.key_part(both) != first
-        assert after.key_part(b) == before.key_part(a)  # a request without it: still unchanged
+        assert after.key_parts(both) != first
+        assert after.key_parts(b) == before.key_parts(a)  # a request without it: still unchanged
     finally:
         Boxpeak.version = "1"

@@ -63,8 +63,8 @@ def files_identity(files: Sequence[NamedFile]) -> str:
 def result_key(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequence[NamedFile],
                version: int = RESULT_FORMAT) -> str:
     """The result cache's key of what ``ep.compute`` returns (presentation parameters left out)."""
-    return _hash("result", version, ep.key_part(args, presentation=False), target.identity, files_identity(files),
-                 target.item)
+    route, params = ep.key_parts(args, presentation=False)
+    return _hash("result", version, route, target.identity, files_identity(files), target.item, params)
 
 
 def answer_tag(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequence[NamedFile], fmt: str,
@@ -72,8 +72,8 @@ def answer_tag(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequen
     """The ETag of an encoded answer, also its key in the encoded-answer cache. Parameters that only
     change a png leave other formats' tags alone."""
     exclude = () if fmt == "png" else ep.render_only
-    key = _hash("answer", version, ep.key_part(args, exclude), target.identity, files_identity(files), target.item,
-                fmt)
+    route, params = ep.key_parts(args, exclude)
+    key = _hash("answer", version, route, target.identity, files_identity(files), target.item, params, fmt)
     return f'"{key[:32]}"'
 
 

@@ -67,17 +67,18 @@ class StxmEndpoint(Endpoint):
         return [centre, *(o.describe(f"{c.name}." if self.multi else "")
                           for c in self.channels.values() for o in c.overlays)]
 
-    def key_part(self, args: dict[str, Any], exclude: Iterable[str] = (), presentation: bool = True) -> str:
+    def key_parts(self, args: dict[str, Any], exclude: Iterable[str] = (), presentation: bool = True
+                  ) -> tuple[str, str]:
         """In /stxm, only the requested channels' versions and parameters: adding a channel to dada leaves
         every other request's key (and cached answer) alone."""
         if not self.multi:
-            return super().key_part(args, exclude, presentation)
+            return super().key_parts(args, exclude, presentation)
         names = set(args["channels"])
         skip = set(exclude) | {p.name for p in self.model.params
                                if "." in p.name and p.name.split(".", 1)[0] in self.channels
                                and p.name.split(".", 1)[0] not in names}
         versions = "+".join(f"{c.name}{c.version}" for c in self.requested(args))
-        return f"{self.name}/{self.version}/{versions}|{self.model.canonical(args, skip, presentation)}"
+        return f"{self.name}/{self.version}/{versions}", self.model.canonical(args, skip, presentation)
 
     # -- parameters per channel ------------------------------------------------------------------
 
