@@ -19,7 +19,7 @@ def annulus_params(rmin: float) -> tuple[Param, ...]:
 
 
 class AnnulusChannel(Channel):
-    """A channel whose one bin is the annulus rmin <= r < rmax."""
+    """A channel whose bin is the annulus rmin <= r < rmax (darkfield adds the disc inside it)."""
 
     overlays = (Overlay("annulus", ("rmin", "rmax")),)
 

@@ -13,11 +13,11 @@ from dada.stxm.channel import Partial
 
 class Contrast(AnnulusChannel):
     name = "contrast"
+    accumulators = ("sum", "sq")  # with the valid-pixel count: mean and variance
     doc = ("Speckle contrast σ/μ of the valid counts with rmin <= r < rmax per point: μ their mean, σ their "
            "standard deviation (over the pixels, population); NaN where μ is 0 or no pixel is valid.")
     params = annulus_params(10.0)
     outputs = ("contrast",)
-    accumulators = ("sum", "sq")
 
     def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:

@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from dada.stxm.annulus import AnnulusChannel
 from dada.stxm.beam import BeamGeometry, radius_param, ring
-from dada.stxm.channel import Bins, Channel, Partial
-from dada.views import Overlay
+from dada.stxm.channel import Bins, Partial
 
 
-class Darkfield(Channel):
+class Darkfield(AnnulusChannel):
     name = "darkfield"
     doc = "STXM darkfield: summed valid counts with rmin <= r < rmax; transmission: counts with r < rmin."
     params = (
@@ -19,10 +19,6 @@ class Darkfield(Channel):
         radius_param("rmax", "Outer radius (excluded); default: the largest circle inside the frame.", None),
     )
     outputs = ("darkfield", "transmission")
-    overlays = (Overlay("annulus", ("rmin", "rmax")),)
-
-    def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
-        ring(geo, args)
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
