@@ -1,12 +1,13 @@
 """The numba kernels of the STXM pass: pixels into classes, classes into bins, chunks read in place.
 
 Per frame and bin they accumulate the valid counts' sum and their first moments in pixel
-coordinates (Σv, Σv·col, Σv·row: integers for integer frames, so exact in any order of addition)
-and count saturated pixels. Zero pixels add nothing, which the kernels use: sparse SAXS frames
-cost little beyond their LZ4 decompression. Frames stored one per bitshuffle-LZ4 chunk are taken
-block by block while each 8 KiB block is in L1 cache; blocks outside the pixels any channel needs
-are skipped, and sparse ones are never un-shuffled: their few wanted nonzero pixels are read
-straight from the bit planes (dense or bright blocks, where that would cost more, are un-shuffled).
+coordinates (Σv, Σv·col, Σv·row: integers for integer frames, so exact in any order of addition),
+where a channel asks for them their largest value and Σv², and count saturated pixels. Zero
+pixels add nothing, which the kernels use: sparse SAXS frames cost little beyond their LZ4
+decompression. Frames stored one per bitshuffle-LZ4 chunk are taken block by block while each 8 KiB
+block is in L1 cache; blocks outside the pixels any channel needs are skipped, and sparse ones are
+never un-shuffled: their few wanted nonzero pixels are read straight from the bit planes (dense or
+bright blocks, where that would cost more, are un-shuffled).
 
 A pass's pixel maps reach the kernels as a named tuple (``pixelmaps.KernelMaps``). The per-frame
 accumulator ``acc`` is (nclasses, 4): Σv, Σv·col, Σv·row and the saturated-pixel count of each class;
