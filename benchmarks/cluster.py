@@ -307,7 +307,7 @@ def main() -> None:
                       frames, cpu_of=f2)
             if "haproxy" in only:
                 lb = start_balancer("haproxy", [n.port for n in two])
-                # as deploy/README.md says: as many patches in flight as the nodes' slots (maxconn 2 x 2 nodes)
+                # as deploy/README.md says: as many jobs in flight as the nodes' slots (maxconn 2 x 2 nodes)
                 f3 = front(folder, b, "--lb", lb.url, "--lb-concurrency", "4")
                 with stopped_after(f3, lb):
                     pairs("3. Through HAProxy against a direct node list (2 nodes)", "direct", "HAProxy", f2, f3,

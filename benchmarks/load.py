@@ -4,7 +4,7 @@
 concurrent HTTP clients for ``--seconds``. Each client picks its next request from a mix:
 
 * cached: the same map, frame, metadata and listing URLs again and again (hot answers);
-* uncached: maps with parameters no request used before, sums and composites of random patches,
+* uncached: maps with parameters no request used before, sums and composites of random selections,
   tomography slices about random centres;
 * heavy but valid: big png enlargements with colour bars, Paganin slices, and the Paganin request a
   hostile-input probe found (on data of the small demo's size and larger it is refused, 413, before
@@ -84,7 +84,7 @@ def mix(s: dict[str, int]) -> list[tuple[str, float, Callable[[random.Random], t
     ok = (200,)
     frames, rows, mid = s["frames"], s["rows"], s["cols"] / 2
 
-    def patch(route: str, r: random.Random) -> str:
+    def selection(route: str, r: random.Random) -> str:
         v0, h0 = r.randrange(s["vert"]), r.randrange(s["horz"])
         return f"{route}/{U16}.npy?vert={v0}:{min(s['vert'], v0 + 4)}&horz={h0}:{min(s['horz'], h0 + 4)}"
 
@@ -95,8 +95,8 @@ def mix(s: dict[str, int]) -> list[tuple[str, float, Callable[[random.Random], t
         ("meta/browse", 10, lambda r: (r.choice((f"/meta/{U16}.json", "/browse/eiger/u16", "/api")), ok)),
         ("uncached map", 12, lambda r: (f"/stxm/{U32}.h5?darkfield.rmin={r.uniform(4, 16):.6f}"
                                         f"&azimuthal.rmin={r.uniform(4, 16):.6f}&channels=darkfield,azimuthal", ok)),
-        ("sum", 6, lambda r: (patch("/sum", r) + "&bin=2", ok)),
-        ("composite", 5, lambda r: (patch("/composite", r), ok)),
+        ("sum", 6, lambda r: (selection("/sum", r) + "&bin=2", ok)),
+        ("composite", 5, lambda r: (selection("/composite", r), ok)),
         ("tomo slice", 6, lambda r: (f"/tomo/slice/{TOMO}/{r.randrange(rows)}.png?center="
                                      f"{r.uniform(mid - 8, mid + 8):.3f}", ok)),
         ("big png", 3, lambda r: (f"/frame/{U16}/{r.randrange(frames)}.png?scale=8&colorbar=true&log=true", ok)),

@@ -10,11 +10,12 @@ decompressed GB/s and the ratio to decoding alone:
 * baselines: h5py reading every frame into a preallocated (touched) array, and ``read_direct_chunk``
   + bitshuffle-LZ4 decode (bitshuffle's own C routines) into reused buffers, on 1 and 2 threads;
 * pairs: (decode-only on 2 threads, dada's node path with all four channels fused on 2 threads),
-  repeated ``--pairs`` times interleaved, each pair's ratio printed, then the median and the lowest;
+  repeated ``--pairs`` times interleaved, each pair's ratio printed, then the median and the lowest; the
+  same pairs with all six channels fused (the four, and maxpixel and contrast: a max and Σv² per bin);
   the same pairs with ``/stxm`` (h5: every channel's outputs) over HTTP on a real daemon whose result
   caches are off: the same URL each time (the nodes keep their pixel maps), and a fresh parameter each
   time (pixel maps rebuilt);
-* dada on one thread, each channel alone, darkfield + dpc and radial + sectors;
+* dada on one thread, each of the six channels alone, darkfield + dpc and radial + sectors;
 * the peers at their best on the same 2 cores, over 128 frames spread evenly over the first data file
   (1000 of the scan's frames), reported per frame: LiberTEM 0.16 (sparse masks as ``scipy.sparse``
   factories multiplied with ``sparse.pydata``; inline on one core, and local dask with 2 workers, whose
@@ -51,17 +52,19 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from common import Table, eiger_file, median_time  # noqa: E402
-from stxm_reference import reference  # noqa: E402
+from stxm_reference import annulus, reference  # noqa: E402
 
 from dada.registry import CHANNELS  # noqa: E402
 from dada.sources.catalog import Catalog  # noqa: E402
 from dada.stxm.beam import geometry  # noqa: E402
 from dada.stxm.decode import MAX_BLOCK_BYTES, decode_into  # noqa: E402
 from dada.stxm.engine import Engine, warm_up  # noqa: E402
+from dada.stxm.partials import per_channel  # noqa: E402
 from dada.stxm.pixelmaps import fuse  # noqa: E402
 
 CH = {c.name: c for c in CHANNELS}
 FOUR = ("darkfield", "dpc", "azimuthal", "radial")
+SIX = (*FOUR, "maxpixel", "contrast")  # with the two that are not sums (a max; Σv² beside Σv)
 RMIN, RDPC, NSECTORS, NBINS = 10.0, 10.0, 16, 100
 ARGS = {"cx": None, "cy": None, "usermask": None, "rmin": RMIN, "rmax": None, "rdpc": RDPC, "nsectors": NSECTORS,
         "nbins": NBINS, "unit": "px", "reduce": "none", "reference": "beam", "rotation": 0.0, "flip": False}
@@ -70,7 +73,8 @@ PEER_FRAMES = 128  # the peers are slow: this many frames spread over the first 
 # Each channel's outputs under the reference's names.
 AS_REFERENCE = {("darkfield", "darkfield"): "darkfield", ("darkfield", "transmission"): "transmission",
                 ("dpc", "dpc"): "com", ("azimuthal", "sectors"): "sectors", ("azimuthal", "orientation"): "orientation",
-                ("azimuthal", "anisotropy"): "anisotropy", ("radial", "radial"): "radial"}
+                ("azimuthal", "anisotropy"): "anisotropy", ("radial", "radial"): "radial",
+                ("maxpixel", "maxpixel"): "maxpixel", ("contrast", "contrast"): "contrast"}
 
 
 def spread(n: int, k: int) -> np.ndarray:
@@ -181,6 +185,7 @@ class Reference:
         data = read_frames(dsets, frames)
         kw = dict(rmin=RMIN, rmax=rmax, rdpc=RDPC, nsectors=NSECTORS, nbins=NBINS, radial_rmin=RMIN)
         self.cut = reference(data, ~geo.good, cutoff, geo.cx, geo.cy, **kw)
+        self.cut.update(annulus(data, ~geo.good, cutoff, geo.cx, geo.cy, rmin=RMIN, rmax=rmax))
         self.uncut = reference(data, ~geo.good, np.inf, geo.cx, geo.cy, **kw) if peers else {}
         print(f"|   (numpy reference at frames {', '.join(map(str, frames))}: {time.perf_counter() - t0:.0f} s)")
 
@@ -201,21 +206,20 @@ def as_reference(channel: str, outputs: dict[str, np.ndarray], at: np.ndarray, n
 
 
 def dada_check(tool: str, names, maps, geo, ref: Reference, n: int) -> Check:
-    """Finalises every channel of the engine's moments, as a node's answer becomes maps."""
+    """Finalises every channel of the engine's run, as a node's answer becomes maps."""
 
-    def pick(m) -> dict[str, np.ndarray]:
+    def pick(bulk) -> dict[str, np.ndarray]:
         out = {}
-        for i, name in enumerate(names):
-            res = CH[name].finalize(m.slice(maps.offsets[i], maps.offsets[i + 1]), geo, ARGS)
-            out.update(as_reference(name, res, ref.frames, n))
+        for name, m in per_channel(bulk, maps, names).items():
+            out.update(as_reference(name, CH[name].finalize(m, geo, ARGS), ref.frames, n))
         return out
 
     want = ref.at(ref.frames)
     return Check(tool, {want_key: want[want_key] for (c, _), want_key in AS_REFERENCE.items() if c in names}, pick)
 
 
-def http_check(tool: str, ref: Reference, n: int) -> Check:
-    """Reads every array of an h5 answer of ``/stxm``."""
+def http_check(tool: str, ref: Reference, n: int, names=FOUR) -> Check:
+    """Reads every array of an h5 answer of ``/stxm`` (of the channels ``names``)."""
 
     def pick(body: bytes) -> dict[str, np.ndarray]:
         out = {}
@@ -225,7 +229,8 @@ def http_check(tool: str, ref: Reference, n: int) -> Check:
                 out.update(as_reference(channel, {name: f[key][()]}, ref.frames, n))
         return out
 
-    return Check(tool, ref.at(ref.frames), pick)
+    want = ref.at(ref.frames)
+    return Check(tool, {k: want[k] for (c, _), k in AS_REFERENCE.items() if c in names}, pick)
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -276,7 +281,7 @@ def run_case(folder: str, name: str, rows: int, cols: int, dtype: str, side: int
     geo = geometry(scan, ARGS, None)
     rmax = geo.r_inside()
     t0 = time.perf_counter()
-    maps = fuse([CH[c].bins(geo, ARGS) for c in FOUR], geo)
+    maps = fuse([CH[c].bins(geo, ARGS) for c in FOUR], [CH[c].accumulators for c in FOUR], geo)
     print(f"|   (pixel maps of all four built in {(time.perf_counter() - t0) * 1e3:.0f} ms: {maps.nclasses} classes)")
     peer_frames = spread(dsets[0].shape[0], PEER_FRAMES)
     sample = np.union1d(peer_frames[spread(peer_frames.size, SAMPLED - 1)], [n - 1])
@@ -294,8 +299,13 @@ def run_case(folder: str, name: str, rows: int, cols: int, dtype: str, side: int
     r["fused1"] = table.add("dada all four fused, 1 thread", n / median_time(
         lambda: one.run(scan, frames, maps, geo), check=fused), base, 1)
     fused.report()
-    for names in (["darkfield"], ["dpc"], ["azimuthal"], ["radial"], ["darkfield", "dpc"], ["radial", "azimuthal"]):
-        alone = fuse([CH[c].bins(geo, ARGS) for c in names], geo)
+    six = fuse([CH[c].bins(geo, ARGS) for c in SIX], [CH[c].accumulators for c in SIX], geo)
+    _, r["six2"], r["six pairs"] = pairs(table, "dada all six fused, 2 threads", n, decode2,
+                                         lambda: engine.run(scan, frames, six, geo), count,
+                                         dada_check("dada all six fused", SIX, six, geo, ref, n))
+    for names in (["darkfield"], ["dpc"], ["azimuthal"], ["radial"], ["maxpixel"], ["contrast"], ["darkfield", "dpc"],
+                  ["radial", "azimuthal"]):
+        alone = fuse([CH[c].bins(geo, ARGS) for c in names], [CH[c].accumulators for c in names], geo)
         label = " + ".join(names)
         check = dada_check(f"dada {label}", names, alone, geo, ref, n)
         r[label] = table.add(f"dada {label}, 2 threads", n / median_time(
@@ -313,8 +323,10 @@ def run_case(folder: str, name: str, rows: int, cols: int, dtype: str, side: int
                             ref.at(at, cut=False)))
     print()
     fused_r, hot, cold = (statistics.median(r[k]) for k in ("pairs", "http pairs", "http cold pairs"))
+    six_r = statistics.median(r["six pairs"])
     print(f"targets: all four fused ≥ 0.8× decode-only: median {fused_r:.2f}×, lowest pair {min(r['pairs']):.2f}× "
-          f"(≥ 0.7); /stxm over HTTP ≥ 0.75×: median {hot:.2f}×, lowest {min(r['http pairs']):.2f}× "
+          f"(≥ 0.7); all six fused (with maxpixel and contrast) ≥ 0.8×: median {six_r:.2f}×, lowest pair "
+          f"{min(r['six pairs']):.2f}×; /stxm over HTTP ≥ 0.75×: median {hot:.2f}×, lowest {min(r['http pairs']):.2f}× "
           f"(fresh parameter, pixel maps rebuilt: {cold:.2f}×); per core {r['fused1']:.0f} frames/s")
     if peers:
         print("against the peers at their best on the same 2 cores (frames/s; per core: frames/s / cores used):")
@@ -347,7 +359,8 @@ def http_pairs(table: Table, folder: str, name: str, n: int, decode2: Callable[[
 
         def ask(fresh: bool) -> bytes:
             rmin = RMIN - next(counter) * step if fresh else RMIN
-            r = d.get(f"/stxm/{name}.h5?darkfield.rmin={rmin!r}&radial.rmin={RMIN!r}", timeout=600)
+            r = d.get(f"/stxm/{name}.h5?channels={','.join(FOUR)}&darkfield.rmin={rmin!r}&radial.rmin={RMIN!r}",
+                      timeout=600)
             assert r.status == 200, r.body[:300]
             return r.body
 

@@ -38,7 +38,7 @@ def _add_front_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", help="analysis nodes as URL,URL,... (default: start one local node per core)")
     p.add_argument("--lb", metavar="URL", help="one load balancer in front of the nodes, instead of --nodes")
     p.add_argument("--lb-concurrency", type=int,
-                   help="patches in flight through --lb (default 16; best: the nodes' slots in all, maxconn x nodes)")
+                   help="jobs in flight through --lb (default 16; best: the nodes' slots in all, maxconn x nodes)")
     p.add_argument("--local-nodes", type=int, help="how many local nodes to start when no nodes are given")
     p.add_argument("--block-frames", type=int,
                    help="frames per block (default: about a second of a node's work)")
@@ -145,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     n = sub.add_parser("node", help="serve as an analysis node behind a front",
-                       description="An ordinary daemon on DATA_ROOT that also answers the front's patch URLs.")
+                       description="An ordinary daemon on DATA_ROOT that also answers the front's block URLs.")
     _add_roots(n)
     _add_server_flags(n)
     n.set_defaults(func=cmd_node)

@@ -48,9 +48,9 @@ class Config:
     lb: str | None = None
     local_nodes: int = max(1, os.cpu_count() or 1)
     node_threads: int = 1  # threads of each local node
-    per_node: int = 2  # patches in flight per node
-    lb_concurrency: int = 16  # patches in flight through --lb: best the nodes' slots in all (maxconn x nodes)
-    patch_timeout: float = 60.0  # s, before a patch is retried elsewhere
+    per_node: int = 2  # jobs in flight per node
+    lb_concurrency: int = 16  # jobs in flight through --lb: best the nodes' slots in all (maxconn x nodes)
+    job_timeout: float = 60.0  # s, before a job is retried elsewhere
     block_frames: int | None = None  # frames per block; default from the frame size (dada.cluster.blocks)
     # result cache: memory, then disk (embedded default), then Aerospike when named ("host:port,…")
     cache_memory_bytes: int = 512 * 2**20

@@ -10,6 +10,7 @@ and ``/api`` describe them from the same declarations.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -21,7 +22,7 @@ from dada.sources.scan import Scan
 from dada.views import Drawing
 
 if TYPE_CHECKING:
-    from dada.stxm.partials import MomentSource
+    from dada.stxm.partials import PartialSource
 
 ARRAY_FORMATS = ("npy", "png", "tiff", "json", "csv", "h5", "mat")
 WORK_PER_OUTPUT = 4  # copies of the answer a computation and its encoding hold at once, at most
@@ -117,12 +118,12 @@ def local_parts(scan: Scan, frames: np.ndarray, ep: Reduction, args: dict[str, A
 
 @dataclass(frozen=True)
 class Context:
-    """What a computation may use besides its target: the catalog, where STXM moments and frame
+    """What a computation may use besides its target: the catalog, where STXM partials and frame
     reductions come from (this process's engine, or the cluster's nodes), and the request's progress
     stream, if anyone listens."""
 
     catalog: Catalog
-    moments: MomentSource
+    partials: PartialSource
     progress: Listener | None = None
     frames: FrameSource = local_parts
 
@@ -188,6 +189,12 @@ class Endpoint:
 
     def run(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         return self.present(self.compute(target, args, ctx), args)
+
+    def key_parts(self, args: dict[str, Any], exclude: Iterable[str] = (), presentation: bool = True
+                  ) -> tuple[str, str]:
+        """What of this route and a request's arguments names its answer: the route's name and version, and
+        the canonical arguments (``exclude``/``presentation`` as ``Model.canonical``)."""
+        return f"{self.name}/{self.version}", self.model.canonical(args, exclude, presentation)
 
     def path_template(self) -> str:
         if self.target == "folder":

@@ -96,14 +96,14 @@ class NotAcceptable(DadaError):
 
 
 class NodesFailed(DadaError):
-    """Analysis nodes failed to answer patches, after retries on other nodes (502); details name them."""
+    """Analysis nodes failed to answer jobs, after retries on other nodes (502); details name them."""
 
     status = 502
     kind = "nodes_failed"
 
 
 class NodesTimedOut(NodesFailed):
-    """Analysis nodes did not answer patches in time, after retries and hedging (504)."""
+    """Analysis nodes did not answer jobs in time, after retries and hedging (504)."""
 
     status = 504
     kind = "nodes_timed_out"

@@ -14,8 +14,10 @@ from dada.frames.listing import BROWSE, META
 from dada.frames.routes import COMPOSITE, FRAME, SUM
 from dada.stxm.azimuthal import Azimuthal
 from dada.stxm.channel import Channel
+from dada.stxm.contrast import Contrast
 from dada.stxm.darkfield import Darkfield
 from dada.stxm.dpc import Dpc
+from dada.stxm.maxpixel import Maxpixel
 from dada.stxm.radial import Radial
 from dada.stxm.routes import StxmEndpoint
 from dada.tomo.routes import CENTER_EP, SINOGRAM, SLICE
@@ -25,6 +27,8 @@ CHANNELS: tuple[Channel, ...] = (
     Dpc(),
     Azimuthal(),
     Radial(),
+    Maxpixel(),
+    Contrast(),
     *(ep.load()() for ep in sorted(entry_points(group="dada.channels"), key=lambda e: e.name)),
 )
 

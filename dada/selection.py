@@ -1,9 +1,9 @@
-"""Scan grids and patch selections in the beamline's words.
+"""Scan grids and selections of their points in the beamline's words.
 
 A scan visits ``vert`` lines of ``horz`` points each. Frames are numbered in
 acquisition order; ``ScanGrid`` maps grid points (line, point) to frame
 numbers, honouring the fast axis and snake scans. ``horz``/``vert`` in a URL
-select a patch: an index or a half-open range ``start:stop[:step]``.
+select points: an index or a half-open range ``start:stop[:step]``.
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ class ScanGrid:
             pos = np.where(line % 2 == 1, n - 1 - pos, pos)
         return line * n + pos
 
-    def patch(self, vert: range, horz: range) -> np.ndarray:
-        """Frame numbers of a patch as a (len(vert), len(horz)) int64 array."""
+    def frames(self, vert: range, horz: range) -> np.ndarray:
+        """Frame numbers of a selection as a (len(vert), len(horz)) int64 array."""
         vv, hh = np.meshgrid(np.asarray(vert), np.asarray(horz), indexing="ij")
         return self.frame_index(vv, hh).astype(np.int64)
 
@@ -162,9 +162,9 @@ def select_ranges(scan: Scan, args: dict[str, Any]) -> tuple[range, range]:
 
 
 def select(scan: Scan, args: dict[str, Any]) -> tuple[np.ndarray, range, range]:
-    """Frame numbers of the selected patch as a (lines, points) array, with the two ranges."""
+    """Frame numbers of the selected points as a (lines, points) array, with the two ranges."""
     vert, horz = select_ranges(scan, args)
-    return scan.grid_for(args.get("grid")).patch(vert, horz), vert, horz
+    return scan.grid_for(args.get("grid")).frames(vert, horz), vert, horz
 
 
 def _everything(args: dict[str, Any]) -> bool:

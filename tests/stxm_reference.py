@@ -38,3 +38,17 @@ def reference(frames, bad, cutoff, cx, cy, *, rmin, rmax, rdpc, nsectors, nbins,
             prof.append(f[sel].mean() if sel.any() else np.nan)
         out["radial"].append(prof)
     return {k: np.array(v) for k, v in out.items()}
+
+
+def annulus(frames, bad, cutoff, cx, cy, *, rmin, rmax):
+    """Per frame, over the valid counts (not masked, below the cutoff) with rmin <= r < rmax: the largest and
+    the speckle contrast σ/μ (population σ); NaN where none is valid (and the contrast where μ is 0)."""
+    h, w = frames.shape[1:]
+    rows, cols = np.indices((h, w))
+    r = np.hypot(cols - cx, rows - cy)
+    out = {"maxpixel": [], "contrast": []}
+    for f in frames.astype(np.float64):
+        v = f[~bad & (f < cutoff) & (r >= rmin) & (r < rmax)]
+        out["maxpixel"].append(v.max() if v.size else np.nan)
+        out["contrast"].append(v.std() / v.mean() if v.size and v.mean() > 0 else np.nan)
+    return {k: np.array(x) for k, x in out.items()}

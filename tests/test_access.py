@@ -155,8 +155,8 @@ def test_local_nodes_answer_their_front_only(guarded):
     assert nodes
     for node in nodes:
         port = urllib.parse.urlsplit(node["url"]).port
-        patch = f"/_patch/{U16}/0-8.part?channels=darkfield&cx=30.0&cy=30.0"
-        r = http_get(port, patch)
+        job = f"/_block/{U16}/0-8.part?channels=darkfield&cx=30.0&cy=30.0"
+        r = http_get(port, job)
         assert r.status == 403 and r.json()["error"] == "forbidden"
         assert http_get(port, f"/meta/{U16}.json").status == 403  # not a back door to the data either
         assert http_get(port, "/healthz").status == 200
@@ -166,8 +166,8 @@ def test_local_nodes_answer_their_front_only(guarded):
 def test_configured_nodes_need_the_shared_secret(demo_root, tmp_path):
     node = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_NODE_SECRET": "s3cret-of-the-cluster"})
     try:
-        assert node.get(f"/_patch/{U16}/0-8.part?channels=darkfield").status == 403
-        assert node.get(f"/_patch/{U16}/0-8.part?channels=darkfield",
+        assert node.get(f"/_block/{U16}/0-8.part?channels=darkfield").status == 403
+        assert node.get(f"/_block/{U16}/0-8.part?channels=darkfield",
                         headers={"X-Dada-Node-Secret": "wrong"}).status == 403
         front = Daemon(["serve", demo_root, "--nodes", node.base, "--cache-dir", "none"],
                        env={"DADA_NODE_SECRET": "s3cret-of-the-cluster"})

@@ -1,7 +1,7 @@
 """The shipped load balancer configs (deploy/) run for real in front of tiny echo backends on loopback.
 
-What a dada cluster needs from its balancer: a patch URL always reaches the same node, and so does
-every patch URL of the same block (path) whatever its parameters (query), as with the front's own
+What a dada cluster needs from its balancer: a job URL always reaches the same node, and so does
+every job URL of the same block (path) whatever its parameters (query), as with the front's own
 ring, since that node's caches hold the block's frames; different blocks spread; a node that leaves
 moves only its own blocks (the other nodes' caches stay warm) and gets them back when it returns.
 """
@@ -33,9 +33,9 @@ ALL = ["haproxy", "nginx", "lighttpd"]
 N_URIS = 60
 
 
-def patch_uris(n: int = N_URIS, query: str = "channels=darkfield&darkfield.rmin=10") -> list[str]:
-    """Patch URLs as the front sends them: the path names a block of frames, the query its parameters."""
-    return [f"/_patch/p10/cells/scan_0001/{64 * k}-{64 * k + 64}.part?{query}" for k in range(n)]
+def block_uris(n: int = N_URIS, query: str = "channels=darkfield&darkfield.rmin=10") -> list[str]:
+    """Job URLs as the front sends them: the path names a block of frames, the query its parameters."""
+    return [f"/_block/p10/cells/scan_0001/{64 * k}-{64 * k + 64}.part?{query}" for k in range(n)]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -195,23 +195,23 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 @pytest.mark.parametrize("cluster", ALL, indirect=True)
 def test_same_uri_same_node_and_uris_spread(cluster):
     lb, backends = cluster
-    uris = patch_uris()
+    uris = block_uris()
     first = mapping(lb, uris)
-    assert mapping(lb, uris) == first  # the same patch always reaches the same node
+    assert mapping(lb, uris) == first  # the same job always reaches the same node
     counts = {b.name: list(first.values()).count(b.name) for b in backends}
     assert all(c >= N_URIS // 10 for c in counts.values()), counts  # every node gets a fair share
     # A block goes to one node whatever its parameters (as with the front's own ring): its frames
     # are in that node's page cache.
-    other = mapping(lb, patch_uris(query="channels=dpc,azimuthal&dpc.rdpc=6"))
+    other = mapping(lb, block_uris(query="channels=dpc,azimuthal&dpc.rdpc=6"))
     assert list(other.values()) == list(first.values())
 
 
 @pytest.mark.parametrize("cluster", ALL, indirect=True)
-def test_a_hedged_twin_hashes_apart_from_its_patch(cluster):
-    """The front's hedge of a slow patch marks its path (twin_url): the balancers' hash then sends most
-    twins to another node than their patch's (the rest the bounded load or the next hedge moves)."""
+def test_a_hedged_twin_hashes_apart_from_its_job(cluster):
+    """The front's hedge of a slow job marks its path (twin_url): the balancers' hash then sends most
+    twins to another node than their job's (the rest the bounded load or the next hedge moves)."""
     lb, _ = cluster
-    uris = patch_uris()
+    uris = block_uris()
     first, twins = mapping(lb, uris), mapping(lb, [twin_url(u) for u in uris])
     apart = sum(first[u] != twins[twin_url(u)] for u in uris)
     assert apart >= len(uris) // 2, (apart, len(uris))  # three nodes: about two thirds by chance alone
@@ -220,7 +220,7 @@ def test_a_hedged_twin_hashes_apart_from_its_patch(cluster):
 @pytest.mark.parametrize("cluster", ALL, indirect=True)
 def test_stopped_node_moves_only_its_uris_and_gets_them_back(cluster):
     lb, backends = cluster
-    uris = patch_uris()
+    uris = block_uris()
     before = mapping(lb, uris)
     gone = backends[1]
     gone.stop()
@@ -237,10 +237,10 @@ def test_stopped_node_moves_only_its_uris_and_gets_them_back(cluster):
 @pytest.mark.parametrize("cluster", ["haproxy"], indirect=True)
 def test_health_check_takes_node_out_and_back(cluster):
     lb, backends = cluster
-    uris = patch_uris()
+    uris = block_uris()
     before = mapping(lb, uris)
     sick = backends[2]
-    sick.healthy = False  # /healthz says 503; the node would still answer patches
+    sick.healthy = False  # /healthz says 503; the node would still answer jobs
     wait_for(lambda: sick.name not in mapping(lb, uris).values(), 10, "the failing node is taken out")
     after = mapping(lb, uris)
     assert all(after[u] == before[u] for u in uris if before[u] != sick.name)
@@ -251,7 +251,7 @@ def test_health_check_takes_node_out_and_back(cluster):
 @pytest.mark.parametrize("cluster", ["haproxy", "nginx"], indirect=True)
 def test_busy_503_goes_to_another_node(cluster):
     lb, backends = cluster
-    uris = patch_uris()
+    uris = block_uris()
     before = mapping(lb, uris)
     busy = backends[0]
     busy.busy = True
@@ -263,7 +263,7 @@ def test_busy_503_goes_to_another_node(cluster):
 @pytest.mark.parametrize("cluster", ["haproxy", "nginx"], indirect=True)
 def test_keeps_connections_to_nodes_open(cluster):
     lb, backends = cluster
-    uri = patch_uris()[0]
+    uri = block_uris()[0]
     home = next(b for b in backends if b.name == who(lb, uri))
     opened = home.connections
     for _ in range(12):  # a new client connection each time
@@ -286,7 +286,7 @@ def test_admin_endpoints_on_loopback(cluster):
 @pytest.mark.parametrize("cluster", ["haproxy"], indirect=True)
 def test_bounded_load_spreads_a_hot_uri(cluster):
     lb, _ = cluster
-    uri = patch_uris()[0] + "&sleep=0.6"
+    uri = block_uris()[0] + "&sleep=0.6"
     with ThreadPoolExecutor(6) as pool:
         answered = set(pool.map(lambda _: who(lb, uri), range(6)))
     assert len(answered) >= 2, "hash-balance-factor lets no node take every concurrent request"
@@ -294,11 +294,11 @@ def test_bounded_load_spreads_a_hot_uri(cluster):
 
 def test_lighttpd_tells_nodes_apart_by_address_only():
     """The caveat in deploy/lighttpd.conf: two nodes on one machine (same address, other port) get
-    no share of lighttpd 1.4.69's hash; all patches go to one of them."""
+    no share of lighttpd 1.4.69's hash; all jobs go to one of them."""
     backends = [EchoBackend(f"b{k}") for k in range(3)]
     lb = start_balancer("lighttpd", [b.address for b in backends])
     try:
-        assert len(set(mapping(lb, patch_uris(20)).values())) == 1
+        assert len(set(mapping(lb, block_uris(20)).values())) == 1
     finally:
         lb.stop()
         for b in backends:

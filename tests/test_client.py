@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from helpers import Daemon, http_get
-from stxm_reference import reference
-from test_stxm import load, patch_frames
+from stxm_reference import annulus, reference
+from test_stxm import load, selection_frames
 
 from dada.client import Answer, Client, ServerError
 
@@ -51,7 +51,7 @@ def test_frames_match_h5py(client, demo_root):
 
 def test_darkfield_matches_reference_and_npy_and_carries_parameters(client, daemon, demo_root):
     frames, bad, cutoff, cx, cy, vh = load(demo_root, SCAN)
-    idx = patch_frames(vh, False, range(1, 5), range(0, 8, 3))
+    idx = selection_frames(vh, False, range(1, 5), range(0, 8, 3))
     ref = reference(frames[idx.ravel()], bad, cutoff, cx, cy, rmin=6.0, rmax=24.0, rdpc=5.0, nsectors=12, nbins=9)
     a = client.darkfield(SCAN, rmin=6, rmax=24.0, vert=slice(1, 5), horz="0:8:3")
     assert a.url == f"{daemon.base}/darkfield/{SCAN}.h5?vert=1:5&horz=0:8:3&rmin=6&rmax=24.0"
@@ -65,11 +65,26 @@ def test_darkfield_matches_reference_and_npy_and_carries_parameters(client, daem
                                   client.darkfield(SCAN).arrays["transmission"])
 
 
+def test_maxpixel_and_contrast_are_methods_with_no_client_change(client, daemon, demo_root):
+    """Channels added on the server only: the client has them from /api, with their parameters."""
+    frames, bad, cutoff, cx, cy, vh = load(demo_root, SCAN)
+    idx = selection_frames(vh, False, range(0, 3), range(2, 6))
+    ref = annulus(frames[idx.ravel()], bad, cutoff, cx, cy, rmin=4.0, rmax=20.0)
+    for name in ("maxpixel", "contrast"):
+        a = getattr(client, name)(SCAN, rmin=4, rmax=20.0, vert=slice(0, 3), horz="2:6")
+        np.testing.assert_allclose(a.data, ref[name].reshape(idx.shape), rtol=1e-9)
+        np.testing.assert_array_equal(a.data, npy(daemon, a))
+        assert a.attrs[name]["rmin"] == 4
+    both = client.stxm(SCAN, channels=("maxpixel", "contrast"), maxpixel_rmin=4, maxpixel_rmax=20.0,
+                       output="maxpixel.maxpixel", vert=slice(0, 3), horz="2:6")
+    np.testing.assert_array_equal(both.arrays["maxpixel.maxpixel"], ref["maxpixel"].reshape(idx.shape))
+
+
 def test_sum_booleans_and_stxm_choices_and_dotted_parameters(client, daemon, demo_root):
     frames, *_, vh = load(demo_root, SCAN)
     s = client.sum(SCAN, vert=slice(0, 2), horz=slice(1, 5), mask=False)
     assert "mask=false" in s.url and s.attrs["frames_used"] == 8
-    np.testing.assert_array_equal(s.data, frames[patch_frames(vh, False, range(2), range(1, 5)).ravel()].sum(0))
+    np.testing.assert_array_equal(s.data, frames[selection_frames(vh, False, range(2), range(1, 5)).ravel()].sum(0))
     a = client.stxm(SCAN, channels=("darkfield", "dpc"), darkfield_rmin=8, **{"dpc.rdpc": 6})
     assert "channels=darkfield,dpc&darkfield.rmin=8&dpc.rdpc=6" in a.url
     assert set(a.arrays) == {"darkfield.darkfield", "darkfield.transmission", "dpc.dpc"}
@@ -118,7 +133,7 @@ def test_server_errors_name_the_parameter(client):
 
 def test_progress_stream_feeds_the_client(demo_root):
     slow = Daemon(["serve", demo_root, "--cache-dir", "none", "--block-frames", "8"],
-                  env={"DADA_TEST_PATCH_DELAY": "0.2"})
+                  env={"DADA_TEST_JOB_DELAY": "0.2"})
     try:
         c = Client(slow.base)
         a = c.darkfield(SCAN, rmin=7)

@@ -39,6 +39,9 @@ ROUTES = (
     "stxm/{scan}.png?output=azimuthal.anisotropy&plow=5&phigh=95",
     "darkfield/{scan}.npy?vert=1:5&horz=2:7",
     "dpc/{scan}.json?vert=1:5:2&horz=1:7:3&reference=median",
+    "maxpixel/{scan}.npy?rmin=4&rmax=20",
+    "contrast/{scan}.npy?rmin=6",
+    "stxm/{scan}.h5?channels=dpc,maxpixel,contrast,radial&maxpixel.rmin=2&contrast.rmax=14&output=dpc.dpc",
 )
 CASES = [r.format(scan=s) for s in SCANS for r in ROUTES] + [
     "dpc/live/scan_0003.npy", "darkfield/live/scan_0003.png",
@@ -61,7 +64,7 @@ def front(root: str, tmp_path, *flags: str) -> Daemon:
                    *flags])
 
 
-def patches_done(f: Daemon) -> int:
+def jobs_done(f: Daemon) -> int:
     return sum(n["done"] for n in f.get("/healthz").json()["nodes"])
 
 
@@ -110,7 +113,7 @@ def test_a_lone_block_is_computed_in_pieces_and_cached_whole(demo_root, nodes, r
         assert sorted(used) == [1, 1, 1, 1], used  # one block, four pieces: every node took one
         got = f.get("/" + again)  # darkfield's moments of the whole block, from the cache
         assert got.status == 200 and got.body == reference[again].body
-        assert patches_done(f) == 4
+        assert jobs_done(f) == 4
     finally:
         f.stop()
 
@@ -136,18 +139,18 @@ def test_embedded_default_starts_local_nodes_and_matches(demo_root, reference, t
         f.stop()
 
 
-def test_patch_urls_are_readable_and_stable(nodes):
-    r = nodes[0].get("/_patch/eiger/u16/scan_0001/8-16.part?channels=darkfield&darkfield.rmin=8")
+def test_block_urls_are_readable_and_stable(nodes):
+    r = nodes[0].get("/_block/eiger/u16/scan_0001/8-16.part?channels=darkfield&darkfield.rmin=8")
     assert r.status == 200
-    r2 = nodes[1].get("/_patch/eiger/u16/scan_0001/8-16.part?channels=darkfield&darkfield.rmin=8")
+    r2 = nodes[1].get("/_block/eiger/u16/scan_0001/8-16.part?channels=darkfield&darkfield.rmin=8")
     assert r.body == r2.body
-    assert nodes[0].get("/_patch/eiger/u16/scan_0001/16-8.part?channels=darkfield").status == 400
-    assert nodes[0].get("/_patch/eiger/u16/scan_0001/x.part").status == 404
-    assert nodes[0].get("/_patch/../../etc/passwd/0-8.part").status == 404
+    assert nodes[0].get("/_block/eiger/u16/scan_0001/16-8.part?channels=darkfield").status == 400
+    assert nodes[0].get("/_block/eiger/u16/scan_0001/x.part").status == 404
+    assert nodes[0].get("/_block/../../etc/passwd/0-8.part").status == 404
 
 
 def test_a_node_killed_mid_request_changes_nothing(demo_root, reference, tmp_path):
-    slow = start_nodes(demo_root, 3, env={"DADA_TEST_PATCH_DELAY": "0.5"})
+    slow = start_nodes(demo_root, 3, env={"DADA_TEST_JOB_DELAY": "0.5"})
     f = front(demo_root, tmp_path, "--nodes", urls(slow))
     case = "stxm/eiger/u32/scan_0002.h5?darkfield.rmin=8&dpc.reference=median"
     try:
@@ -190,7 +193,7 @@ def test_a_node_that_keeps_failing_is_taken_out_and_probed_back(demo_root, nodes
         before = state()["done"]
         case = "/darkfield/eiger/u32/scan_0002.npy?rmin=11"
         assert f.get(case).body == nodes[0].get(case).body
-        assert state()["done"] > before  # it takes patches again
+        assert state()["done"] > before  # it takes jobs again
     finally:
         f.stop()
         flaky.stop()
@@ -206,7 +209,7 @@ def answered_in(f: Daemon, reference: dict, case: str = "darkfield/eiger/u16/sca
 
 
 def test_a_slow_node_is_hedged(demo_root, nodes, reference, tmp_path):
-    laggard = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_PATCH_DELAY": "20"})
+    laggard = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_JOB_DELAY": "20"})
     f = front(demo_root, tmp_path, "--nodes", urls([*nodes[:2], laggard]))
     try:
         elapsed = answered_in(f, reference)
@@ -217,9 +220,9 @@ def test_a_slow_node_is_hedged(demo_root, nodes, reference, tmp_path):
 
 
 def test_a_slow_node_is_hedged_through_haproxy(demo_root, nodes, reference, tmp_path):
-    """Behind a balancer the twin of a slow patch carries a marked path (another hash), so it reaches
+    """Behind a balancer the twin of a slow job carries a marked path (another hash), so it reaches
     another node, not the laggard again."""
-    laggard = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_PATCH_DELAY": "20"})
+    laggard = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_JOB_DELAY": "20"})
     lb = start_balancer("haproxy", [nodes[0].port, nodes[1].port, laggard.port])
     f = front(demo_root, tmp_path, "--lb", lb.url, "--lb-concurrency", "6")
     try:
@@ -241,7 +244,7 @@ def test_all_nodes_down_is_a_quick_clear_502(demo_root, tmp_path):
         assert time.monotonic() - t0 < 10
         assert r.status == 502 and r.content_type == "application/json"
         body = r.json()
-        assert body["error"] == "nodes_failed" and body["patches"] and set(body["nodes"]) <= set(dead)
+        assert body["error"] == "nodes_failed" and body["jobs"] and set(body["nodes"]) <= set(dead)
         assert f.get("/healthz").status == 200  # the front itself is fine
     finally:
         f.stop()
@@ -255,7 +258,7 @@ def read_events(port: int, rid: str, out: list) -> None:
             out.append((lines["event"], json.loads(lines["data"])))
 
 
-def test_progress_reports_every_patch_once_and_ends_with_the_total(demo_root, nodes, tmp_path):
+def test_progress_reports_every_block_once_and_ends_with_the_total(demo_root, nodes, tmp_path):
     f = front(demo_root, tmp_path, "--nodes", urls(nodes))
     try:
         events: list = []
@@ -299,16 +302,16 @@ def test_growing_scan_caches_only_complete_blocks(demo_root, tmp_path):
     case = "/darkfield/run/scan_0001.npy?rmin=8"
     try:
         assert f.get(case).body == one.get(case).body
-        assert patches_done(f) == 6  # blocks 0..5: only 0 and 1 are complete
+        assert jobs_done(f) == 6  # blocks 0..5: only 0 and 1 are complete
         shutil.copy2(os.path.join(src, "scan_0001_data_000002.h5"), live)  # frames 20..39
         assert f.get(case).body == one.get(case).body
-        assert patches_done(f) == 6 + 4  # 0 and 1 from the cache; 2 (was incomplete), 3, 4 new, 5 still open
+        assert jobs_done(f) == 6 + 4  # 0 and 1 from the cache; 2 (was incomplete), 3, 4 new, 5 still open
         assert f.get(case).body == one.get(case).body
-        assert patches_done(f) == 6 + 4 + 1  # only the open block again
+        assert jobs_done(f) == 6 + 4 + 1  # only the open block again
         shutil.copy2(os.path.join(src, "scan_0001_data_000003.h5"), live)
         whole = f.get(case)
         assert whole.body == one.get(case).body and whole.headers["cache-control"].startswith("public")
-        assert patches_done(f) == 6 + 4 + 1 + 1
+        assert jobs_done(f) == 6 + 4 + 1 + 1
     finally:
         f.stop()
         one.stop()
@@ -334,7 +337,7 @@ def test_changed_data_and_corrupt_cache_entries_give_fresh_correct_answers(demo_
                     fh.write(bytes([last[0] ^ 0xFF]))
         f = Daemon(["serve", str(root), "--nodes", one.base, "--block-frames", "8", "--cache-dir", str(cache)])
         assert f.get(case).body == first.body  # corrupt entries are dropped and recomputed, never served
-        assert patches_done(f) == 6
+        assert jobs_done(f) == 6
         # new content in one data file (a new mtime too): a new answer, equal to the node's fresh one
         with h5py.File(root / "s" / "scan_0002_data_000002.h5", "r+") as h:
             frames = h["entry/data/data"]
@@ -383,7 +386,7 @@ def test_fronts_share_results_through_aerospike_and_survive_its_outage(demo_root
     b = Daemon(["serve", demo_root, *flags])  # another front: nothing in its memory, no disk cache
     try:
         assert b.get("/" + case).body == reference[case].body
-        assert patches_done(b) == 0  # every block and the result came from Aerospike
+        assert jobs_done(b) == 0  # every block and the result came from Aerospike
         server.kill()
         for k in range(3):  # Aerospike down: requests still succeed, computed, and it is counted
             q = f"/darkfield/eiger/u32/scan_0002.npy?rmin={8 + k}"
@@ -408,10 +411,10 @@ def test_fronts_share_results_through_aerospike_and_survive_its_outage(demo_root
 
 
 def test_a_saturated_node_pushes_back_and_the_front_honours_it(demo_root, tmp_path):
-    one = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_PATCH_DELAY": "0.4"})
+    one = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_JOB_DELAY": "0.4"})
     try:
         results: list = []
-        url = "/_patch/eiger/u16/scan_0001/0-8.part?channels=darkfield"
+        url = "/_block/eiger/u16/scan_0001/0-8.part?channels=darkfield"
         threads = [threading.Thread(target=lambda: results.append(one.get(url))) for _ in range(6)]
         for t in threads:
             t.start()
@@ -420,7 +423,7 @@ def test_a_saturated_node_pushes_back_and_the_front_honours_it(demo_root, tmp_pa
         busy = [r for r in results if r.status == 503]
         assert busy and all(r.headers.get("retry-after") and r.json()["error"] == "busy" for r in busy)
         assert any(r.status == 200 for r in results)
-        # two fronts on the one node: more patches than it admits; both still answer completely
+        # two fronts on the one node: more jobs than it admits; both still answer completely
         fronts = [front(demo_root, tmp_path, "--nodes", one.base) for _ in range(2)]
         try:
             answers: list = []
@@ -467,7 +470,7 @@ def test_the_embedded_default_restarts_a_local_node_that_dies(demo_root, referen
         assert not os.path.exists(f"/proc/{victim['pid']}")  # reaped: a zombie would still be listed
         assert "dada_local_node_restarts 1.0" in f.get("/metrics").body.decode()
         check_same(f, {k: v for k, v in reference.items() if k.startswith(("stxm/", "darkfield/"))})
-        assert patches_done(f) > 0
+        assert jobs_done(f) > 0
     finally:
         f.stop()
 
@@ -482,11 +485,11 @@ def test_sum_and_composite_are_computed_by_the_nodes(demo_root, nodes, tmp_path)
              "composite/eiger/u32/scan_0002.tiff?bin=8&horz=1:3"]
     try:
         for case in cases:
-            before = patches_done(f)
+            before = jobs_done(f)
             got, want = f.get("/" + case), nodes[0].get("/" + case)
             assert got.status == want.status == 200, (case, got.body[:300])
             assert got.body == want.body, case
-            assert patches_done(f) > before, case  # the nodes computed it, not the front
+            assert jobs_done(f) > before, case  # the nodes computed it, not the front
         scan = "eiger/u16/scan_0001"
         master = os.path.join(demo_root, scan + "_master.h5")
         with h5py.File(master) as h:

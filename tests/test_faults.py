@@ -19,7 +19,7 @@ from contextlib import suppress
 import pytest
 from helpers import Daemon, FsServer, Mount, Response, free_port, http_get, missing, require_module
 from test_cache import files_below
-from test_cluster import metric, patches_done, urls
+from test_cluster import jobs_done, metric, urls
 
 from dada.cache.disk import HEADER, MAGIC, TEMP_PREFIX, checksum
 
@@ -183,7 +183,7 @@ def test_a_cache_disk_that_refuses_writes_only_means_no_caching(fault, demo_root
         maps = [case for case in CACHED if not case.startswith("/sum/")]  # a sum's parts are not cached
         for case in maps:
             same(f, healthy[0], case)
-        assert patches_done(f) == 0 and disk_count("corrupt") == 0 and disk_count("hits") > 0
+        assert jobs_done(f) == 0 and disk_count("corrupt") == 0 and disk_count("hits") > 0
     finally:
         if f is not None:
             f.stop()
@@ -226,14 +226,14 @@ class CrashLoop(threading.Thread):
             self.deaths += served
 
 
-PATCH_TIMEOUT = 2.0
+JOB_TIMEOUT = 2.0
 
 
 def test_a_crash_looping_node_changes_no_answer(demo_root, healthy, tmp_path):
     crashing = CrashLoop(demo_root)
     crashing.start()
     f = Daemon(["serve", demo_root, "--nodes", f"{urls(healthy)},{crashing.url}", "--block-frames", "8",
-                "--cache-dir", "none", "--config", config(tmp_path, patch_timeout=PATCH_TIMEOUT)])
+                "--cache-dir", "none", "--config", config(tmp_path, job_timeout=JOB_TIMEOUT)])
     states: list[dict] = []  # the crashing node as the front's /healthz shows it after each request
     took: list[float] = []
     try:
@@ -250,7 +250,7 @@ def test_a_crash_looping_node_changes_no_answer(demo_root, healthy, tmp_path):
         crashing.halt.set()
         crashing.join()
         f.stop()
-    assert max(took) < 2 * PATCH_TIMEOUT, sorted(took)[-5:]  # no request waited out patch timeouts
+    assert max(took) < 2 * JOB_TIMEOUT, sorted(took)[-5:]  # no request waited out job timeouts
     assert max(s["failures"] for s in states) >= 3 and states[-1]["done"] > 0  # it failed and it served
 
 
@@ -287,7 +287,7 @@ def test_a_front_started_while_aerospike_is_down_answers_and_takes_it_up_later(d
         same(a, healthy[0], case)
         fronts.append(Daemon(args))  # another front: nothing in its memory, the answer from Aerospike
         same(fronts[1], healthy[0], case)
-        assert patches_done(fronts[1]) == 0 and count(fronts[1], "hits") > 0
+        assert jobs_done(fronts[1]) == 0 and count(fronts[1], "hits") > 0
     finally:
         for d in fronts:
             d.stop()

@@ -39,7 +39,7 @@ SCAN = "beam/scan_0001"
 PLUGIN = '''
 import numpy as np
 from dada.params import Param
-from dada.stxm.channel import SUM, Bins, Channel
+from dada.stxm.channel import Bins, Channel
 
 
 class Halo(Channel):
@@ -55,7 +55,7 @@ class Halo(Channel):
         return Bins(np.where((r >= 10) & (r < 10 + args["halo_width"]), 0, -1).astype(np.int32), 1)
 
     def finalize(self, m, geo, args, context=None):
-        return {"halo": m.values[:, 0, SUM]}
+        return {"halo": m["sum"][:, 0]}
 '''
 
 
@@ -85,9 +85,9 @@ def plugin_path(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def gui(gui_root, plugin_path):
-    """Small blocks, each patch slowed a little, so maps visibly fill in block by block; with the plug-in channel."""
+    """Small blocks, each slowed a little, so maps visibly fill in block by block; with the plug-in channel."""
     d = Daemon(["serve", gui_root, "--cache-dir", "none", "--block-frames", "16"],
-               env={"DADA_TEST_PATCH_DELAY": "0.3", "PYTHONPATH": plugin_path})
+               env={"DADA_TEST_JOB_DELAY": "0.3", "PYTHONPATH": plugin_path})
     yield d
     d.stop()
 

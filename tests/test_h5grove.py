@@ -22,6 +22,7 @@ from h5grove_world import MARKER, Reference, build
 from helpers import Daemon, Response, http_get
 
 from dada.config import Config
+from dada.registry import CHANNELS
 from dada.server.access import digest
 
 # where dada differs on purpose (or h5grove's own server fails): tested below
@@ -261,8 +262,7 @@ def test_bad_requests_are_json_errors_naming_the_parameter(d, route, q, status, 
 
 # -- the analyses as {scan}.dada ------------------------------------------------------------------
 
-OUTPUTS = {"darkfield": ["darkfield", "transmission"], "dpc": ["dpc"],
-           "azimuthal": ["sectors", "orientation", "anisotropy"], "radial": ["radial", "axis"]}
+OUTPUTS = {c.name: list(c.outputs) for c in CHANNELS}  # every registered channel, maxpixel and contrast too
 
 
 def npy(r: Response) -> np.ndarray:

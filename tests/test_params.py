@@ -96,5 +96,5 @@ def test_scan_grid_matches_acquisition_walk(fast, snake):
                 expected[p, line] = n
             n += 1
     grid = ScanGrid(V, H, fast, snake)
-    np.testing.assert_array_equal(grid.patch(range(V), range(H)), expected)
-    np.testing.assert_array_equal(grid.patch(range(1, 3), range(0, 5, 2)), expected[1:3, 0:5:2])
+    np.testing.assert_array_equal(grid.frames(range(V), range(H)), expected)
+    np.testing.assert_array_equal(grid.frames(range(1, 3), range(0, 5, 2)), expected[1:3, 0:5:2])

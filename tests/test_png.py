@@ -18,7 +18,7 @@ from dada.errors import TooLarge
 from dada.registry import ENDPOINTS
 from dada.sources.catalog import Catalog
 from dada.stxm.engine import Engine
-from dada.stxm.partials import LocalMoments
+from dada.stxm.partials import LocalPartials
 
 SCAN = "eiger/u16/scan_0001"  # a 6x8 grid of 64x72 frames
 MAP = f"/darkfield/{SCAN}"
@@ -46,7 +46,7 @@ def enlarged(rgba: np.ndarray, s: int) -> np.ndarray:
 def answer(demo_root):
     """What a route hands the png encoder for a query, computed in this process: (Result, parsed args)."""
     catalog = Catalog({"": demo_root})
-    ctx = Context(catalog, LocalMoments(Engine(2)))
+    ctx = Context(catalog, LocalPartials(Engine(2)))
     by_name = {ep.name: ep for ep in ENDPOINTS}
 
     def run(name: str, path: str, query: str = "", item: int | None = None) -> tuple[Result, dict]:

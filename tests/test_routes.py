@@ -134,7 +134,7 @@ def reference_sum(frames, bad, cutoff, b, mean=False):
 
 @pytest.mark.parametrize(("scan", "dtype"), SCANS)
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_sum_of_patch(daemon, demo_root, scan, dtype, fmt):
+def test_sum_of_selection(daemon, demo_root, scan, dtype, fmt):
     frames = h5_frames(demo_root, scan)
     bad, cutoff = h5_mask(demo_root, scan)
     snake = dtype == "uint32"

@@ -13,7 +13,7 @@ import scipy.io
 import tifffile
 from helpers import Daemon, expect
 from PIL import Image
-from stxm_reference import reference
+from stxm_reference import annulus, reference
 
 from dada.demo.sample import Detector, FrameModel, make_truth
 from dada.demo.writer import ScanSpec, write_eiger
@@ -39,7 +39,15 @@ def npy(d: Daemon, url: str) -> np.ndarray:
     return np.load(io.BytesIO(r.body))
 
 
-def patch_frames(vh, snake, vert, horz):
+def h5(d: Daemon, url: str) -> dict[str, np.ndarray]:
+    """Every array of an h5 answer."""
+    r = d.get(url)
+    assert r.status == 200, (url, r.body)
+    with h5py.File(io.BytesIO(r.body)) as f:
+        return {k: f[k][()] for k in f}
+
+
+def selection_frames(vh, snake, vert, horz):
     V, H = vh
     return np.array([[v * H + ((H - 1 - h) if snake and v % 2 else h) for h in horz] for v in vert])
 
@@ -51,7 +59,7 @@ PARAMS = dict(rmin=6.0, rmax=24.0, rdpc=5.0, nsectors=12, nbins=9)
 def test_channels_match_numpy_reference(daemon, demo_root, scan, snake):
     frames, bad, cutoff, cx, cy, vh = load(demo_root, scan)
     vert, horz = range(1, 5), range(0, 8, 3)
-    idx = patch_frames(vh, snake, vert, horz)
+    idx = selection_frames(vh, snake, vert, horz)
     ref = reference(frames[idx.ravel()], bad, cutoff, cx, cy, radial_rmin=2.0, **PARAMS)
     shape = idx.shape
     sel = "vert=1:5&horz=0:8:3"
@@ -84,10 +92,54 @@ def test_channels_match_numpy_reference(daemon, demo_root, scan, snake):
         assert '"rdpc": 5.0' in f.attrs["dpc"]
 
 
-def test_patches_glue_into_the_whole_scan(daemon):
-    """Every patch holds exactly what the whole-scan answer holds there (the cluster relies on it)."""
+@pytest.mark.parametrize(("scan", "snake"), SCANS)
+def test_maxpixel_and_contrast_match_numpy(daemon, demo_root, scan, snake):
+    """The two channels that are not sums (a max; Σv² beside Σv), alone and fused with the four, on frames
+    with masked pixels and saturated ones (which both leave out)."""
+    frames, bad, cutoff, cx, cy, vh = load(demo_root, scan)
+    assert (frames[:, ~bad] >= cutoff).any() and bad.any()  # the data have both
+    idx = selection_frames(vh, snake, range(0, 6), range(0, 8))
+    sel = "vert=0:6&horz=0:8"
+    for rmin, rmax in ((0.0, 30.0), (4.0, 12.5)):
+        ref = annulus(frames[idx.ravel()], bad, cutoff, cx, cy, rmin=rmin, rmax=rmax)
+        ring = f"rmin={rmin}&rmax={rmax}"
+        mx = npy(daemon, f"/maxpixel/{scan}.npy?{sel}&{ring}")
+        np.testing.assert_array_equal(mx, ref["maxpixel"].reshape(idx.shape))
+        assert (mx < cutoff).all()  # saturated pixels left out
+        ct = npy(daemon, f"/contrast/{scan}.npy?{sel}&{ring}")
+        np.testing.assert_allclose(ct, ref["contrast"].reshape(idx.shape), rtol=1e-9)
+        six = h5(daemon, f"/stxm/{scan}.h5?{sel}&channels=darkfield,dpc,azimuthal,radial,maxpixel,contrast"
+                 f"&maxpixel.rmin={rmin}&maxpixel.rmax={rmax}&contrast.rmin={rmin}&contrast.rmax={rmax}")
+        np.testing.assert_array_equal(six["maxpixel.maxpixel"], mx)
+        np.testing.assert_array_equal(six["contrast.contrast"], ct)
+        np.testing.assert_array_equal(six["darkfield.darkfield"], npy(daemon, f"/darkfield/{scan}.npy?{sel}"))
+
+
+def test_an_annulus_without_valid_pixels_is_nan(daemon, demo_root):
+    frames, bad, cutoff, cx, cy, vh = load(demo_root, "eiger/u16/scan_0001")
+    user = np.zeros(frames.shape[1:], dtype=np.uint8)
+    rows, cols = np.indices(user.shape)
+    r = np.hypot(cols - cx, rows - cy)
+    user[(r >= 3) & (r < 9)] = 1
+    folder = os.path.join(demo_root, "masks-annulus")
+    os.makedirs(folder, exist_ok=True)
+    try:
+        np.save(os.path.join(folder, "ring.npy"), user)
+        for route in ("maxpixel", "contrast"):
+            got = npy(daemon, f"/{route}/eiger/u16/scan_0001.npy?rmin=3&rmax=9&usermask=masks-annulus/ring.npy")
+            assert got.shape == vh and np.isnan(got).all()
+            wider = npy(daemon, f"/{route}/eiger/u16/scan_0001.npy?rmin=3&rmax=12&usermask=masks-annulus/ring.npy")
+            ref = annulus(frames, bad | (user != 0), cutoff, cx, cy, rmin=3, rmax=12)[route]
+            np.testing.assert_allclose(wider.ravel(), ref[selection_frames(vh, False, range(6), range(8)).ravel()],
+                                       rtol=1e-9)
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_selections_glue_into_the_whole_scan(daemon):
+    """Every selection holds exactly what the whole-scan answer holds there (the cluster relies on it)."""
     scan = "eiger/u32/scan_0002"
-    for route in ("darkfield", "dpc", "azimuthal", "radial"):
+    for route in ("darkfield", "dpc", "azimuthal", "radial", "maxpixel", "contrast"):
         whole = npy(daemon, f"/{route}/{scan}.npy")
         top = npy(daemon, f"/{route}/{scan}.npy?vert=0:3")
         bottom = npy(daemon, f"/{route}/{scan}.npy?vert=3:6")
@@ -313,13 +365,12 @@ def test_radial_matches_pyfai(truth_daemon):
     np.testing.assert_allclose(ours, res.sum_signal / res.count, rtol=1e-9)
 
 
-@pytest.mark.parametrize("route", ["darkfield", "dpc", "azimuthal", "radial", "stxm"])
+@pytest.mark.parametrize("route", ["darkfield", "dpc", "azimuthal", "radial", "maxpixel", "contrast", "stxm"])
 @pytest.mark.parametrize("scan", ["eiger/u16/scan_0001", "eiger/u32/scan_0002"])
 def test_every_stxm_route_in_every_format(daemon, route, scan):
     """npy is the reference; the other formats carry the same numbers (tiff as float32)."""
     want = npy(daemon, f"/{route}/{scan}.npy?vert=1:4")
-    name = {"stxm": "darkfield.darkfield"}.get(route, {"darkfield": "darkfield", "dpc": "dpc",
-                                                          "azimuthal": "sectors", "radial": "radial"}.get(route))
+    name = {"stxm": "darkfield.darkfield", "azimuthal": "sectors"}.get(route, route)
     for fmt, ctype in (("tiff", "image/tiff"), ("json", "application/json"), ("h5", "application/x-hdf5"),
                        ("mat", "application/x-matlab-data"), ("png", "image/png"), ("csv", "text/csv")):
         r = daemon.get(f"/{route}/{scan}.{fmt}?vert=1:4")

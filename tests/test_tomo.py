@@ -219,13 +219,13 @@ def test_not_a_tomography_file(daemon):
     assert r.status in (404, 422) and r.content_type == "application/json"
 
 
-def test_projection_patches_read_in_parallel_processes(tmp_path):
-    from dada.sources.patches import read_slab
+def test_projection_runs_read_in_parallel_processes(tmp_path):
+    from dada.sources.slabs import read_slab
 
     stack = np.random.default_rng(3).integers(0, 4000, (40, 32, 48)).astype(np.uint16)
     with h5py.File(tmp_path / "p.h5", "w") as f:
         f.create_dataset("proj", data=stack, chunks=(1, 32, 48), compression="gzip")
-    huge = 1 << 30  # pretend each image is expensive, so the patches go to the worker processes
+    huge = 1 << 30  # pretend each image is expensive, so the runs go to the worker processes
     slab, pids = read_slab(str(tmp_path / "p.h5"), "/proj", 40, 5, 21, 48, stack.dtype, huge, workers=2)
     np.testing.assert_array_equal(slab, stack[:, 5:21])
     assert len(pids) == 2 and os.getpid() not in pids

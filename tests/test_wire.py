@@ -2,44 +2,80 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
+import xxhash
 
 from dada.cluster.assembly import Assembly, as_run
 from dada.stxm import wire
-from dada.stxm.channel import Moments
+from dada.stxm.channel import Partial
+
+KINDS = {"sums": ("sum",), "moments": ("sum", "sx", "sy"), "max": ("max",), "every": ("sum", "sx", "sy", "max", "sq")}
 
 
-def moments(n: int, nbins: int, slots: int, rng: np.random.Generator) -> Moments:
-    values = rng.poisson(50, size=(n, nbins, slots)).astype(np.float64) - 7.25  # negative moments too
-    valid = rng.integers(0, 2**20, size=(n, nbins)).astype(np.float64)
-    values[1], valid[1] = np.nan, np.nan  # an absent frame
-    return Moments(values, valid, ~np.isnan(valid[:, 0]))
+def partial(n: int, nbins: int, names: tuple[str, ...], rng: np.random.Generator) -> Partial:
+    arrays = {k: rng.poisson(50, size=(n, nbins)).astype(np.float64) - 7.25 for k in names}  # negative too
+    if "max" in arrays:
+        arrays["max"][0, 0] = -np.inf  # a bin with no valid pixel
+    arrays["count"] = rng.integers(0, 2**20, size=(n, nbins)).astype(np.float64)
+    for a in arrays.values():
+        a[1] = np.nan  # an absent frame
+    return Partial(arrays, ~np.isnan(arrays["count"][:, 0]))
 
 
-@pytest.mark.parametrize("slots", [1, 3])
-def test_records_and_bundles_round_trip_exactly(slots):
+def same(got: Partial, want: Partial) -> None:
+    assert list(got.arrays) != [] and set(got.arrays) == set(want.arrays)
+    for k, a in want.arrays.items():
+        np.testing.assert_array_equal(got[k], a)  # counts below 2**24: exact as float32
+    assert got["count"].dtype == np.float32 and all(got[k].dtype == np.float64 for k in got.arrays if k != "count")
+    np.testing.assert_array_equal(got.present, want.present)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_records_and_bundles_round_trip_exactly(kind):
     rng = np.random.default_rng(3)
-    a, b = moments(9, 5, slots, rng), moments(9, 2, 3, rng)
-    for got, want in ((wire.read(bytes(wire.record(a, slots))), a),
-                      *((wire.read(rec), m) for (_, rec), m in zip(wire.unbundle(bytes(wire.bundle({"a": a, "b": b}))),
-                                                                   (a, b), strict=True))):
-        np.testing.assert_array_equal(got.values, want.values, strict=True)
-        np.testing.assert_array_equal(got.valid, want.valid)  # counts below 2**24: exact as float32
-        np.testing.assert_array_equal(got.present, want.present)
+    a, b = partial(9, 5, KINDS[kind], rng), partial(9, 2, KINDS["moments"], rng)
+    same(wire.read(bytes(wire.record(a))), a)
+    got = dict(wire.unbundle(bytes(wire.bundle({"a": a, "b": b}))))
+    assert list(got) == ["a", "b"]
+    same(wire.read(got["a"]), a)
+    same(wire.read(got["b"]), b)
 
 
-def test_damaged_truncated_or_other_format_records_are_refused():
-    rec = bytes(wire.record(moments(4, 3, 3, np.random.default_rng(4)), 3))
+def resealed(rec: bytes, at: int, value: bytes) -> bytes:
+    """``rec`` with bytes changed at ``at`` and its checksum made to match: only the layout check can refuse it."""
+    out = bytearray(rec)
+    out[at:at + len(value)] = value
+    struct.pack_into("<Q", out, 16, xxhash.xxh3_64_intdigest(bytes(out[wire.HEADER.size:])))
+    return bytes(out)
+
+
+def test_damaged_truncated_or_other_layout_records_are_refused():
+    rec = bytes(wire.record(partial(4, 3, KINDS["every"], np.random.default_rng(4))))
     flipped = bytearray(rec)
     flipped[-1] ^= 0x10
     other = bytearray(rec)
-    other[4] = wire.FORMAT + 1  # the format field (little-endian u16 after the magic)
-    for bad in (bytes(flipped), rec[:-8], rec[:10], b"NOPE" + rec[4:], bytes(other)):
+    other[4] = wire.FORMAT + 1  # the layout field (little-endian u16 after the magic)
+    entry = wire.HEADER.size  # the first directory entry: b"sum" b"<f8"
+    for bad in (bytes(flipped), rec[:-8], rec[:10], b"NOPE" + rec[4:], bytes(other),
+                resealed(rec, entry, b"spam\0\0\0\0"),  # an array this layout does not know
+                resealed(rec, entry + 8, b"<f4\0\0\0\0\0"),  # a known one in another dtype
+                resealed(rec, entry, b"sx\0\0\0\0\0\0")):  # one array twice
         with pytest.raises(wire.WireError):
             wire.read(bad)
     with pytest.raises(wire.WireError):
         list(wire.unbundle(bytes(wire.bundle({"a": wire.read(rec)}))[:-5]))
+
+
+def test_a_record_of_layout_2_is_refused():
+    """The positional layout before named arrays: same magic, same header size; read as 3 it would be garbage."""
+    n, nbins, slots = 4, 3, 3
+    payload = np.arange(n * nbins * slots, dtype=np.float64).tobytes() + np.ones(n * nbins, np.float32).tobytes()
+    old = struct.pack("<4sHHIIQ", b"DADP", 2, slots, n, nbins, xxhash.xxh3_64_intdigest(payload)) + payload
+    with pytest.raises(wire.WireError, match="layout"):
+        wire.read(old)
 
 
 def test_assembly_places_blocks_by_slices_or_indices_as_numpy_would():
@@ -48,14 +84,15 @@ def test_assembly_places_blocks_by_slices_or_indices_as_numpy_would():
     # the first block's points a run of the request (slices), the others in any order (a snake scan)
     order = np.concatenate([np.arange(16), 16 + rng.permutation(n - 16)])
     into = Assembly(n)
-    want_values = np.empty((n, 4, 1))
+    want = {k: np.empty((n, 4)) for k in ("max", "sq", "count")}
     for lo in range(0, n, 16):
-        block = moments(16, 4, 1, rng)
+        block = partial(16, 4, ("max", "sq"), rng)
         positions = order[lo:lo + 16]
         rows = np.arange(positions.size)
-        into.place(as_run(positions), as_run(rows), {"c": Moments(block.values[:positions.size],
-                                                                  block.valid[:positions.size],
-                                                                  block.present[:positions.size])})
-        want_values[positions] = block.values[:positions.size]
+        piece = Partial({k: a[:positions.size] for k, a in block.arrays.items()}, block.present[:positions.size])
+        into.place(as_run(positions), as_run(rows), {"c": piece})
+        for k in want:
+            want[k][positions] = block[k][:positions.size]
     assert isinstance(as_run(np.arange(3, 9)), slice) and isinstance(as_run(np.array([3, 5])), np.ndarray)
-    np.testing.assert_array_equal(into.out["c"].values, want_values)
+    for k, w in want.items():
+        np.testing.assert_array_equal(into.out["c"][k], w)

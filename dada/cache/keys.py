@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 RESULT_FORMAT = 2  # a computed Result as dada.encoders.stored dumps it (2: header + raw arrays; no zip)
 ANSWER_FORMAT = 1  # an encoded answer (dada.encoders) and the headers its content decides; names the ETag too
-BLOCK_FORMAT = wire.FORMAT  # one channel's moments of one block: a record of dada.stxm.wire (its header says it too)
+BLOCK_FORMAT = wire.FORMAT  # one channel's partial of one block: a record of dada.stxm.wire (its header says it too)
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ def files_identity(files: Sequence[NamedFile]) -> str:
 def result_key(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequence[NamedFile],
                version: int = RESULT_FORMAT) -> str:
     """The result cache's key of what ``ep.compute`` returns (presentation parameters left out)."""
-    return _hash("result", version, f"{ep.name}/{ep.version}", target.identity, files_identity(files), target.item,
-                 ep.model.canonical(args, presentation=False))
+    route, params = ep.key_parts(args, presentation=False)
+    return _hash("result", version, route, target.identity, files_identity(files), target.item, params)
 
 
 def answer_tag(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequence[NamedFile], fmt: str,
@@ -72,13 +72,13 @@ def answer_tag(ep: Endpoint, target: Target, args: dict[str, Any], files: Sequen
     """The ETag of an encoded answer, also its key in the encoded-answer cache. Parameters that only
     change a png leave other formats' tags alone."""
     exclude = () if fmt == "png" else ep.render_only
-    key = _hash("answer", version, f"{ep.name}/{ep.version}", target.identity, files_identity(files), target.item,
-                ep.model.canonical(args, exclude), fmt)
+    route, params = ep.key_parts(args, exclude)
+    key = _hash("answer", version, route, target.identity, files_identity(files), target.item, params, fmt)
     return f'"{key[:32]}"'
 
 
 def block_key(block: Block, size: int, p: Pass, channel: int, version: int = BLOCK_FORMAT) -> str:
-    """The key of one channel's moments over one block of frames: its files, the block grid, the pass's
+    """The key of one channel's partial over one block of frames: its files, the block grid, the pass's
     geometry (centre, calibration and every valid pixel: the user mask's contents) and the channel's own
     parameters."""
     return _hash("block", version, block.identity, size, block.index, p.geo.key, p.keys[channel])

@@ -1,4 +1,4 @@
-"""A request's moments, filled block by block into arrays allocated once.
+"""A request's partials, filled block by block into arrays allocated once.
 
 The front never keeps a block's partial result after placing it: its memory is the answer's (plus
 the blocks in flight), and its cost per block is a few array copies — slices where the block's
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dada.stxm.channel import Moments
+from dada.stxm.channel import ACCUMULATORS, Partial
 
 
 def as_run(index: np.ndarray) -> slice | np.ndarray:
@@ -22,31 +22,31 @@ def as_run(index: np.ndarray) -> slice | np.ndarray:
 
 
 class Assembly:
-    """Every channel's moments for ``n`` points, placed as blocks (or pieces of blocks) arrive."""
+    """Every channel's partial for ``n`` points, placed as blocks (or pieces of blocks) arrive."""
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.present = np.zeros(n, dtype=bool)
-        self.out: dict[str, Moments] = {}
+        self.out: dict[str, Partial] = {}
 
-    def _target(self, name: str, m: Moments) -> Moments:
+    def _target(self, name: str, m: Partial) -> Partial:
         g = self.out.get(name)
         if g is None:
-            nbins, slots = m.values.shape[1:]
-            # valid counts are integers below 2**24 (the wire's float32): exact, in half the memory
-            g = Moments(np.empty((self.n, nbins, slots)), np.empty((self.n, nbins), dtype=np.float32), self.present)
+            nbins = m["count"].shape[1]
+            # each array in its wire dtype: valid counts are integers below 2**24, exact in float32's half memory
+            g = Partial({k: np.empty((self.n, nbins), dtype=ACCUMULATORS[k].dtype) for k in m.arrays}, self.present)
             self.out[name] = g
         return g
 
-    def place(self, positions: slice | np.ndarray, rows: slice | np.ndarray, moments: dict[str, Moments]) -> None:
-        """Rows ``rows`` of each channel's block moments are the request's points ``positions``."""
-        for name, m in moments.items():
+    def place(self, positions: slice | np.ndarray, rows: slice | np.ndarray, partials: dict[str, Partial]) -> None:
+        """Rows ``rows`` of each channel's block partial are the request's points ``positions``."""
+        for name, m in partials.items():
             g = self._target(name, m)
-            g.values[positions] = m.values[rows]
-            g.valid[positions] = m.valid[rows]
+            for k, a in m.arrays.items():
+                g.arrays[k][positions] = a[rows]
             self.present[positions] = m.present[rows]
 
-    def view(self, positions: slice | np.ndarray) -> dict[str, Moments]:
-        """The placed moments of some points (for progress events)."""
-        return {name: Moments(g.values[positions], g.valid[positions], self.present[positions])
+    def view(self, positions: slice | np.ndarray) -> dict[str, Partial]:
+        """The placed partials of some points (for progress events)."""
+        return {name: Partial({k: a[positions] for k, a in g.arrays.items()}, self.present[positions])
                 for name, g in self.out.items()}

@@ -1,4 +1,4 @@
-"""A node's internal route: ``/_patch/{scan}/{first}-{stop}.part?channels=…`` answers a block's moments.
+"""A node's internal route: ``/_block/{scan}/{first}-{stop}.part?channels=…`` answers a block's partials.
 
 The query is the ``/stxm`` parameter model's (channels, beam centre, user mask, prefixed channel
 parameters), so there is no second protocol to keep in step. A saturated node says so (503 with
@@ -20,11 +20,11 @@ from dada.cluster.nodes import TWIN_MARK
 from dada.endpoint import Reduction
 from dada.errors import BadParameter, Busy, NotFound
 from dada.sources.catalog import Catalog
-from dada.stxm.partials import LocalMoments, pack
+from dada.stxm.partials import LocalPartials, pack
 from dada.stxm.routes import StxmEndpoint
 
-# Test-only: seconds a node waits before answering each patch (to test hedging against a slow node).
-DELAY_ENV = "DADA_TEST_PATCH_DELAY"
+# Test-only: seconds a node waits before answering each job (to test hedging against a slow node).
+DELAY_ENV = "DADA_TEST_JOB_DELAY"
 
 
 def parse_tail(tail: str) -> tuple[str, int, int]:
@@ -33,20 +33,20 @@ def parse_tail(tail: str) -> tuple[str, int, int]:
     stem, dot, ext = last.partition(".")
     first, dash, stop = stem.removesuffix(TWIN_MARK).partition("-")
     if not head or ext != "part" or not dash or not (first.isdigit() and stop.isdigit()):
-        raise NotFound("a patch URL is /_patch/{scan}/{first}-{stop}.part")
+        raise NotFound("a job URL is /_block/{scan}/{first}-{stop}.part")
     a, b = int(first), int(stop)
     if not a < b:
         raise BadParameter("frames", f"{a}-{b} is empty", "first < stop")
     return head, a, b
 
 
-class PatchService:
-    """Computes patches with this process's engine, admitting at most ``limit`` at once (one per thread
+class BlockService:
+    """Computes jobs with this process's engine, admitting at most ``limit`` at once (one per thread
     computing, the rest waiting briefly); beyond that it answers 503 busy."""
 
-    def __init__(self, endpoint: StxmEndpoint, catalog: Catalog, moments: LocalMoments, limit: int,
+    def __init__(self, endpoint: StxmEndpoint, catalog: Catalog, partials: LocalPartials, limit: int,
                  reductions: Mapping[str, Reduction]) -> None:
-        self.endpoint, self.catalog, self.moments = endpoint, catalog, moments
+        self.endpoint, self.catalog, self.partials = endpoint, catalog, partials
         self.reductions = reductions
         self.limit = limit
         self._busy = 0
@@ -56,7 +56,7 @@ class PatchService:
     def admit(self) -> None:
         with self._lock:
             if self._busy >= self.limit:
-                raise Busy(f"this node already computes {self._busy} patches; try again shortly")
+                raise Busy(f"this node already computes {self._busy} jobs; try again shortly")
             self._busy += 1
 
     def release(self) -> None:
@@ -70,7 +70,7 @@ class PatchService:
         p = self.endpoint.pass_for(scan, args, self.catalog)
         for c, cargs in p.channels:
             c.check(p.geo, cargs)
-        return pack(self.moments(scan, np.arange(first, stop, dtype=np.int64), p))
+        return pack(self.partials(scan, np.arange(first, stop, dtype=np.int64), p))
 
     def reduce(self, tail: str, query: Mapping[str, str]) -> bytes:
         """A frame reduction's part (``/_frames/…?route=sum|composite&…``): over the frames of the request's

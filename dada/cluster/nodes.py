@@ -1,10 +1,10 @@
-"""Sending patch URLs to analysis nodes: bounded concurrency, timeouts, retries, hedging, health.
+"""Sending jobs (block URLs) to analysis nodes: bounded concurrency, timeouts, retries, hedging, health.
 
 Nodes are a list of URLs (each placed on a consistent-hash ring so the same block goes to the same
-node) or one load balancer URL (which does its own hashing). A patch that fails is retried on the
+node) or one load balancer URL (which does its own hashing). A job that fails is retried on the
 next node in ring order; a node that fails ``down_after`` times in a row is taken out and probed
 back via ``/healthz``; a 503 is honoured by waiting its Retry-After; near the end of a request the
-slowest patches get a hedged duplicate on another node, and the first answer wins.
+slowest jobs get a hedged duplicate on another node, and the first answer wins.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ USER_ERRORS = (400, 404, 413, 422)
 
 
 @dataclass(frozen=True)
-class Patch:
+class Job:
+    """A node's unit of work: a block of frames (or a piece of one) as a URL, for one request."""
+
     id: int
     url: str  # path and query below the node's base URL
     key: str  # what the ring hashes: the block, not its parameters, so a block's data stay on one node
@@ -43,7 +45,7 @@ class Patch:
 @dataclass
 class Node:
     url: str
-    load: int = 0  # patches in flight
+    load: int = 0  # jobs in flight
     failures: int = 0
     up: bool = True
     done: int = 0
@@ -69,7 +71,7 @@ class _Attempts:
 
 class NodePool:
     def __init__(self, urls: Sequence[str], *, balancer: bool = False, per_node: int = 2,
-                 patch_timeout: float = 60.0, down_after: int = 3, hedge_factor: float = 3.0,
+                 job_timeout: float = 60.0, down_after: int = 3, hedge_factor: float = 3.0,
                  busy_seconds: float = 30.0, secret: str | None = None) -> None:
         self.balancer = balancer
         self.headers = {NODE_SECRET_HEADER: secret} if secret else {}  # the nodes answer their front only
@@ -77,18 +79,18 @@ class NodePool:
         self.per_node = per_node
         self._freed = asyncio.Condition()
         self._running: Counter[int] = Counter()  # slots held, per request
-        self._queued: Counter[int] = Counter()  # patches waiting for a slot, per request
+        self._queued: Counter[int] = Counter()  # jobs waiting for a slot, per request
         self._requests = itertools.count(1)
         self.ring = Ring(list(self.nodes))
-        self.patch_timeout = patch_timeout
+        self.job_timeout = job_timeout
         self.down_after = down_after
         self.hedge_factor = hedge_factor
         self.busy_seconds = busy_seconds
         self._session: aiohttp.ClientSession | None = None
         self._probe: asyncio.Task | None = None
         self.durations: list[float] = []
-        self.hedges = 0  # duplicates sent for slow patches
-        self.where: dict[str, tuple[str, float]] = {}  # patch URL -> node last sent it, when (hedges go elsewhere)
+        self.hedges = 0  # duplicates sent for slow jobs
+        self.where: dict[str, tuple[str, float]] = {}  # job URL -> node last sent it, when (hedges go elsewhere)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None),
@@ -104,7 +106,7 @@ class NodePool:
             await self._session.close()
 
     def request(self) -> int:
-        """A new request's number: its patches share the node slots fairly with other requests'."""
+        """A new request's number: its jobs share the node slots fairly with other requests'."""
         return next(self._requests)
 
     def status(self) -> dict:
@@ -112,15 +114,15 @@ class NodePool:
                 "nodes": [{"url": n.url, "up": n.up, "load": n.load, "failures": n.failures, "done": n.done}
                           for n in self.nodes.values()]}
 
-    # -- one patch ------------------------------------------------------------------------------
+    # -- one job ------------------------------------------------------------------------------
 
-    async def _once(self, node: Node, patch: Patch) -> bytes:
+    async def _once(self, node: Node, job: Job) -> bytes:
         """One try on a node whose slot :meth:`_acquire` took: the body, a _Retry saying why not, or the
         node's UserError. The slot is given back either way."""
         try:
             t0 = time.monotonic()
-            async with self._session.get(node.url + patch.url,
-                                         timeout=aiohttp.ClientTimeout(total=self.patch_timeout)) as r:
+            async with self._session.get(node.url + job.url,
+                                         timeout=aiohttp.ClientTimeout(total=self.job_timeout)) as r:
                 body = await r.read()
                 if r.status == 200:
                     node.failures, node.done = 0, node.done + 1
@@ -134,32 +136,32 @@ class NodePool:
                     raise UserError(r.status, _json(body, r.status))
                 raise _Retry(f"{node.url} answered {r.status}")
         except TimeoutError:
-            raise _Retry(f"{node.url} timed out after {self.patch_timeout:g} s", timeout=True) from None
+            raise _Retry(f"{node.url} timed out after {self.job_timeout:g} s", timeout=True) from None
         except aiohttp.ClientError as exc:
             raise _Retry(f"{node.url}: {type(exc).__name__}: {exc}") from None
         finally:
             async with self._freed:
                 node.load -= 1
-                self._running[patch.request] -= 1
-                if not self._running[patch.request]:
-                    del self._running[patch.request]
+                self._running[job.request] -= 1
+                if not self._running[job.request]:
+                    del self._running[job.request]
                 self._freed.notify_all()
 
-    async def fetch(self, patch: Patch, avoid: tuple[str, ...] = ()) -> bytes:
-        """The patch's answer from some node, trying nodes in ring order; NodesFailed when none can.
+    async def fetch(self, job: Job, avoid: tuple[str, ...] = ()) -> bytes:
+        """The job's answer from some node, trying nodes in ring order; NodesFailed when none can.
 
-        Busy answers are waited out (Retry-After) for up to ``busy_seconds``; failures move the patch
+        Busy answers are waited out (Retry-After) for up to ``busy_seconds``; failures move the job
         to the next node, at most ``2 x nodes`` times (3 at least)."""
-        tried: list[str] = list(avoid)  # nodes that come last in this patch's order
+        tried: list[str] = list(avoid)  # nodes that come last in this job's order
         attempts = _Attempts()
         failures, busy_until = 0, time.monotonic() + self.busy_seconds
         while failures < max(3, 2 * len(self.nodes)):
-            node = await self._acquire(patch, tried)
+            node = await self._acquire(job, tried)
             if node is None:
                 break
-            self.where[patch.url] = (node.url, time.monotonic())
+            self.where[job.url] = (node.url, time.monotonic())
             try:
-                return await self._once(node, patch)
+                return await self._once(node, job)
             except _Retry as exc:
                 attempts.errors.append(exc.reason)
                 attempts.timed_out |= exc.timeout
@@ -171,19 +173,19 @@ class NodePool:
                     break
                 await asyncio.sleep(exc.wait)
         kind = NodesTimedOut if attempts.timed_out and not self.balancer else NodesFailed
-        raise kind(f"patch {patch.url} failed on every node tried", patches=[patch.url],
+        raise kind(f"job {job.url} failed on every node tried", jobs=[job.url],
                    nodes=sorted(set(tried)) or sorted(self.nodes), errors=attempts.errors[-6:])
 
-    async def _acquire(self, patch: Patch, tried: list[str]) -> Node | None:
-        """A slot on the first idle node in the patch's ring order: its own node when that is idle
+    async def _acquire(self, job: Job, tried: list[str]) -> Node | None:
+        """A slot on the first idle node in the job's ring order: its own node when that is idle
         (affinity), else the next idle one, so no node idles while another computes two; only when every
-        node is busy, a second slot in the same order. Nodes that failed this patch come last; None when
+        node is busy, a second slot in the same order. Nodes that failed this job come last; None when
         no node is up. Between requests, a freed slot goes to the waiting request holding the fewest, so
         a small map is not queued behind every block of a large one."""
-        order = [self.nodes[n] for n in self.ring.order(patch.key)] if not self.balancer else list(self.nodes.values())
+        order = [self.nodes[n] for n in self.ring.order(job.key)] if not self.balancer else list(self.nodes.values())
         order.sort(key=lambda n: n.url in tried)  # stable: ring order kept within each group
         async with self._freed:
-            self._queued[patch.request] += 1
+            self._queued[job.request] += 1
             try:
                 while True:
                     up = [n for n in order if n.up or self.balancer]
@@ -191,15 +193,15 @@ class NodePool:
                         return None
                     free = next((n for n in up if n.load == 0), None) or next(
                         (n for n in up if n.load < self.per_node), None)
-                    if free is not None and self._my_turn(patch.request):
+                    if free is not None and self._my_turn(job.request):
                         free.load += 1
-                        self._running[patch.request] += 1
+                        self._running[job.request] += 1
                         return free
                     await self._freed.wait()
             finally:
-                self._queued[patch.request] -= 1
-                if not self._queued[patch.request]:
-                    del self._queued[patch.request]
+                self._queued[job.request] -= 1
+                if not self._queued[job.request]:
+                    del self._queued[job.request]
 
     def _my_turn(self, request: int) -> bool:
         mine = self._running[request]
@@ -227,46 +229,46 @@ class NodePool:
 
     @property
     def width(self) -> int:
-        """How many patches compute at once: one per node up (through a balancer, its slots)."""
+        """How many jobs compute at once: one per node up (through a balancer, its slots)."""
         return self.per_node if self.balancer else max(1, sum(n.up for n in self.nodes.values()))
 
-    # -- many patches ---------------------------------------------------------------------------
+    # -- many jobs ---------------------------------------------------------------------------
 
-    async def fetch_all(self, patches: Sequence[Patch], on_done: Callable[[Patch, bytes], None]) -> None:
-        """Every patch, ``on_done`` for each as it arrives; the slowest ones near the end are hedged."""
-        pending = {asyncio.ensure_future(self.fetch(p)): (p, time.monotonic()) for p in patches}  # task -> patch
+    async def fetch_all(self, jobs: Sequence[Job], on_done: Callable[[Job, bytes], None]) -> None:
+        """Every job, ``on_done`` for each as it arrives; the slowest ones near the end are hedged."""
+        pending = {asyncio.ensure_future(self.fetch(p)): (p, time.monotonic()) for p in jobs}  # task -> job
         hedged: set[int] = set()
         answered: set[int] = set()
         try:
             while pending:
-                # wake on the next answer, or now and then to look for patches to hedge
+                # wake on the next answer, or now and then to look for jobs to hedge
                 done, _ = await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    patch, _ = pending.pop(task)
-                    if patch.id in answered:
+                    job, _ = pending.pop(task)
+                    if job.id in answered:
                         continue
-                    body = task.result()  # a failure here ends the request: it names the patch and nodes
-                    answered.add(patch.id)
-                    self.where.pop(patch.url, None)
-                    self.where.pop(twin_url(patch.url), None)
+                    body = task.result()  # a failure here ends the request: it names the job and nodes
+                    answered.add(job.id)
+                    self.where.pop(job.url, None)
+                    self.where.pop(twin_url(job.url), None)
                     for other, (p, _) in list(pending.items()):  # the hedge's twin is no longer needed
-                        if p.id == patch.id:
+                        if p.id == job.id:
                             other.cancel()
                             pending.pop(other)
-                    on_done(patch, body)
-                self._hedge(pending, hedged, len(answered), len(patches))
+                    on_done(job, body)
+                self._hedge(pending, hedged, len(answered), len(jobs))
         finally:
             for task in pending:
                 task.cancel()
 
     def _hedge(self, pending: dict, hedged: set[int], answered: int, total: int) -> None:
-        """Duplicate patches running on a node well past the typical patch time, once half are answered.
+        """Duplicate jobs running on a node well past the typical job time, once half are answered.
         Through a balancer the twin's path is marked (``twin_url``), so the balancer's hash sends it to
         another node than the first."""
         if (not self.balancer and len(self.nodes) < 2) or len(self.durations) < 2 or 2 * answered < total:
             return
         typical = statistics.median(self.durations[-50:])
-        # Through a balancer a patch's time includes its wait in the balancer's queue, which the front
+        # Through a balancer a job's time includes its wait in the balancer's queue, which the front
         # cannot see: wait longer before spending a node on a duplicate.
         floor = BALANCED_HEDGE_FLOOR if self.balancer else 0.2
         now = time.monotonic()
@@ -280,11 +282,11 @@ class NodePool:
 
 
 TWIN_MARK = "~hedge"
-BALANCED_HEDGE_FLOOR = 2.0  # s: through a balancer no patch is duplicated sooner
+BALANCED_HEDGE_FLOOR = 2.0  # s: through a balancer no job is duplicated sooner
 
 
 def twin_url(url: str) -> str:
-    """A hedged twin of a patch URL: ``…/{first}-{stop}.part`` becomes ``…/{first}-{stop}~hedge.part``, a
+    """A hedged twin of a job URL: ``…/{first}-{stop}.part`` becomes ``…/{first}-{stop}~hedge.part``, a
     different path for the balancers to hash (the node reads the same frames)."""
     path, q, query = url.partition("?")
     stem, dot, ext = path.rpartition(".")

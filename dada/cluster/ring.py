@@ -2,7 +2,7 @@
 
 Each node owns many points on a hash ring; a key's nodes in order are the owners met clockwise from
 its hash. A node leaving moves only its own keys. The node pool bounds the load: a node takes at
-most a few patches at once, and a patch whose node is full goes to the next node in its order that
+most a few jobs at once, and a job whose node is full goes to the next node in its order that
 has a free slot, so page caches and dadafs caches are reused without hot spots or idle nodes.
 """
 

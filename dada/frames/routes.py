@@ -1,4 +1,4 @@
-"""Raw frames and their patch reductions: /frame, /sum, /composite."""
+"""Raw frames and reductions of a selection's frames: /frame, /sum, /composite."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ REDUCE = Param("reduce", "sum: total counts per (binned) pixel; mean: mean count
 class Sum(Endpoint):
     name = "sum"
     prefix = "/sum"
-    summary = ("Sum or mean of the frames of a patch (all frames when no selection is given); "
+    summary = ("Sum or mean of the selected frames (all frames when no selection is given); "
                "masked pixels excluded; frames not yet written are skipped and counted in the attributes.")
     model = Model.of(SELECTION, [REDUCE, BIN, MASK], RENDER)
     render_only = RENDER_NAMES
@@ -122,7 +122,7 @@ class Sum(Endpoint):
 class Composite(Endpoint):
     name = "composite"
     prefix = "/composite"
-    summary = ("Mosaic of the binned frames of a patch laid out on the scan grid, for browsing; "
+    summary = ("Mosaic of the selected frames, binned, laid out on the scan grid, for browsing; "
                "each tile is the mean count per valid pixel of b×b bins (NaN where nothing is valid "
                "or the frame is not written yet).")
     model = Model.of(SELECTION, [replace(BIN, default=8), MASK], render_params(log=True))  # beam and halo at once

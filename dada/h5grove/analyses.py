@@ -133,7 +133,7 @@ class AnalysisFiles:
     def compute(self, files: Analyses, name: str, target: Target, args: dict[str, Any]) -> None:
         """Every output of the channel, as its route's ``.npy`` of that output would answer it."""
         ep = CHANNELS[name]
-        ctx = Context(self.dispatch.catalog, self.dispatch.moments)
+        ctx = Context(self.dispatch.catalog, self.dispatch.partials)
         computed = self.dispatch._compute(ep, target, args, named_files(ep, self.dispatch.catalog, args), ctx)
         channel = next(iter(ep.channels.values()))
         arrays = {out: ep.present(computed, {**args, "output": out}).primary for out in channel.outputs}

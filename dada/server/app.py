@@ -19,9 +19,9 @@ import dada
 from dada.cache import make_cache
 from dada.cache.writer import CacheWriter
 from dada.cluster.blocks import block_frames
-from dada.cluster.front import FRAMES_PREFIX, PATCH_PREFIX, ClusterFrames, ClusterMoments
+from dada.cluster.front import BLOCK_PREFIX, FRAMES_PREFIX, ClusterFrames, ClusterPartials
 from dada.cluster.local import LocalNodes
-from dada.cluster.node import PatchService
+from dada.cluster.node import BlockService
 from dada.cluster.nodes import NodePool
 from dada.config import Config
 from dada.encoders.json import dumps
@@ -40,7 +40,7 @@ from dada.sources.catalog import Catalog
 from dada.sources.handles import HandleCache
 from dada.sources.scan import Scan
 from dada.stxm.engine import Engine, warm_up
-from dada.stxm.partials import LocalMoments
+from dada.stxm.partials import LocalPartials
 
 log = logging.getLogger("dada.server")
 GUI = Path(dada.__file__).resolve().parent / "gui"  # the web GUI's static files (the top-level gui/ folder)
@@ -73,8 +73,8 @@ async def errors(request: web.Request, handler):
 
 
 def make_app(config: Config, role: str = "front") -> web.Application:
-    """``front``: STXM moments come from nodes (configured, or local ones it starts); ``node``: from
-    this process's engine, and the internal patch route answers the front."""
+    """``front``: STXM partials come from nodes (configured, or local ones it starts); ``node``: from
+    this process's engine, and the internal block route answers the front."""
     handles = HandleCache(config.handle_cache)
     catalog = Catalog(config.roots, handles, config.dataset_paths, config.recheck_seconds)
     metrics = Metrics()
@@ -94,7 +94,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
                                          and not config.lb else None)
     guard = NodeGuard.of(node_secret, config.node_networks)
     cluster: dict[str, Any] = {}
-    local = LocalMoments(Engine(config.threads)) if role == "node" else None  # one engine: routes and patches
+    local = LocalPartials(Engine(config.threads)) if role == "node" else None  # one engine: routes and blocks
     api_doc, openapi_doc = index(ENDPOINTS), openapi(ENDPOINTS)
     if config.h5web_url:
         api_doc["h5web"] = config.h5web_url
@@ -125,7 +125,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         if role == "node":
             # Compile (or load the cached) numba kernels before the first request, not during it.
             await loop.run_in_executor(pool, warm_up)
-            dispatch.moments = local
+            dispatch.partials = local
             return
         urls = list(config.nodes) or ([config.lb] if config.lb else [])
         if not urls:
@@ -135,11 +135,11 @@ def make_app(config: Config, role: str = "front") -> web.Application:
             metrics.watch_restarts(lambda: cluster["local"].restarts)
             cluster["supervisor"] = asyncio.create_task(supervise(cluster["local"]))
         slots = config.lb_concurrency if config.lb else config.per_node
-        nodes = NodePool(urls, balancer=bool(config.lb), per_node=slots, patch_timeout=config.patch_timeout,
+        nodes = NodePool(urls, balancer=bool(config.lb), per_node=slots, job_timeout=config.job_timeout,
                          secret=node_secret)
         await nodes.start()
         cluster["pool"] = nodes
-        dispatch.moments = ClusterMoments(nodes, loop, cache, partial(block_size, config))
+        dispatch.partials = ClusterPartials(nodes, loop, cache, partial(block_size, config))
         dispatch.frames = ClusterFrames(nodes, loop, partial(block_size, config))
         # What exists now lives as long as the server: keep it out of the garbage collector's scans,
         # whose full passes otherwise show as latency spikes under load.
@@ -159,11 +159,11 @@ def make_app(config: Config, role: str = "front") -> web.Application:
             await asyncio.get_running_loop().run_in_executor(None, cache.close)  # pending writes first
 
     async def reduction(request: web.Request) -> web.Response:
-        body = await patches.handle(request.match_info["tail"], request.query, pool, frames=True)
+        body = await blocks.handle(request.match_info["tail"], request.query, pool, frames=True)
         return web.Response(body=body, content_type="application/x-npy")
 
-    async def patch(request: web.Request) -> web.Response:
-        body = await patches.handle(request.match_info["tail"], request.query, pool)
+    async def block(request: web.Request) -> web.Response:
+        body = await blocks.handle(request.match_info["tail"], request.query, pool)
         return web.Response(body=body, content_type="application/octet-stream")
 
     middlewares = [errors, cors(config.cors_origins)] if config.cors_origins else [errors]
@@ -180,9 +180,9 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     app.router.add_delete("/progress/{rid}", hub.cancel)
     if role == "node":
         multi = next(ep for ep in ENDPOINTS if ep.name == "stxm")
-        patches = PatchService(multi, catalog, local, limit=4 * config.threads,
+        blocks = BlockService(multi, catalog, local, limit=4 * config.threads,
                                reductions={ep.name: ep for ep in ENDPOINTS if ep.name in ("sum", "composite")})
-        app.router.add_get(PATCH_PREFIX + "/{tail:.*}", patch)
+        app.router.add_get(BLOCK_PREFIX + "/{tail:.*}", block)
         app.router.add_get(FRAMES_PREFIX + "/{tail:.*}", reduction)
     H5Grove(dispatch).register(app)
     for ep in ENDPOINTS:

@@ -32,9 +32,9 @@ ERRORS = {
     "409": "The request was cancelled through its progress stream.",
     "413": "The answer, or the work to make it, would exceed a configured limit (checked before reading).",
     "422": "The data cannot be decoded (e.g. a corrupt chunk; the body names the frame).",
-    "502": "Analysis nodes failed on some patches after retries; the body names them.",
+    "502": "Analysis nodes failed on some jobs after retries; the body names them.",
     "503": "Busy, or the storage does not answer: try again after Retry-After.",
-    "504": "Analysis nodes timed out on some patches after retries.",
+    "504": "Analysis nodes timed out on some jobs after retries.",
 }
 # What the HTTP layer answers before any route (dada.server.http_errors), on every path, also as JSON.
 PROTOCOL_ERRORS = {

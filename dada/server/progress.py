@@ -1,10 +1,10 @@
 """Progress of running requests as server-sent events: ``GET /progress/{request-id}``.
 
-A request whose client names it (``X-Request-Id``) publishes events (patches done and total, each
-patch's map cells and values) from worker threads; every listener gets them all from the start,
+A request whose client names it (``X-Request-Id``) publishes events (blocks done and total, each
+block's map cells and values) from worker threads; every listener gets them all from the start,
 then live, then an ``end`` event. A listener may connect before its request starts (the GUI picks
 the request id itself). ``DELETE /progress/{request-id}`` cancels the request: the front sends no
-more patches and the request ends with a 409. Finished streams are kept a minute for late
+more blocks and the request ends with a 409. Finished streams are kept a minute for late
 listeners. Requests nobody named publish nothing, so hot cached answers cost no bookkeeping.
 """
 

@@ -32,7 +32,7 @@ from dada.server.budget import Budget
 from dada.server.metrics import Metrics
 from dada.server.progress import ProgressHub
 from dada.sources.catalog import Catalog
-from dada.stxm.partials import MomentSource
+from dada.stxm.partials import PartialSource
 
 # Text formats take several bytes per number: scale the size estimate before the limit check.
 TEXT_EXPANSION = {"json": 12, "csv": 12}
@@ -139,7 +139,7 @@ class Dispatcher:
         self.heavy = ThreadPoolExecutor(config.threads, thread_name_prefix="dada-heavy")
         self.hub = hub
         self.cache = cache
-        self.moments: MomentSource | None = None  # set when the app starts: local engine or the cluster
+        self.partials: PartialSource | None = None  # set when the app starts: local engine or the cluster
         self.frames: FrameSource = local_parts  # frame reductions: here, or the cluster's nodes
         self.hot = HotAnswers(catalog, config.answer_cache_bytes)  # encoded answers of complete scans
         self.budget = Budget(config.work_budget_bytes)
@@ -242,7 +242,7 @@ class Dispatcher:
             head = web.StreamResponse(headers=headers)
             await head.prepare(request)
             return head
-        ctx = Context(self.catalog, self.moments, self.hub.publisher(rid, grant) if listened else None, self.frames)
+        ctx = Context(self.catalog, self.partials, self.hub.publisher(rid, grant) if listened else None, self.frames)
         self.metrics.in_flight.inc()
         status, error = 200, None
         try:
@@ -301,12 +301,12 @@ class Dispatcher:
         if size > self.config.max_output_bytes:
             raise TooLarge(
                 f"the answer would be about {size} bytes, over the limit of {self.config.max_output_bytes}; "
-                "select a smaller patch (horz, vert) or bin more",
+                "select fewer points (horz, vert) or bin more",
                 limit="max_output_bytes", estimate=size,
             )
         if plan.frames > self.config.max_frames:
             raise TooLarge(
                 f"the answer reads {plan.frames} frames, over the limit of {self.config.max_frames}; "
-                "select a smaller patch (horz, vert)",
+                "select fewer points (horz, vert)",
                 limit="max_frames", estimate=plan.frames,
             )

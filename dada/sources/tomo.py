@@ -23,8 +23,8 @@ import numpy as np
 
 from dada.errors import NotFound, Unprocessable
 from dada.sources.handles import HandleCache
-from dada.sources.patches import read_slab
 from dada.sources.scan import metadata
+from dada.sources.slabs import read_slab
 
 NX_DATA = ("entry/data/data", "entry/instrument/detector/data")
 NX_KEY = ("entry/data/image_key", "entry/instrument/detector/image_key")
@@ -66,7 +66,7 @@ class TomoScan:
 
     def _band(self, role: str, r0: int, r1: int) -> np.ndarray:
         """All images of a role's stack for rows r0..r1, as (images, rows, cols); projection-major stacks
-        are read as patches of images in parallel processes when that is worth it."""
+        are read as runs of images in parallel processes when that is worth it."""
         d = self.handles.get(self.path)[self.datasets[role]]
         try:
             if self.sinogram_major[role]:

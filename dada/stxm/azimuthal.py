@@ -8,7 +8,7 @@ import numpy as np
 
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
-from dada.stxm.channel import SUM, Bins, Channel, Moments
+from dada.stxm.channel import Bins, Channel, Partial
 from dada.views import Drawing, HueSaturation, Overlay
 
 
@@ -57,10 +57,10 @@ class Azimuthal(Channel):
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         return {"sectors": (args["nsectors"], *points), "orientation": points, "anisotropy": points}
 
-    def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
+    def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
-            sectors = np.where(m.valid > 0, m.values[..., SUM] / m.valid, np.nan).T  # (N, npoints)
+            sectors = np.where(m["count"] > 0, m["sum"] / m["count"], np.nan).T  # (N, npoints)
         orientation, anisotropy = harmonic(sectors)
         return {"sectors": sectors, "orientation": orientation, "anisotropy": anisotropy}
 

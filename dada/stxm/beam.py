@@ -109,14 +109,20 @@ def load_usermask(catalog: Catalog, path: str, shape: tuple[int, int]) -> np.nda
         raise BadParameter("usermask", f"{os.path.basename(real)} cannot be read: {exc}", ".npy or HDF5") from None
 
 
-def geometry(scan: Scan, args: dict[str, Any], catalog: Catalog) -> BeamGeometry:
+def geometry(scan: Scan, args: dict[str, Any], catalog: Catalog, centred: bool = True) -> BeamGeometry:
+    """The request's geometry; without a centre (none recorded, none given) only when not ``centred`` (no
+    requested channel's bins depend on it): then cx, cy are NaN."""
     g = scan.geometry
     cx = args["cx"] if args["cx"] is not None else g.beam_center_x
     cy = args["cy"] if args["cy"] is not None else g.beam_center_y
     h, w = scan.frame_shape
+    if cx is None and cy is None and not centred:
+        cx = cy = np.nan
     for name, value, size in (("cx", cx, w), ("cy", cy, h)):
         if value is None:
             raise BadParameter(name, "the scan's metadata give no beam centre; say it in the URL", "a number in px")
+        if np.isnan(value) and not centred:
+            continue
         if not -0.5 <= value <= size - 0.5:
             raise BadParameter(name, f"{value} lies outside the frame", f"a number in [-0.5, {size - 0.5}]")
     good = ~scan.bad_pixels()

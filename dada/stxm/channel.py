@@ -1,16 +1,19 @@
-"""What an STXM analysis declares: its parameters, its pixel bins, how bin moments become maps.
+"""What an STXM analysis declares: its parameters, its pixel bins, the accumulators it needs per bin, and
+how those become maps.
 
-This is the whole interface an analysis author reads. Every STXM channel reduces a frame to sums
-over *bins* of pixels (the darkfield annulus, the DPC disc, azimuthal sectors, radial shells): a
-channel says which bin each pixel falls in (:meth:`Channel.bins`, -1 for none) and turns per-point
-bin :class:`Moments` into its maps (:meth:`Channel.finalize`). The engine (``engine.py``, with its
-kernels in ``kernels.py``) owns reading, decoding, threads and buffers.
+This is the whole interface an analysis author reads. Every STXM channel reduces a frame to a few
+accumulators over *bins* of pixels (the darkfield annulus, the DPC disc, azimuthal sectors, radial
+shells): a channel says which bin each pixel falls in (:meth:`Channel.bins`, -1 for none), which
+accumulators it needs per bin (:attr:`Channel.accumulators`, from the closed set :data:`ACCUMULATORS`
+the kernels implement once) and turns a per-point :class:`Partial` into its maps
+(:meth:`Channel.finalize`). The engine (``engine.py``, with its kernels in ``kernels.py``) owns reading,
+decoding, threads and buffers, and computes only what the requested channels declare.
 
-Partial results are the per-point moments: a node answers a block of points with them, and the
+Partial results are the per-point accumulators: a node answers a block of points with them, and the
 front glues the blocks of a selection and finalises once. How a channel's answer merges across
-blocks follows from that: per-point outputs are placed per point, ``reduce=sum`` style outputs sum
-the selection's moments inside ``finalize``, and a whole-scan reference (:meth:`Channel.whole_scan`,
-e.g. DPC's median) is derived from the moments of every block of the scan.
+blocks follows from that: per-point outputs are placed per point, ``reduce=sum`` style outputs merge
+the selection's accumulators inside ``finalize`` (:meth:`Partial.merged`), and a whole-scan reference
+(:meth:`Channel.whole_scan`, e.g. DPC's median) is derived from the partials of every block of the scan.
 """
 
 from __future__ import annotations
@@ -24,20 +27,64 @@ from dada.params import Param
 from dada.stxm.beam import BeamGeometry
 from dada.views import Drawing, Overlay
 
-SUM, SX, SY = 0, 1, 2  # moment slots
+
+@dataclass(frozen=True)
+class Accumulator:
+    """One kind of per-bin accumulator: what it holds, its dtype on the wire and in the caches, and how two
+    of its values merge (across the pixels of a bin, and across points for a selection's total)."""
+
+    name: str
+    doc: str
+    dtype: str
+    merge: str  # "sum" or "max"
+
+
+#: The closed set the kernels implement. A bin's saturated (>= cutoff) and masked pixels enter none of them.
+ACCUMULATORS: dict[str, Accumulator] = {a.name: a for a in (
+    Accumulator("count", "valid pixels of the bin (integers below 2**24: exact in float32)", "<f4", "sum"),
+    Accumulator("sum", "Σv of the valid counts", "<f8", "sum"),
+    Accumulator("sx", "Σv·x, x the column about the beam centre (px)", "<f8", "sum"),
+    Accumulator("sy", "Σv·y, y the row about the beam centre (px)", "<f8", "sum"),
+    Accumulator("max", "largest valid count (-inf before any)", "<f8", "max"),
+    Accumulator("sq", "Σv² of the valid counts (exact for integers while below 2**53)", "<f8", "sum"),
+)}
 
 
 @dataclass(frozen=True)
 class Bins:
-    """A channel's pixel map: bin index per pixel (-1: none), how many bins, whether it needs Σv·x, Σv·y."""
+    """A channel's pixel map: bin index per pixel (-1: none) and how many bins."""
 
     index: np.ndarray  # (H, W) int32
     count: int
-    moments: bool = False
+
+
+@dataclass
+class Partial:
+    """Per point and bin, the accumulators a channel declared (each (npoints, nbins), by name; ``count``
+    always), and which points' frames existed (an absent frame's rows are NaN)."""
+
+    arrays: dict[str, np.ndarray]
+    present: np.ndarray  # (npoints,) bool
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+    @property
+    def npoints(self) -> int:
+        return self.present.shape[0]
+
+    def merged(self) -> dict[str, np.ndarray]:
+        """Every accumulator merged over the present points (1, nbins), in float64: a selection's total."""
+        out = {}
+        for name, a in self.arrays.items():
+            rows = np.asarray(a[self.present], dtype=np.float64)
+            merge = np.max if ACCUMULATORS[name].merge == "max" else np.sum
+            out[name] = merge(rows, axis=0, initial=-np.inf if merge is np.max else 0.0)[None]
+        return out
 
 
 class Channel:
-    """An STXM analysis: its parameters, its pixel bins and how bin moments become maps."""
+    """An STXM analysis: its parameters, its pixel bins, the accumulators it needs and how they become maps."""
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
@@ -45,6 +92,10 @@ class Channel:
     params: ClassVar[tuple[Param, ...]]
     outputs: ClassVar[tuple[str, ...]]  # output names; the first is the default for single-array formats
     overlays: ClassVar[tuple[Overlay, ...]] = ()  # its pixel bins' shapes, drawn on frames by the GUI
+    # Per bin, from ACCUMULATORS (``count`` always comes): the kernels compute only what a pass's channels declare.
+    accumulators: ClassVar[tuple[str, ...]] = ("sum",)
+    # Whether its bins depend on the beam centre: a channel that does not (a box) runs on scans that record none.
+    centred: ClassVar[bool] = True
 
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         """Raise BadParameter for impossible parameters (before any frame is read)."""
@@ -53,20 +104,20 @@ class Channel:
         raise NotImplementedError
 
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
-        """Shape of every output for a patch of ``points`` = (lines, points per line)."""
+        """Shape of every output for a selection of ``points`` = (lines, points per line)."""
         return {name: points for name in self.outputs}
 
-    def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
+    def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:
         """Per-point outputs, flat over points (npoints last); ``context`` is :meth:`whole_scan`'s answer."""
         raise NotImplementedError
 
     def needs_whole_scan(self, args: dict[str, Any]) -> bool:
-        """Whether a patch's answer depends on the whole scan (e.g. dpc's median reference)."""
+        """Whether a selection's answer depends on the whole scan (e.g. dpc's median reference)."""
         return False
 
-    def whole_scan(self, m: Moments) -> Any:
-        """Reduce the whole scan's moments to what finalize needs as context."""
+    def whole_scan(self, m: Partial) -> Any:
+        """Reduce the whole scan's partial to what finalize needs as context."""
         return None
 
     def plane(self, arrays: dict[str, np.ndarray], output: str, args: dict[str, Any]) -> np.ndarray | None:
@@ -81,18 +132,3 @@ class Channel:
     def unit(self, output: str, args: dict[str, Any]) -> str | None:
         """Unit of the values an output's 2-D view shows, for the png's legend ("" dimensionless, None unknown)."""
         return None
-
-
-
-@dataclass
-class Moments:
-    """Per point and bin: Σv (and Σv·x, Σv·y about the beam centre, for bins that take them) and
-    valid-pixel counts."""
-
-    values: np.ndarray  # (npoints, nbins, slots) float64: slots 3 (Σv, Σv·x, Σv·y) where bins take moments, else 1
-    valid: np.ndarray  # (npoints, nbins) integer counts as float64 or float32 (exact): sum them in float64
-    present: np.ndarray  # (npoints,) bool: frame existed
-
-    def slice(self, lo: int, hi: int, slots: int = 3) -> Moments:
-        return Moments(self.values[:, lo:hi, :slots], self.valid[:, lo:hi], self.present)
-

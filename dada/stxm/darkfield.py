@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from dada.stxm.annulus import AnnulusChannel
 from dada.stxm.beam import BeamGeometry, radius_param, ring
-from dada.stxm.channel import SUM, Bins, Channel, Moments
-from dada.views import Overlay
+from dada.stxm.channel import Bins, Partial
 
 
-class Darkfield(Channel):
+class Darkfield(AnnulusChannel):
     name = "darkfield"
     doc = "STXM darkfield: summed valid counts with rmin <= r < rmax; transmission: counts with r < rmin."
     params = (
@@ -19,10 +19,6 @@ class Darkfield(Channel):
         radius_param("rmax", "Outer radius (excluded); default: the largest circle inside the frame.", None),
     )
     outputs = ("darkfield", "transmission")
-    overlays = (Overlay("annulus", ("rmin", "rmax")),)
-
-    def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
-        ring(geo, args)
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
@@ -30,9 +26,9 @@ class Darkfield(Channel):
         index = np.where(r < rmin, 1, np.where(r < rmax, 0, -1)).astype(np.int32)
         return Bins(index, 2)
 
-    def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
+    def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:
-        return {"darkfield": m.values[:, 0, SUM], "transmission": m.values[:, 1, SUM]}
+        return {"darkfield": m["sum"][:, 0], "transmission": m["sum"][:, 1]}
 
     def unit(self, output: str, args: dict[str, Any]) -> str:
         return "counts"

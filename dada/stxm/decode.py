@@ -83,32 +83,59 @@ def decode_block(chunk, pos, clen, nbytes, scratch, out_bytes, itemsize) -> bool
     return _untrans(scratch.ctypes.data, out_bytes.ctypes.data, nbytes // itemsize, itemsize) >= 0
 
 
+START = 12  # byte where a chunk's first block is stored (after the header)
+RAW, CORRUPT, END = -2, -1, -3  # what ``next_span`` gives as compressed length besides a block's
+
+
+@numba.njit(nogil=True, cache=True)
+def chunk_block(chunk, n, itemsize, max_bytes) -> int:
+    """Elements per block of a chunk of ``n`` elements of ``itemsize`` bytes, from its header; -1 if the header
+    says another size, or a block is empty, ragged or larger than ``max_bytes``."""
+    if chunk.size < START:
+        return -1
+    total, block_bytes = read_header(chunk)
+    if total != n * itemsize or block_bytes <= 0 or block_bytes % itemsize or block_bytes > max_bytes:
+        return -1
+    return block_bytes // itemsize
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def next_span(chunk, n, block, stop, pos, e):
+    """The walk over a chunk's blocks, written once: the span that starts at element ``e``, stored from byte
+    ``pos`` (the first: 0, START), as (elements, position of its data, compressed length, where the next
+    span is stored). The length is RAW for the raw tail (the last n % 8 elements), CORRUPT for a block
+    whose length lies past the chunk's end, END past element ``stop`` or the chunk's last."""
+    if n - e >= 8 and e < stop:
+        m, clen = next_block(chunk, pos, e, n, block)
+        if clen < 0:
+            return m, pos, CORRUPT, pos
+        return m, pos + 4, clen, pos + 4 + clen
+    if e < stop and e < n:
+        return n - e, pos, RAW, pos
+    return 0, pos, END, pos
+
+
 @numba.njit(nogil=True, cache=True)
 def decode_into(chunk, out_bytes, itemsize, scratch) -> bool:
     """A whole chunk into ``out_bytes`` (a uint8 view of the frame); False if it is corrupt."""
-    if chunk.size < 12:
+    n = out_bytes.size // itemsize
+    block = chunk_block(chunk, n, itemsize, scratch.size)
+    if block < 0:
         return False
-    total, block_bytes = read_header(chunk)
-    if total != out_bytes.size or block_bytes <= 0 or block_bytes % itemsize:
-        return False
-    block = block_bytes // itemsize
-    n = total // itemsize
-    pos = 12
-    e = 0
-    while n - e >= 8:
-        m, clen = next_block(chunk, pos, e, n, block)
-        if clen < 0:
+    e, pos = 0, START
+    while True:
+        m, at, clen, pos = next_span(chunk, n, block, n, pos, e)
+        if clen == END:
+            return True
+        if clen == CORRUPT:
             return False
-        pos += 4
-        if not decode_block(chunk, pos, clen, m * itemsize, scratch, out_bytes[e * itemsize:], itemsize):
+        if clen == RAW:
+            if at + m * itemsize > chunk.size:
+                return False
+            out_bytes[e * itemsize:(e + m) * itemsize] = chunk[at:at + m * itemsize]
+        elif not decode_block(chunk, at, clen, m * itemsize, scratch, out_bytes[e * itemsize:], itemsize):
             return False
-        pos += clen
         e += m
-    rest = (n - e) * itemsize
-    if pos + rest > chunk.size:
-        return False
-    out_bytes[e * itemsize:e * itemsize + rest] = chunk[pos:pos + rest]
-    return True
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,15 @@ import numpy as np
 from dada.errors import BadParameter
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
-from dada.stxm.channel import SUM, SX, SY, Bins, Channel, Moments
+from dada.stxm.channel import Bins, Channel, Partial
 from dada.views import Overlay
 
 
-def centre_of_mass(m: Moments) -> np.ndarray:
+def centre_of_mass(m: Partial) -> np.ndarray:
     """(2, npoints): COM x, y in px about the beam centre; NaN where no counts."""
-    v = m.values[:, 0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        total = np.where(v[:, SUM] > 0, v[:, SUM], np.nan)
-        return np.stack([v[:, SX] / total, v[:, SY] / total])
+        total = np.where(m["sum"][:, 0] > 0, m["sum"][:, 0], np.nan)
+        return np.stack([m["sx"][:, 0] / total, m["sy"][:, 0] / total])
 
 
 class Dpc(Channel):
@@ -41,6 +40,7 @@ class Dpc(Channel):
     )
     outputs = ("dpc",)
     overlays = (Overlay("circle", ("rdpc",)),)
+    accumulators = ("sum", "sx", "sy")
 
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, {"r0": 0.0, "rdpc": args["rdpc"]}, "r0", "rdpc")
@@ -49,7 +49,7 @@ class Dpc(Channel):
                                "not record", "px")
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
-        return Bins(np.where(geo.radius() < args["rdpc"], 0, -1).astype(np.int32), 1, moments=True)
+        return Bins(np.where(geo.radius() < args["rdpc"], 0, -1).astype(np.int32), 1)
 
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         return {"dpc": (2, *points)}
@@ -57,7 +57,7 @@ class Dpc(Channel):
     def needs_whole_scan(self, args: dict[str, Any]) -> bool:
         return args["reference"] == "median"
 
-    def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
+    def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:
         com = centre_of_mass(m)
         if args["reference"] == "median":
@@ -72,7 +72,7 @@ class Dpc(Channel):
             out = out * (geo.pixel_size / geo.distance * 1e3)
         return {"dpc": out}
 
-    def whole_scan(self, m: Moments) -> np.ndarray:
+    def whole_scan(self, m: Partial) -> np.ndarray:
         """The median centre of mass over the scan's points (x, y)."""
         return np.nanmedian(centre_of_mass(m), axis=1)
 

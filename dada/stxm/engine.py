@@ -1,4 +1,4 @@
-"""Running the fused STXM kernels over the frames of a patch, on a pool of threads.
+"""Running the fused STXM kernels over the frames of a block, on a pool of threads.
 
 Frames stored one per bitshuffle-LZ4 chunk take the direct path: raw chunk reads, decoded inside
 the kernel — a batch of chunks read at once where the file's chunk index is known
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
 from dada.errors import Unprocessable
 from dada.sources.scan import Scan, Segment
 from dada.stxm.beam import BeamGeometry
-from dada.stxm.channel import SUM, SX, SY, Bins, Moments
+from dada.stxm.channel import Bins
 from dada.stxm.chunkindex import chunk_index
 from dada.stxm.decode import MAX_BLOCK_BYTES, chunk_layout
 from dada.stxm.kernels import BATCH, BATCH_BYTES, accumulate_chunks, accumulate_frame
@@ -24,7 +25,7 @@ from dada.stxm.pixelmaps import PixelMaps, fuse
 
 
 class Engine:
-    """Runs fused pixel maps over the frames of a patch on a pool of threads."""
+    """Runs fused pixel maps over the frames of a block on a pool of threads."""
 
     def __init__(self, threads: int = 2, pool: Executor | None = None) -> None:
         self.threads = max(1, threads)
@@ -41,11 +42,11 @@ class Engine:
             self._local.bufs = held
         return held[1], held[2]
 
-    def run(self, scan: Scan, frames: np.ndarray, maps: PixelMaps, geo: BeamGeometry) -> Moments:
-        """Bin moments of every frame number in ``frames`` (flat); unwritten frames are marked absent."""
+    def run(self, scan: Scan, frames: np.ndarray, maps: PixelMaps, geo: BeamGeometry) -> Bulk:
+        """Every bin's accumulators for every frame number in ``frames`` (flat); unwritten frames are NaN rows."""
         frames = np.asarray(frames, dtype=np.int64).ravel()
         nb = maps.offsets[-1]
-        values = np.zeros((frames.size, nb, 3), dtype=np.float64)
+        values = maps.new_values(frames.size)
         sat = np.zeros((frames.size, nb), dtype=np.float64)
         present = frames < scan.nframes
         cutoff = scan.geometry.saturation
@@ -54,24 +55,25 @@ class Engine:
         # the frame's decoding, a chunk read through HDF5 as much as a small frame's whole analysis.
         files = _Files(scan)
         nthreads = min(self.threads, max(1, frames.size))
-        jobs = [self.pool.submit(self._work, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat)
+        shares = [self.pool.submit(self._work, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat)
                 for t in range(nthreads)]
-        for j in jobs:
-            j.result()
+        for share in shares:
+            share.result()
         valid = maps.static_valid[None, :] - sat
         # The kernels sum v, v·col and v·row: integers for integer frames, so exact whatever the order of
         # addition (threads, blocks, which channels share the pass). Moments about the beam centre follow.
-        values[..., SX] -= geo.cx * values[..., SUM]
-        values[..., SY] -= geo.cy * values[..., SUM]
+        if maps.kernel.mom_cols:
+            values[..., 1] -= geo.cx * values[..., 0]
+            values[..., 2] -= geo.cy * values[..., 0]
         values[~present] = np.nan
         valid[~present] = np.nan
-        return Moments(values, valid, present)
+        return Bulk(values, valid, present)
 
     def _work(self, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat) -> None:
         """Thread ``t``'s share: a contiguous run of points, segment by segment, in batches that each take
         one kernel call (and, where the chunk index allows, one read)."""
         frame_buf, bufs = self._buffers(scan.frame_shape, scan.dtype)
-        acc = np.zeros((maps.nclasses, 4))
+        acc = maps.new_acc()
         lo, hi = frames.size * t // nthreads, frames.size * (t + 1) // nthreads
         rows = lo + np.flatnonzero(present[lo:hi])
         if not rows.size:
@@ -133,6 +135,16 @@ class Engine:
                 _corrupt(int(local[part[bad]] + f.seg.first))
 
 
+@dataclass
+class Bulk:
+    """What a run computed, per point and global bin: the kernels' slots (Σv, Σv·x, Σv·y about the beam
+    centre[, max, Σv²]) and valid-pixel counts; ``partials`` cuts it into each channel's named arrays."""
+
+    values: np.ndarray  # (npoints, nbins, slots) float64
+    valid: np.ndarray  # (npoints, nbins) float64
+    present: np.ndarray  # (npoints,) bool
+
+
 class _Files:
     """The segments a run touches, resolved once per run and only those (a scan may have hundreds of
     files; a block reads one or two)."""
@@ -173,7 +185,7 @@ def kernel_buffers(dtype: np.dtype) -> tuple:
 
 def warm_up() -> None:
     """Compile the kernels now, not during a user's first request: frames of the common dtypes, with pixel
-    classes as uint8 (one channel) and as uint16 (channels fused)."""
+    classes as uint8 (one channel) and as uint16 (channels fused), with and without a maximum and Σv²."""
     import h5py
     import hdf5plugin
 
@@ -182,9 +194,10 @@ def warm_up() -> None:
     band = np.full(shape, -1, dtype=np.int32)
     band[4:8] = 0
     many = (np.arange(shape[0] * shape[1], dtype=np.int32) % 300).reshape(shape)
-    for maps in (fuse([Bins(band, 1, moments=True)], geo), fuse([Bins(band, 1, moments=True), Bins(many, 300)], geo)):
-        acc, nb = np.zeros((maps.nclasses, 4)), maps.offsets[-1]
-        values, sat = np.zeros((1, nb, 3)), np.zeros((1, nb))
+    for maps in (fuse([Bins(band, 1)], [("sum", "sx", "sy")], geo),
+                 fuse([Bins(band, 1), Bins(many, 300)], [("sum", "sx", "sy"), ("sum",)], geo),
+                 fuse([Bins(band, 1), Bins(many, 300)], [("max", "sq"), ("sum",)], geo)):
+        acc, values, sat = maps.new_acc(), maps.new_values(1), np.zeros((1, maps.offsets[-1]))
         for dt in (np.uint16, np.uint32, np.int32, np.float32, np.float64):
             frame = (np.arange(shape[0] * shape[1]) % 7).astype(dt)
             accumulate_frame(frame, maps.kernel, 1e9, acc, values[0], sat[0])

@@ -1,16 +1,19 @@
 """The numba kernels of the STXM pass: pixels into classes, classes into bins, chunks read in place.
 
 Per frame and bin they accumulate the valid counts' sum and their first moments in pixel
-coordinates (Σv, Σv·col, Σv·row: integers for integer frames, so exact in any order of addition)
-and count saturated pixels. Zero pixels add nothing, which the kernels use: sparse SAXS frames
-cost little beyond their LZ4 decompression. Frames stored one per bitshuffle-LZ4 chunk are taken
-block by block while each 8 KiB block is in L1 cache; blocks outside the pixels any channel needs
-are skipped, and sparse ones are never un-shuffled: their few wanted nonzero pixels are read
-straight from the bit planes (dense or bright blocks, where that would cost more, are un-shuffled).
+coordinates (Σv, Σv·col, Σv·row: integers for integer frames, so exact in any order of addition),
+where a channel asks for them their largest value and Σv², and count saturated pixels. Zero
+pixels add nothing, which the kernels use: sparse SAXS frames cost little beyond their LZ4
+decompression. Frames stored one per bitshuffle-LZ4 chunk are taken block by block while each 8 KiB
+block is in L1 cache; blocks outside the pixels any channel needs are skipped, and sparse ones are
+never un-shuffled: their few wanted nonzero pixels are read straight from the bit planes (dense or
+bright blocks, where that would cost more, are un-shuffled).
 
-A pass's pixel maps reach the kernels as one tuple (``PixelMaps.kernel``):
-``(cls, mom_end, cls_bins, mom_cols, want, width, first, last)``. The per-frame accumulator ``acc`` is
-(nclasses, 4): Σv, Σv·col, Σv·row and the saturated-pixel count of each class.
+A pass's pixel maps reach the kernels as a named tuple (``pixelmaps.KernelMaps``). The per-frame
+accumulator ``acc`` is (nclasses, 4): Σv, Σv·col, Σv·row and the saturated-pixel count of each class;
+when a channel of the pass takes a maximum or Σv², (nclasses, 7): also the largest count, Σv² and the
+pixels visited (pixels never visited are zeros, which the maximum then includes). Only the classes a
+channel feeds take what it declares (``KernelMaps`` orders them so that is two bound tests).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from numba.core import types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
-from dada.stxm.decode import _untrans, decode_block, lz4_block, next_block, read_header
+from dada.stxm.decode import CORRUPT, END, RAW, START, _untrans, chunk_block, decode_block, lz4_block, next_span
 
 ONE = np.uint64(1)
 LOW_PLANES = 8  # bit planes of a value's low byte: all a sparse frame's dim pixels need
@@ -43,24 +46,29 @@ def popcount(typingctx, src):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _pixel(fv, p, cls, mom_end, width, cutoff, acc):
+def _pixel(fv, p, maps, cutoff, acc):
     """One pixel's count into its class: saturated ones are only counted; classes 1..mom_end-1 (those
-    of channels that need centres of mass) also take the count's moments."""
-    c = cls[p]
+    of channels that need centres of mass) also take the count's moments, classes ext_start..ext_end-1
+    (those of channels that need a maximum or Σv²) its maximum, square and a visit."""
+    c = maps.cls[p]
     if fv >= cutoff:
         acc[c, 3] += 1.0
     else:
         acc[c, 0] += fv
-        if 0 < c < mom_end:
-            acc[c, 1] += fv * (p % width)
-            acc[c, 2] += fv * (p // width)
+        if 0 < c < maps.mom_end:
+            acc[c, 1] += fv * (p % maps.width)
+            acc[c, 2] += fv * (p // maps.width)
+        if maps.ext_start <= c < maps.ext_end:
+            acc[c, 4] = max(acc[c, 4], fv)
+            acc[c, 5] += fv * fv
+            acc[c, 6] += 1.0
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _run(frame, e0, e1, base, cls, mom_end, width, cutoff, acc):
+def _run(frame, e0, e1, base, maps, cutoff, acc):
     """Pixels e0..e1, zeros included (they add nothing; a branch each costs more)."""
     for e in range(e0, e1):
-        _pixel(np.float64(frame[e]), base + e, cls, mom_end, width, cutoff, acc)
+        _pixel(np.float64(frame[e]), base + e, maps, cutoff, acc)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -69,20 +77,19 @@ def _add_pixels(frame, e0, e1, base, maps, cutoff, acc):
 
     Sparse frames are mostly zeros: runs of 32 zero bytes are skipped with one test.
     """
-    cls, mom_end, _, _, _, width, _, _ = maps
     per = 8 // frame.itemsize  # pixels per 64-bit word
     if per < 1 or frame.size % per or (frame.ctypes.data % 8) or e1 - e0 < 8 * per:
-        _run(frame, e0, e1, base, cls, mom_end, width, cutoff, acc)
+        _run(frame, e0, e1, base, maps, cutoff, acc)
         return
     words = frame.view(np.uint64)
     w = (e0 + per - 1) // per
     w1 = e1 // per
-    _run(frame, e0, w * per, base, cls, mom_end, width, cutoff, acc)
+    _run(frame, e0, w * per, base, maps, cutoff, acc)
     while w + 4 <= w1:
         if (words[w] | words[w + 1] | words[w + 2] | words[w + 3]) != 0:
-            _run(frame, w * per, (w + 4) * per, base, cls, mom_end, width, cutoff, acc)
+            _run(frame, w * per, (w + 4) * per, base, maps, cutoff, acc)
         w += 4
-    _run(frame, w * per, e1, base, cls, mom_end, width, cutoff, acc)
+    _run(frame, w * per, e1, base, maps, cutoff, acc)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -116,7 +123,7 @@ def _sparse_block(planes, lw, nplanes, e, maps, cutoff, low, high, block_buf, ac
     so signed values keep their sign). Where that would cost more than un-shuffling the block
     (dense or bright frames), the block is un-shuffled into ``block_buf`` and the same pixels read.
     """
-    cls, mom_end, _, _, want, width, _, _ = maps
+    want = maps.want
     _or_planes(planes, lw, 0, LOW_PLANES, low)
     _or_planes(planes, lw, LOW_PLANES, nplanes, high)
     w0 = e // 64
@@ -145,22 +152,33 @@ def _sparse_block(planes, lw, nplanes, e, maps, cutoff, low, high, block_buf, ac
                 fv = np.float64(block_buf[0])
             else:  # a constant trip count: unrolled
                 fv = np.float64(np.int64(_gather(planes, lw, k, t, LOW_PLANES)))
-            _pixel(fv, base + np.int64(t), cls, mom_end, width, cutoff, acc)
+            _pixel(fv, base + np.int64(t), maps, cutoff, acc)
 
 
 @numba.njit(nogil=True, cache=True)
-def _distribute(acc, cls_bins, mom_cols, values, sat):
-    """Spread the classes' sums into the channels' bins (moments only into the first ``mom_cols``
-    channels', which need them), clearing each class for the next frame."""
+def _distribute(acc, maps, values, sat):
+    """Spread the classes' sums into the channels' bins (moments only into the columns of channels that
+    need them, maxima and squares likewise), clearing each class for the next frame."""
+    cls_bins = maps.cls_bins
     for c in range(1, cls_bins.shape[0]):
         s0, s1, s2, ns = acc[c, 0], acc[c, 1], acc[c, 2], acc[c, 3]
+        if maps.ext_start <= c < maps.ext_end:
+            if acc[c, 6] < maps.cls_pixels[c] - ns:  # some valid pixels were zeros, never visited
+                acc[c, 4] = max(acc[c, 4], 0.0)
+            for k in range(maps.ext_col_start, maps.ext_col_end):
+                b = cls_bins[c, k]
+                if b >= 0:
+                    values[b, 3] = max(values[b, 3], acc[c, 4])
+                    values[b, 4] += acc[c, 5]
+            acc[c, 4] = -np.inf
+            acc[c, 5] = acc[c, 6] = 0.0
         if s0 == 0.0 and s1 == 0.0 and s2 == 0.0 and ns == 0.0:
             continue
         for k in range(cls_bins.shape[1]):
             b = cls_bins[c, k]
             if b >= 0:
                 values[b, 0] += s0
-                if k < mom_cols:
+                if k < maps.mom_cols:
                     values[b, 1] += s1
                     values[b, 2] += s2
                 sat[b] += ns
@@ -170,14 +188,14 @@ def _distribute(acc, cls_bins, mom_cols, values, sat):
 
 @numba.njit(nogil=True, cache=True)
 def accumulate_frame(frame, maps, cutoff, acc, values, sat):
-    """A decoded frame (flat) into one point's bin moments."""
-    _add_pixels(frame, maps[6], maps[7], 0, maps, cutoff, acc)
-    _distribute(acc, maps[2], maps[3], values, sat)
+    """A decoded frame (flat) into one point's bins."""
+    _add_pixels(frame, maps.first, maps.last, 0, maps, cutoff, acc)
+    _distribute(acc, maps, values, sat)
 
 
 @numba.njit(nogil=True, cache=True)
 def accumulate_chunk(chunk, bufs, maps, cutoff, acc, values, sat):
-    """A bitshuffle-LZ4 chunk into one point's bin moments, block by block while each is in cache.
+    """A bitshuffle-LZ4 chunk into one point's bins, block by block while each is in cache.
 
     Only blocks overlapping pixels [first, last) are decompressed, and their wanted nonzero pixels
     are read from the bit planes; blocks not aligned to 64 elements (other writers' block sizes)
@@ -185,42 +203,37 @@ def accumulate_chunk(chunk, bufs, maps, cutoff, acc, values, sat):
     two words per 64 elements of a block). Returns False if the chunk is corrupt.
     """
     block_buf, scratch, low, high = bufs
-    cls, _, cls_bins, mom_cols, _, _, first, last = maps
+    first, last = maps.first, maps.last
     itemsize = block_buf.itemsize
     out_bytes = block_buf.view(np.uint8)
-    if chunk.size < 12:
+    n = maps.cls.shape[0]
+    block = chunk_block(chunk, n, itemsize, out_bytes.size)
+    if block < 0:
         return False
-    total, block_bytes = read_header(chunk)
-    n = cls.shape[0]
-    if total != n * itemsize or block_bytes <= 0 or block_bytes % itemsize or block_bytes > out_bytes.size:
-        return False
-    block = block_bytes // itemsize
     planes = scratch.view(np.uint64)
-    pos = 12
-    e = 0
-    while n - e >= 8 and e < last:
-        m, clen = next_block(chunk, pos, e, n, block)
-        if clen < 0:
+    e, pos = 0, START
+    while True:
+        m, at, clen, pos = next_span(chunk, n, block, last, pos, e)
+        if clen == END:
+            break
+        if clen == CORRUPT:
             return False
-        pos += 4
-        if e + m > first:
+        if clen == RAW:
+            if at + m * itemsize > chunk.size:
+                return False
+            out_bytes[: m * itemsize] = chunk[at:at + m * itemsize]
+            _add_pixels(block_buf, max(first - e, 0), min(last - e, m), e, maps, cutoff, acc)
+        elif e + m > first:
             if m % 64 == 0 and e % 64 == 0:
-                if not lz4_block(chunk, pos, clen, m * itemsize, scratch):
+                if not lz4_block(chunk, at, clen, m * itemsize, scratch):
                     return False
                 _sparse_block(planes, m // 64, 8 * itemsize, e, maps, cutoff, low, high, block_buf, acc)
             else:
-                if not decode_block(chunk, pos, clen, m * itemsize, scratch, out_bytes, itemsize):
+                if not decode_block(chunk, at, clen, m * itemsize, scratch, out_bytes, itemsize):
                     return False
                 _add_pixels(block_buf, max(first - e, 0), min(last - e, m), e, maps, cutoff, acc)
-        pos += clen
         e += m
-    if e < last and e < n:  # the last n % 8 elements are stored raw
-        rest = n - e
-        if pos + rest * itemsize > chunk.size:
-            return False
-        out_bytes[: rest * itemsize] = chunk[pos:pos + rest * itemsize]
-        _add_pixels(block_buf, max(first - e, 0), min(last - e, rest), e, maps, cutoff, acc)
-    _distribute(acc, cls_bins, mom_cols, values, sat)
+    _distribute(acc, maps, values, sat)
     return True
 
 

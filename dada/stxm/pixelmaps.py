@@ -4,12 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
 from dada.stxm.beam import BeamGeometry
-from dada.stxm.channel import Bins
+from dada.stxm.channel import ACCUMULATORS, Bins
+
+MOMENTS = frozenset({"sx", "sy"})  # taken together, by the classes of channels that declare either
+EXTREMES = frozenset({"max", "sq"})  # likewise
+
+
+class KernelMaps(NamedTuple):
+    """A pass's pixel maps as the kernels take them (numba reads a named tuple's fields by name).
+
+    Classes are ordered [0][first moments only][both][max and Σv² only][neither], and channels' columns
+    of ``cls_bins`` likewise, so that which accumulators a class or a column takes is two bound tests,
+    not a table lookup: a pass whose channels declare no max or Σv² runs the instructions it always ran.
+    """
+
+    cls: np.ndarray  # (H*W,) class per pixel: uint8/uint16/int32, the smallest that holds them (cache)
+    cls_bins: np.ndarray  # (nclasses, K) int32 global bin per class and channel column, or -1
+    cls_pixels: np.ndarray  # (nclasses,) float64 pixels of each class (all valid before per-frame exclusions)
+    want: np.ndarray  # (ceil(H*W / 64),) uint64: bit p % 64 of word p // 64 set where pixel p has a class
+    width: int  # frame columns
+    first: int  # first flat pixel any channel needs
+    last: int  # one past the last
+    mom_end: int  # classes 1..mom_end-1 take Σv·x, Σv·y
+    ext_start: int  # classes ext_start..ext_end-1 take max and Σv² (an empty range when no channel needs them)
+    ext_end: int
+    mom_cols: int  # columns 0..mom_cols-1 are channels taking Σv·x, Σv·y
+    ext_col_start: int  # columns ext_col_start..ext_col_end-1 are channels taking max and Σv²
+    ext_col_end: int
+    slots: int  # float64 slots per bin of the kernels' values: Σv, Σv·x, Σv·y[, max, Σv²]
+    acc_width: int  # columns of the per-class accumulator: Σv, Σv·x, Σv·y, saturated[, max, Σv², visited]
 
 
 @dataclass(frozen=True)
@@ -21,26 +50,28 @@ class PixelMaps:
     per frame. Class 0 is "no bin anywhere".
     """
 
-    cls: np.ndarray  # (H*W,) class per pixel: uint8/uint16/int32, the smallest that holds them (cache)
-    cls_bins: np.ndarray  # (nclasses, K) int32 global bin per class and channel (those needing Σv·x, Σv·y first), or -1
-    mom_end: int  # classes 1..mom_end-1 feed a channel that needs Σv·x, Σv·y
-    mom_cols: int  # how many channels need them: the first columns of cls_bins
-    want: np.ndarray  # (ceil(H*W / 64),) uint64: bit p % 64 of word p // 64 set where pixel p has a class
-    width: int  # frame columns
+    kernel: KernelMaps
     static_valid: np.ndarray  # (nbins,) float64 valid pixels per bin before per-frame exclusions
     offsets: tuple[int, ...]  # first global bin of each channel, plus the total at the end
-    first: int  # first flat pixel any channel needs
-    last: int  # one past the last
-    moments: tuple[bool, ...]  # per channel, whether it takes Σv·x, Σv·y (its partials carry them)
+    accumulators: tuple[tuple[str, ...], ...]  # per channel, what its partials carry (``count`` first)
 
     @property
     def nclasses(self) -> int:
-        return self.cls_bins.shape[0]
+        return self.kernel.cls_bins.shape[0]
 
-    @property
-    def kernel(self) -> tuple:
-        """The maps as the kernels take them (see ``kernels``)."""
-        return self.cls, self.mom_end, self.cls_bins, self.mom_cols, self.want, self.width, self.first, self.last
+    def new_acc(self) -> np.ndarray:
+        """A thread's per-class accumulator, cleared (the kernels clear it again after every frame)."""
+        acc = np.zeros((self.nclasses, self.kernel.acc_width))
+        if self.kernel.acc_width > 4:
+            acc[:, 4] = -np.inf
+        return acc
+
+    def new_values(self, n: int) -> np.ndarray:
+        """Per point, bin and slot, what the kernels add into (a max starts at -inf)."""
+        values = np.zeros((n, self.offsets[-1], self.kernel.slots))
+        if self.kernel.slots > 3:
+            values[..., 3] = -np.inf
+        return values
 
 
 @numba.njit(nogil=True, cache=True)
@@ -66,7 +97,12 @@ def _keys(index, counts, offsets, good, seen, static):
     return key
 
 
-def fuse(bins: Sequence[Bins], geo: BeamGeometry) -> PixelMaps:
+def fuse(bins: Sequence[Bins], accumulators: Sequence[Sequence[str]], geo: BeamGeometry) -> PixelMaps:
+    """Fuse the channels' bins (with what each accumulates per bin) into the pixel classes of one pass."""
+    for acc in accumulators:
+        if set(acc) - set(ACCUMULATORS):
+            raise ValueError(f"unknown accumulators {sorted(set(acc) - set(ACCUMULATORS))}; the kernels know "
+                             f"{', '.join(ACCUMULATORS)}")
     counts = np.array([b.count for b in bins], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     index = np.stack([np.asarray(b.index, dtype=np.int32).ravel() for b in bins])
@@ -89,20 +125,30 @@ def fuse(bins: Sequence[Bins], geo: BeamGeometry) -> PixelMaps:
     for k in reversed(range(len(bins))):
         rest, digit = np.divmod(rest, bins[k].count + 1)
         combos[:, k] = np.where(digit > 0, digit - 1 + offsets[k], -1)
-    mom = np.array([b.moments for b in bins])
-    takes_moments = ((combos >= 0) & mom[None, :]).any(axis=1)
-    # Classes that take moments first (after class 0), so the kernels test a bound, not a table.
-    order = np.concatenate([[0], 1 + np.flatnonzero(takes_moments[1:]), 1 + np.flatnonzero(~takes_moments[1:])])
+    mom = np.array([bool(MOMENTS & set(a)) for a in accumulators])
+    ext = np.array([bool(EXTREMES & set(a)) for a in accumulators])
+    # Per class (and per channel column) its rank in [first moments only][both][extremes only][neither].
+    takes_mom = ((combos >= 0) & mom[None, :]).any(axis=1)
+    takes_ext = ((combos >= 0) & ext[None, :]).any(axis=1)
+    rank = np.where(takes_mom, np.where(takes_ext, 1, 0), np.where(takes_ext, 2, 3))
+    rank[0] = -1
+    order = np.argsort(rank, kind="stable")
     renumber = np.empty_like(order)
     renumber[order] = np.arange(order.size)
     narrow = np.uint8 if keys.size <= 256 else np.uint16 if keys.size <= 65536 else np.int32
     cls = renumber.astype(narrow)[table][at]
-    # Channels that take moments first among the columns too: their bins alone get Σv·x, Σv·y.
-    columns = np.concatenate([np.flatnonzero(mom), np.flatnonzero(~mom)])
+    col_rank = np.where(mom, np.where(ext, 1, 0), np.where(ext, 2, 3))
+    columns = np.argsort(col_rank, kind="stable")
     combos = combos[order][:, columns]
-    mom_end = 1 + int(takes_moments[1:].sum())
+    counts_of = np.bincount(rank[1:], minlength=4)
+    col_counts = np.bincount(col_rank, minlength=4)
+    has_ext = bool(ext.any())
+    cls_pixels = np.bincount(cls.astype(np.int64), minlength=keys.size).astype(np.float64)
     want = np.packbits(cls != 0, bitorder="little")
     want = np.concatenate([want, np.zeros(-want.size % 8, dtype=np.uint8)]).view("<u8").astype(np.uint64)
-    return PixelMaps(cls, np.ascontiguousarray(combos), mom_end, int(mom.sum()), want, geo.shape[1],
-                     static.astype(np.float64), tuple(int(o) for o in offsets), first, last,
-                     tuple(bool(b.moments) for b in bins))
+    k = KernelMaps(cls, np.ascontiguousarray(combos), cls_pixels, want, geo.shape[1], first, last,
+                   1 + int(counts_of[:2].sum()), 1 + int(counts_of[0]), 1 + int(counts_of[:3].sum()),
+                   int(col_counts[:2].sum()), int(col_counts[0]), int(col_counts[:3].sum()),
+                   5 if has_ext else 3, 7 if has_ext else 4)
+    declared = tuple(("count", *(a for a in ACCUMULATORS if a != "count" and a in set(acc))) for acc in accumulators)
+    return PixelMaps(k, static.astype(np.float64), tuple(int(o) for o in offsets), declared)

@@ -9,7 +9,7 @@ import numpy as np
 from dada.errors import BadParameter
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
-from dada.stxm.channel import SUM, Bins, Channel, Moments
+from dada.stxm.channel import Bins, Channel, Partial
 from dada.views import Curve, Drawing, Overlay
 
 
@@ -59,13 +59,13 @@ class Radial(Channel):
         per = (args["nbins"],) if args["reduce"] == "sum" else (args["nbins"], *points)
         return {"radial": per, "axis": (args["nbins"],)}
 
-    def finalize(self, m: Moments, geo: BeamGeometry, args: dict[str, Any],
+    def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:
-        total, valid = m.values[..., SUM], m.valid
+        total, valid = m["sum"], m["count"]
         if args["reduce"] == "sum":
-            total = np.nansum(total[m.present], axis=0)[None]
-            valid = np.nansum(valid[m.present], axis=0, dtype=np.float64)[None]  # counts may be float32
-        # (nbins, npoints), written once in that layout: no temporary the size of the moments
+            merged = m.merged()  # in float64 (counts travel as float32)
+            total, valid = merged["sum"], merged["count"]
+        # (nbins, npoints), written once in that layout: no temporary the size of the partials
         profile = np.full(total.shape[::-1], np.nan)
         np.divide(total.T, valid.T, out=profile, where=(valid > 0).T)
         edges = self.edges(geo, args)

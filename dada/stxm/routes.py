@@ -9,6 +9,7 @@ built once per scan geometry and parameters and kept; whole-scan references
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -23,7 +24,7 @@ from dada.selection import SELECTION, provenance, select, select_ranges
 from dada.sources.catalog import Catalog
 from dada.sources.scan import Scan
 from dada.stxm.beam import GEOMETRY, BeamGeometry, geometry
-from dada.stxm.channel import Channel, Moments
+from dada.stxm.channel import Channel, Partial
 from dada.stxm.partials import Pass
 from dada.views import Overlay
 
@@ -46,7 +47,7 @@ class StxmEndpoint(Endpoint):
         if multi:
             self.name, self.prefix = "stxm", "/stxm"
             self.summary = "Several STXM channels computed in one pass over the data (h5 holds them all)."
-            self.version = "+".join(f"{c.name}{c.version}" for c in channels)
+            self.version = "2"  # the route's own; the requested channels' versions enter its keys (key_part)
             own = [Param("channels", "Channels to compute in one pass.", choices=tuple(self.channels), many=True,
                          default=tuple(self.channels))]
             own += [_prefixed(c, p) for c in channels for p in c.params]
@@ -66,12 +67,29 @@ class StxmEndpoint(Endpoint):
         return [centre, *(o.describe(f"{c.name}." if self.multi else "")
                           for c in self.channels.values() for o in c.overlays)]
 
+    def key_parts(self, args: dict[str, Any], exclude: Iterable[str] = (), presentation: bool = True
+                  ) -> tuple[str, str]:
+        """In /stxm, only the requested channels' versions and parameters: adding a channel to dada leaves
+        every other request's key (and cached answer) alone."""
+        if not self.multi:
+            return super().key_parts(args, exclude, presentation)
+        names = set(args["channels"])
+        skip = set(exclude) | {p.name for p in self.model.params
+                               if "." in p.name and p.name.split(".", 1)[0] in self.channels
+                               and p.name.split(".", 1)[0] not in names}
+        versions = "+".join(f"{c.name}{c.version}" for c in self.requested(args))
+        return f"{self.name}/{self.version}/{versions}", self.model.canonical(args, skip, presentation)
+
     # -- parameters per channel ------------------------------------------------------------------
 
     def requested(self, args: dict[str, Any]) -> list[Channel]:
         if not self.multi:
             return list(self.channels.values())
         return [self.channels[n] for n in args["channels"]]
+
+    def centred(self, args: dict[str, Any]) -> bool:
+        """Whether a requested channel's bins depend on the beam centre (else a scan need not record one)."""
+        return any(c.centred for c in self.requested(args))
 
     def channel_args(self, channel: Channel, args: dict[str, Any]) -> dict[str, Any]:
         if not self.multi:
@@ -105,7 +123,7 @@ class StxmEndpoint(Endpoint):
         scan = target.scan
         vert, horz = select_ranges(scan, args)
         points = (len(vert), len(horz))
-        geo = geometry(scan, args, catalog)
+        geo = geometry(scan, args, catalog, self.centred(args))
         channel, sub = self._split_output(args)
         frames_read = points[0] * points[1]
         for c in self.requested(args):
@@ -122,19 +140,19 @@ class StxmEndpoint(Endpoint):
                     plane=True)
 
     def pass_for(self, scan: Scan, args: dict[str, Any], catalog: Catalog) -> Pass:
-        """The fused pass this request's channels make (the front's request, or a node's patch)."""
-        geo = geometry(scan, args, catalog)
+        """The fused pass this request's channels make (the front's request, or a node's block)."""
+        geo = geometry(scan, args, catalog, self.centred(args))
         return Pass(geo, tuple((c, self.channel_args(c, args)) for c in self.requested(args)))
 
     def _context(self, scan: Scan, p: Pass, i: int, ctx: Context) -> Any:
-        """A channel's whole-scan reference (dpc's median), from the moments of every frame; kept per scan state."""
+        """A channel's whole-scan reference (dpc's median), from the partials of every frame; kept per scan state."""
         channel, cargs = p.channels[i]
         if not channel.needs_whole_scan(cargs):
             return None
         one = Pass(p.geo, (p.channels[i],))
 
         def whole() -> Any:
-            m = ctx.moments(scan, np.arange(scan.nframes, dtype=np.int64), one)
+            m = ctx.partials(scan, np.arange(scan.nframes, dtype=np.int64), one)
             return channel.whole_scan(m[channel.name])
 
         return WHOLE_SCAN.get((scan.identity, p.geo.key, one.keys), whole)
@@ -144,16 +162,16 @@ class StxmEndpoint(Endpoint):
         frames, vert, horz = select(scan, args)
         p = self.pass_for(scan, args, ctx.catalog)
         contexts = [self._context(scan, p, i, ctx) for i in range(len(p.channels))]
-        progress = None if ctx.progress is None else _MapProgress(self, p, args, contexts, frames.shape, ctx.progress)
-        moments = ctx.moments(scan, frames.ravel(), p, progress)
-        present = next(iter(moments.values())).present
+        listener = None if ctx.progress is None else _MapListener(self, p, args, contexts, frames.shape, ctx.progress)
+        partials = ctx.partials(scan, frames.ravel(), p, listener)
+        present = next(iter(partials.values())).present
         arrays: dict[str, np.ndarray] = {}
         attrs: dict[str, Any] = {**provenance(scan, frames), "beam_center": [p.geo.cx, p.geo.cy],
                                  "vert": [vert.start, vert.stop, vert.step], "horz": [horz.start, horz.stop, horz.step],
                                  "frames_missing": int((~present).sum())}
         for (c, cargs), context in zip(p.channels, contexts, strict=True):
-            # each channel's moments are let go once finalised: the front holds the answer, not the partials
-            out = c.finalize(moments.pop(c.name), p.geo, cargs, context)
+            # each channel's partial is let go once finalised: the front holds the answer, not the partials
+            out = c.finalize(partials.pop(c.name), p.geo, cargs, context)
             shapes = c.output_shape(cargs, frames.shape)
             prefix = f"{c.name}." if self.multi else ""
             arrays.update({f"{prefix}{k}": np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()})
@@ -172,8 +190,8 @@ class StxmEndpoint(Endpoint):
                       drawing=channel.drawing(own, sub, cargs), unit=channel.unit(sub, cargs))
 
 
-class _MapProgress:
-    """Turns each block's moments into the primary output's values at its map cells, for the progress stream."""
+class _MapListener:
+    """Turns each block's partials into the primary output's values at its map cells, for the progress stream."""
 
     def __init__(self, ep: StxmEndpoint, p: Pass, args: dict[str, Any], contexts: list[Any],
                  shape: tuple[int, int], publish: Listener) -> None:
@@ -189,11 +207,11 @@ class _MapProgress:
         self.total = total
         self.publish({"done": 0, "total": total, "shape": list(self.shape)})
 
-    def block(self, positions: np.ndarray, moments: dict[str, Moments]) -> None:
+    def block(self, positions: np.ndarray, partials: dict[str, Partial]) -> None:
         self.done += 1
         event: dict[str, Any] = {"done": self.done, "total": self.total, "cells": positions.tolist()}
         cargs = self.p.channels[self.index][1]
-        out = self.channel.finalize(moments[self.channel.name], self.p.geo, cargs, self.context)
+        out = self.channel.finalize(partials[self.channel.name], self.p.geo, cargs, self.context)
         shapes = self.channel.output_shape(cargs, (1, positions.size))
         view = self.channel.plane({k: np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()},
                                   self.sub, cargs)

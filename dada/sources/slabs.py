@@ -1,7 +1,7 @@
-"""Read a (images, rows, cols) slab of an HDF5 stack as patches of images in parallel processes.
+"""Read a (images, rows, cols) slab of an HDF5 stack as runs of images in parallel processes.
 
 A sinogram band from projection-chunked files decompresses every projection; HDF5 runs one
-call at a time per process, so the patches go to worker processes (each with its own HDF5),
+call at a time per process, so the runs go to worker processes (each with its own HDF5),
 which write straight into shared memory: nothing large is pickled.
 """
 
@@ -31,8 +31,8 @@ def pool(workers: int | None = None) -> Executor:
         return _pool
 
 
-def _read_patch(path: str, dataset: str, i0: int, i1: int, r0: int, r1: int, shm_name: str,
-                shape: tuple[int, int, int], dtype: str) -> int:
+def _read_run(path: str, dataset: str, i0: int, i1: int, r0: int, r1: int, shm_name: str,
+              shape: tuple[int, int, int], dtype: str) -> int:
     import h5py
     import hdf5plugin  # noqa: F401
 
@@ -59,9 +59,9 @@ def read_slab(path: str, dataset: str, n: int, r0: int, r1: int, cols: int, dtyp
     shm = shared_memory.SharedMemory(create=True, size=max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize))
     try:
         edges = np.linspace(0, n, workers + 1).astype(int)
-        jobs = [pool(workers).submit(_read_patch, path, dataset, int(a), int(b), r0, r1, shm.name, shape,
+        runs = [pool(workers).submit(_read_run, path, dataset, int(a), int(b), r0, r1, shm.name, shape,
                                      np.dtype(dtype).str) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-        pids = {j.result() for j in jobs}
+        pids = {j.result() for j in runs}
         return np.ndarray(shape, dtype=dtype, buffer=shm.buf).copy(), pids
     finally:
         shm.close()

@@ -1,0 +1,32 @@
+"""What channels reducing one annulus per point share: its parameters, overlay, checks and bin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dada.params import Param
+from dada.stxm.beam import BeamGeometry, radius_param, ring
+from dada.stxm.channel import Bins, Channel
+from dada.views import Overlay
+
+
+def annulus_params(rmin: float) -> tuple[Param, ...]:
+    """``rmin`` (defaulting to ``rmin``) and ``rmax`` (to the largest circle inside the frame)."""
+    return (radius_param("rmin", "Inner radius of the annulus.", rmin),
+            radius_param("rmax", "Outer radius (excluded); default: the largest circle inside the frame.", None))
+
+
+class AnnulusChannel(Channel):
+    """A channel whose bin is the annulus rmin <= r < rmax (darkfield adds the disc inside it)."""
+
+    overlays = (Overlay("annulus", ("rmin", "rmax")),)
+
+    def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
+        ring(geo, args)
+
+    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
+        rmin, rmax = ring(geo, args)
+        r = geo.radius()
+        return Bins(np.where((r >= rmin) & (r < rmax), 0, -1).astype(np.int32), 1)
