@@ -71,6 +71,11 @@ class Result:
         return next(iter(self.arrays.values()))
 
     @property
+    def nbytes(self) -> int:
+        """The bytes of its arrays (what keeping it in memory costs)."""
+        return sum(a.nbytes for a in self.arrays.values())
+
+    @property
     def view(self) -> np.ndarray:
         """What 2-D formats (png, csv) show."""
         return self.primary if self.plane is None else self.plane

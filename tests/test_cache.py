@@ -46,6 +46,50 @@ def timed(call: Callable[..., T], *args: object) -> tuple[T, float]:
 # -- memory --------------------------------------------------------------------------------------------------
 
 
+def test_the_stack_keeps_values_in_memory_as_given_and_bytes_below(tmp_path):
+    """No copy into RAM (a node's record stays a view of its answer; a result stays its arrays); the disk
+    level gets the bytes ``encode`` makes, once, and a lower hit comes back as those bytes."""
+    import numpy as np
+
+    from dada.cache.writer import CacheWriter
+    from dada.encoders import stored
+    from dada.endpoint import Result
+
+    answer = bytes(range(256)) * 16
+    view = memoryview(answer)[100:900]
+    result = Result({"a": np.arange(12.0).reshape(3, 4)}, {"route": "test"})
+    encoded = []
+
+    def encode(r: Result) -> bytearray:
+        encoded.append(r)
+        return stored.dump(r)
+
+    stack = make_cache(MiB, str(tmp_path), MiB)
+    writer = CacheWriter(stack)
+    writer.put("record", view)
+    writer.put("result", result, encode)
+    writer.close()
+    assert stack.levels[0].get("record") is view and stack.levels[0].get("result") is result
+    assert stack.levels[0].stats()["bytes"] == view.nbytes + result.nbytes
+    assert encoded == [result]
+    below = make_cache(0, str(tmp_path), MiB)
+    assert bytes(below.get("record")) == answer[100:900]
+    again = stored.load(below.get("result"))
+    assert again.attrs == result.attrs and np.array_equal(again.arrays["a"], result.arrays["a"])
+    with pytest.raises(ValueError):
+        again.arrays["a"][0, 0] = 1  # a stored result is never written again: read-only views
+
+
+def test_no_level_means_no_work():
+    """Without any level a put is skipped: nothing is queued, nothing encoded."""
+    from dada.cache.writer import CacheWriter
+
+    writer = CacheWriter(make_cache(0, None, 0))
+    writer.put("k", object(), lambda _: pytest.fail("encoded with no level to keep it"))
+    assert writer.get("k") is None
+    writer.close()
+
+
 def test_memory_keeps_at_most_max_bytes_and_evicts_the_least_recently_used():
     cache = MemoryCache(1000)
     for i in range(3):

@@ -51,6 +51,7 @@ class AerospikeStore:
     """Get and put of opaque values in ``namespace``/``set_name``; never raises once constructed."""
 
     name = "aerospike"
+    keeps_objects = False  # takes bytes
 
     def __init__(
         self,
@@ -95,10 +96,11 @@ class AerospikeStore:
         self._stats.add("hits" if value is not None else "misses")
         return value
 
-    def put(self, key: str, value: bytes) -> None:
+    def put(self, key: str, value: bytes | bytearray | memoryview) -> None:
         client = self._usable_client()
         if client is None:
             return
+        value = value if isinstance(value, bytes | bytearray) else bytes(value)  # the client takes bytes only
         self._stats.add("puts")
         try:
             if len(value) <= self.piece_bytes:

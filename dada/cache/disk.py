@@ -38,6 +38,7 @@ class DiskCache:
     read-only) is counted under ``errors`` and dropped while reads go on."""
 
     name = "disk"
+    keeps_objects = False  # takes bytes
 
     def __init__(self, directory: str, max_bytes: int) -> None:
         self.directory = directory
@@ -90,7 +91,7 @@ class DiskCache:
         self._stats.add("hits")
         return value
 
-    def put(self, key: str, value: bytes) -> None:
+    def put(self, key: str, value: bytes | bytearray | memoryview) -> None:
         if not self.enabled:
             return
         self._stats.add("puts")
@@ -139,7 +140,7 @@ class DiskCache:
             os.unlink(path)
         return None
 
-    def _write(self, path: str, value: bytes) -> None:
+    def _write(self, path: str, value: bytes | bytearray | memoryview) -> None:
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from dada.stxm.partials import Pass
 
 RESULT_FORMAT = 2  # a computed Result as dada.encoders.stored dumps it (2: header + raw arrays; no zip)
-ANSWER_FORMAT = 1  # an encoded answer (dada.encoders) with its framed headers, in memory; names the ETag too
+ANSWER_FORMAT = 1  # an encoded answer (dada.encoders) and the headers its content decides; names the ETag too
 BLOCK_FORMAT = wire.FORMAT  # one channel's partial of one block: a record of dada.stxm.wire (its header says it too)
 
 

@@ -15,7 +15,6 @@ header values. Keys and ETags are ``dada.cache.keys``'s; this module decides
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.parse
 from collections import OrderedDict
@@ -23,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dada.cache.keys import NamedFile
-from dada.cache.memory import MemoryCache
+from dada.cache.memory import MemoryCache, nbytes
 from dada.errors import DadaError
 from dada.sources.catalog import Catalog
 from dada.sources.scan import Scan
@@ -45,18 +44,6 @@ def hot_key(path: str, query: Iterable[tuple[str, str]], accept: str) -> str:
     """What names an encoded answer before any parsing: the path, the query (the caller leaves out any
     token: credentials are no part of an answer's name) and Accept."""
     return f"{path}?{urllib.parse.urlencode(list(query))}|{accept}"
-
-
-def framed(more: dict[str, str], body: bytes) -> bytes:
-    """An encoded answer with the headers that depend on its content, as one cache value."""
-    head = json.dumps(more).encode()
-    return len(head).to_bytes(4, "big") + head + body
-
-
-def unframed(data: bytes) -> tuple[dict[str, str], memoryview]:
-    """The headers and the body (a view: a hot answer's body is sent without a copy)."""
-    n = int.from_bytes(data[:4], "big")
-    return json.loads(data[4:4 + n]), memoryview(data)[4 + n:]
 
 
 @dataclass
@@ -108,11 +95,11 @@ class HotAnswers:
 
     def encoded(self, tag: str) -> tuple[dict[str, str], memoryview] | None:
         """An encoded answer by its ETag: the headers its content decides, and the body."""
-        data = self.answers.get(tag)
-        return None if data is None else unframed(data)
+        kept = self.answers.get(tag)
+        return None if kept is None else (kept[0], memoryview(kept[1]))
 
     def keep(self, key: str, hot: Hot, more: dict[str, str], body: bytes) -> None:
-        self.answers.put(hot.tag, framed(more, body))
+        self.answers.put(hot.tag, (more, body), size=nbytes(body))  # the body as sent: no copy
         self.arm(key, hot)
 
     def arm(self, key: str, hot: Hot) -> None:

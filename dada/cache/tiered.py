@@ -1,8 +1,14 @@
-"""Cache levels stacked: the fastest first, every put to all of them, a lower hit copied upwards."""
+"""Cache levels stacked: the fastest first, every put to all of them, a lower hit copied upwards.
+
+The memory level keeps values as given (a computed result as its arrays, a node's record as a view of
+its answer); the levels below keep bytes, made once per put by the value's ``encode`` (the result's
+serialisation) only when such a level exists.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from dada.cache.aerospike_store import AerospikeStore, parse_hosts
 from dada.cache.disk import DiskCache
@@ -11,6 +17,7 @@ from dada.cache.memory import MemoryCache
 
 class Level(Protocol):
     name: str
+    keeps_objects: bool  # True: keeps the value as given; False: takes bytes
 
     def get(self, key: str) -> bytes | None: ...
 
@@ -27,7 +34,8 @@ class ResultCache:
     def __init__(self, levels: list[Level]) -> None:
         self.levels = levels
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> Any:
+        """The value: as put, from the memory level; bytes from the others."""
         for i, level in enumerate(self.levels):
             value = level.get(key)
             if value is not None:
@@ -36,9 +44,22 @@ class ResultCache:
                 return value
         return None
 
-    def put(self, key: str, value: bytes) -> None:
+    def put(self, key: str, value: Any, encode: Callable[[Any], bytes | bytearray] | None = None) -> None:
+        """``value`` to every level: as it is to those keeping objects, ``encode(value)`` (else the value, a
+        buffer) to the others."""
+        data = None
         for level in self.levels:
-            level.put(key, value)
+            if level.keeps_objects:
+                level.put(key, value)
+                continue
+            if data is None:
+                data = value if encode is None else encode(value)
+            level.put(key, data)
+
+    @property
+    def empty(self) -> bool:
+        """No level at all: puts cost nothing and are skipped."""
+        return not self.levels
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {level.name: level.stats() for level in self.levels}

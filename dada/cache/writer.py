@@ -1,9 +1,10 @@
 """Cache puts off the answer's path: one thread writes them, in order, after the answer has gone out.
 
 Until a value is written it is read from here, so a request right after another never misses what
-the first computed. A value may be given as a function that makes its bytes (an answer's arrays
-to serialise): the work happens on the writer thread too. Beyond ``limit`` bytes waiting, a put
-is written at once, so memory stays bounded when the cache is slower than the answers.
+the first computed. A value may come with ``encode``, which makes its bytes for the levels that keep
+bytes (a result's arrays serialised): that work happens on the writer thread too, and only if such
+a level exists. Beyond ``limit`` bytes waiting, a put is written at once, so memory stays bounded
+when the cache is slower than the answers.
 """
 
 from __future__ import annotations
@@ -11,44 +12,47 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+from dada.cache.memory import nbytes
 from dada.cache.tiered import ResultCache
 
-Value = bytes | memoryview | Callable[[], bytes]
+Encode = Callable[[Any], bytes | bytearray]
 
 
 class CacheWriter:
     def __init__(self, cache: ResultCache, limit: int = 256 * 2**20) -> None:
         self.cache, self.limit = cache, limit
-        self.pending: dict[str, tuple[Value, int]] = {}
+        self.pending: dict[str, tuple[Any, int]] = {}
         self.bytes = 0
         self._lock = threading.Lock()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="dada-cache-writer")
 
-    def get(self, key: str) -> bytes | memoryview | None:
+    def get(self, key: str) -> Any:
+        """The value as it was put (while waiting, or from the memory level), or bytes from a lower level."""
         with self._lock:
             waiting = self.pending.get(key)
-        if waiting is None:
-            return self.cache.get(key)
-        value = waiting[0]
-        return value() if callable(value) else value
+        return self.cache.get(key) if waiting is None else waiting[0]
 
-    def put(self, key: str, value: Value, size: int | None = None) -> None:
-        """Write ``value`` (bytes, or a function making them; ``size`` its estimate) after the answer."""
-        size = len(value) if size is None else size
+    def put(self, key: str, value: Any, encode: Encode | None = None) -> None:
+        """Keep ``value`` (a buffer, or an object with ``nbytes`` and its ``encode``) after the answer. The
+        value is handed over: never written again by the caller."""
+        if self.cache.empty:
+            return
+        size = nbytes(value)
         with self._lock:
             inline = self.bytes + size > self.limit
             if not inline:
                 self.pending[key] = (value, size)
                 self.bytes += size
         if inline:
-            self._write(key, value, size, queued=False)
+            self._write(key, value, encode, size, queued=False)
         else:
-            self._thread.submit(self._write, key, value, size)
+            self._thread.submit(self._write, key, value, encode, size)
 
-    def _write(self, key: str, value: Value, size: int, queued: bool = True) -> None:
+    def _write(self, key: str, value: Any, encode: Encode | None, size: int, queued: bool = True) -> None:
         try:
-            self.cache.put(key, value() if callable(value) else bytes(value))
+            self.cache.put(key, value, encode)
         finally:
             if queued:
                 with self._lock:

@@ -17,11 +17,6 @@ from dada.endpoint import Result
 LENGTH = struct.Struct("<I")
 
 
-def size(result: Result) -> int:
-    """About how many bytes ``dump`` makes (for the cache writer's bound)."""
-    return sum(a.nbytes for a in result.arrays.values()) + 4096
-
-
 def dump(result: Result) -> bytearray:
     """One copy of each array, straight into the buffer (arrays are often views: no contiguous copy first)."""
     arrays = result.arrays
@@ -38,6 +33,7 @@ def dump(result: Result) -> bytearray:
 
 
 def load(data: bytes | memoryview) -> Result:
+    """The result, its arrays read-only views of ``data`` (no copy: results are never written again)."""
     mv = memoryview(data)
     (n,) = LENGTH.unpack_from(mv)
     head = json.loads(bytes(mv[LENGTH.size:LENGTH.size + n]))
@@ -45,7 +41,7 @@ def load(data: bytes | memoryview) -> Result:
     for name, dtype, shape in head["arrays"]:
         dt = np.dtype(dtype)
         count = int(np.prod(shape, dtype=np.int64))
-        arrays[name] = np.frombuffer(mv, dtype=dt, count=count, offset=pos).reshape(shape).copy()
+        arrays[name] = np.frombuffer(mv, dtype=dt, count=count, offset=pos).reshape(shape)
         pos += count * dt.itemsize
     if pos != len(mv):
         raise ValueError(f"a stored result of {len(mv)} bytes holds {pos}")

@@ -30,6 +30,7 @@ from dada.h5grove.routes import H5Grove
 from dada.nodeguard import NodeGuard
 from dada.registry import ENDPOINTS
 from dada.server.access import Access
+from dada.server.heap import return_freed_memory
 from dada.server.http_errors import JsonErrorRunner, QuietParseErrors, check_request
 from dada.server.metrics import Metrics
 from dada.server.openapi import index, openapi
@@ -84,9 +85,10 @@ def make_app(config: Config, role: str = "front") -> web.Application:
     if role == "front":
         cache = make_cache(config.cache_memory_bytes, config.cache_dir, config.cache_disk_bytes, config.aerospike,
                            namespace=config.aerospike_namespace)
-        metrics.watch_cache(cache.stats)
         cache = CacheWriter(cache)
     dispatch = Dispatcher(catalog, config, metrics, pool, hub, cache, access)
+    if cache is not None:  # the levels, and the encoded answers kept in memory
+        metrics.watch_cache(lambda: {**cache.cache.stats(), "answers": dispatch.hot.answers.stats()})
     # nodes answer their front only; a front makes a secret for the local nodes it starts
     node_secret = config.node_secret or (secrets.token_hex(16) if role == "front" and not config.nodes
                                          and not config.lb else None)
@@ -266,4 +268,5 @@ def serve(config: Config, role: str = "front") -> None:
         finally:
             await runner.cleanup()  # the app's on_cleanup stops child processes
 
+    return_freed_memory()
     asyncio.run(run())

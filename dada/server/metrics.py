@@ -27,7 +27,7 @@ class Metrics:
         self.not_modified = Counter("dada_not_modified", "Answers saved by If-None-Match", registry=r)
 
     def watch_cache(self, stats: Callable[[], dict[str, dict[str, int]]]) -> None:
-        """Export the result cache's counters per level (memory, disk, aerospike) as they are at scrape time."""
+        """Export the caches' counters per level (memory, disk, aerospike, answers) as they are at scrape time."""
 
         class CacheCollector(Collector):
             def collect(self) -> Iterable[GaugeMetricFamily]:

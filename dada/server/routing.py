@@ -91,6 +91,25 @@ def request_id(request: web.Request) -> tuple[str, bool]:
     return (given, True) if REQUEST_ID.fullmatch(given) else (uuid.uuid4().hex, False)
 
 
+SEND_PIECE = 2**20  # bytes: larger bodies go out a piece at a time
+
+
+async def _send(request: web.Request, body: bytes | memoryview, headers: dict[str, str]) -> web.StreamResponse:
+    """The answer, sent from ``body`` itself: a large body is written a piece at a time, each once the
+    socket took the last, since a body handed over whole is copied into the transport's buffer (one more
+    copy of the answer in memory, for as long as the client takes to read it)."""
+    if len(body) <= SEND_PIECE:
+        return web.Response(body=body, headers=headers)
+    out = web.StreamResponse(headers=headers)
+    out.content_length = len(body)
+    await out.prepare(request)
+    view = memoryview(body)
+    for start in range(0, len(view), SEND_PIECE):
+        await out.write(view[start:start + SEND_PIECE])
+    await out.write_eof()
+    return out
+
+
 def _encoded(result: Result, fmt: str, args: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     """The body, plus for png what a viewer needs to read it (the GUI's colour bar and click-through):
     the colour scale's values and unit, and which scan rows and columns the image's cells are."""
@@ -151,8 +170,9 @@ class Dispatcher:
 
         return handle
 
-    def _hot(self, request: web.Request) -> web.Response | None:
-        """A recent answer to the same URL whose inputs are unchanged (``HotAnswers``), straight from memory."""
+    def _hot(self, request: web.Request) -> tuple[memoryview, dict[str, str]] | None:
+        """A recent answer to the same URL whose inputs are unchanged (``HotAnswers``), straight from memory:
+        its body and headers."""
         hot = self.hot.get(_hot_key(request))
         if hot is None or hot.tag in request.headers.get("If-None-Match", ""):
             return None  # (a matching tag: the full path answers 304)
@@ -163,14 +183,14 @@ class Dispatcher:
         rid, listened = request_id(request)
         if listened:
             self.hub.end(rid, 200)
-        return web.Response(body=body, headers={**hot.headers, "X-Request-Id": rid})
+        return body, {**hot.headers, "X-Request-Id": rid}
 
     async def _answer(self, ep: Endpoint, request: web.Request) -> web.StreamResponse:
         grant = self.access.grant(request)  # 401 first: before anything about the data is said
         if grant is None:  # open: the hot path comes before any parsing
             hot = self._hot(request) if ep.cache_results else None
             if hot is not None:
-                return hot
+                return await _send(request, *hot)
         addr = split_tail(ep, request.match_info.get("tail", ""))
         query = without_token(request.query)
         if ep.target == "folder":
@@ -182,7 +202,7 @@ class Dispatcher:
                     self.access.check(grant, query[p.name], "file")
             hot = self._hot(request) if grant is not None and ep.cache_results else None
             if hot is not None:
-                return hot
+                return await _send(request, *hot)
         args = ep.model.parse(query)
         check_render(args)
         fmt = addr.fmt or negotiate(request.headers.get("Accept"), ep.formats)
@@ -217,7 +237,7 @@ class Dispatcher:
             headers.update(more)
             if target.scan is not None:
                 self.hot.arm(_hot_key(request), Hot(addr.path, target.scan, named, tag, headers, planned))
-            return web.Response(body=body, headers=headers)
+            return await _send(request, body, headers)
         if request.method == "HEAD":  # what the answer would be, from the plan: nothing is computed
             head = web.StreamResponse(headers=headers)
             await head.prepare(request)
@@ -232,6 +252,7 @@ class Dispatcher:
                 if result.document is not None and ep.target == "folder":
                     result = replace(result, document=Access.visible(grant, result.document))
                 body, more = await self._work(_encoded, ep.present(result, args), fmt, args, lane=lane)
+                del result  # its arrays are the body's now (or the cache's): not held while the body is sent
             headers.update(more)
         except DadaError as exc:
             status, error = exc.status, exc.body()
@@ -244,7 +265,7 @@ class Dispatcher:
         self.metrics.bytes_out.labels(ep.name).inc(len(body))
         if keep and target.scan is not None:
             self.hot.keep(_hot_key(request), Hot(addr.path, target.scan, named, tag, headers, planned), more, body)
-        return web.Response(body=body, headers=headers)
+        return await _send(request, body, headers)
 
     def _plan(self, ep: Endpoint, addr: Address, args: dict[str, Any]
               ) -> tuple[Target, Plan, tuple[NamedFile, ...]]:
@@ -263,10 +284,12 @@ class Dispatcher:
         data = self.cache.get(key)
         if data is not None:
             self.metrics.result_hits.inc()
-            return stored.load(data)
+            return data if isinstance(data, Result) else stored.load(data)
         result = ep.compute(target, args, ctx)
         if target.complete:
-            self.cache.put(key, lambda: stored.dump(result), size=stored.size(result))  # after the answer
+            for a in result.arrays.values():  # kept as it is in memory and shared by later answers: read-only
+                a.flags.writeable = False
+            self.cache.put(key, result, encode=stored.dump)  # after the answer
         return result
 
     def _check(self, ep: Endpoint, plan: Plan, fmt: str) -> None:

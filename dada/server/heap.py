@@ -1,0 +1,27 @@
+"""Give freed memory back to the system between requests.
+
+glibc serves a large allocation from its own mapping and unmaps it when freed, but it raises that
+threshold each time such a mapping is freed (up to 32 MiB): after the first large answer, buffers
+of an answer's size come from the heap, which is not given back, so a daemon's resident memory grows
+to the peak of every request it ever served, plus fragmentation. A fixed threshold keeps every
+large array (moments, finalised maps, encoded answers, a block's partial result) its own mapping,
+returned when it is freed, while small buffers (socket reads, headers) keep reusing the heap: a
+fresh mapping costs a page fault per 4 KiB touched.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+LARGE = 4 * 2**20  # bytes: above, an allocation is its own mapping (below, the heap's reuse saves page faults)
+
+
+def return_freed_memory() -> bool:
+    """Fix glibc's mmap threshold; False where the C library is not glibc (nothing changes there)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, LARGE))
+    except (OSError, AttributeError):
+        return False
