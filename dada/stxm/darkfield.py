@@ -21,6 +21,9 @@ class Darkfield(Channel):
     outputs = ("darkfield", "transmission")
     overlays = (Overlay("annulus", ("rmin", "rmax")),)
 
+    def pointwise(self, args: dict[str, Any]) -> bool:
+        return True
+
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, args)
 
