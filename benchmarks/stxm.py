@@ -59,7 +59,7 @@ from dada.sources.catalog import Catalog  # noqa: E402
 from dada.stxm.beam import geometry  # noqa: E402
 from dada.stxm.decode import MAX_BLOCK_BYTES, decode_into  # noqa: E402
 from dada.stxm.engine import Engine, warm_up  # noqa: E402
-from dada.stxm.partials import per_channel  # noqa: E402
+from dada.stxm.local import per_channel  # noqa: E402
 from dada.stxm.pixelmaps import fuse  # noqa: E402
 
 CH = {c.name: c for c in CHANNELS}

@@ -18,7 +18,7 @@ from dada.errors import TooLarge
 from dada.registry import ENDPOINTS
 from dada.sources.catalog import Catalog
 from dada.stxm.engine import Engine
-from dada.stxm.partials import LocalPartials
+from dada.stxm.local import LocalPartials
 
 SCAN = "eiger/u16/scan_0001"  # a 6x8 grid of 64x72 frames
 MAP = f"/darkfield/{SCAN}"

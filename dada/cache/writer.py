@@ -28,6 +28,11 @@ class CacheWriter:
         self._lock = threading.Lock()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="dada-cache-writer")
 
+    @property
+    def empty(self) -> bool:
+        """No level to keep anything: callers need not even make keys."""
+        return self.cache.empty
+
     def get(self, key: str) -> Any:
         """The value as it was put (while waiting, or from the memory level), or bytes from a lower level."""
         with self._lock:
@@ -37,7 +42,7 @@ class CacheWriter:
     def put(self, key: str, value: Any, encode: Encode | None = None) -> None:
         """Keep ``value`` (a buffer, or an object with ``nbytes`` and its ``encode``) after the answer. The
         value is handed over: never written again by the caller."""
-        if self.cache.empty:
+        if self.empty:
             return
         size = nbytes(value)
         with self._lock:

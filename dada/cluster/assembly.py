@@ -8,9 +8,14 @@ loop or object per point.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from dada.stxm.channel import ACCUMULATORS, Partial
+
+if TYPE_CHECKING:
+    from dada.stxm.outputs import Outputs
 
 
 def as_run(index: np.ndarray) -> slice | np.ndarray:
@@ -22,10 +27,11 @@ def as_run(index: np.ndarray) -> slice | np.ndarray:
 
 
 class Assembly:
-    """Every channel's partial for ``n`` points, placed as blocks (or pieces of blocks) arrive."""
+    """Every channel's partial for ``n`` points, placed as blocks (or pieces of blocks) arrive; the
+    channels of ``outputs`` are handed there instead (finalised as they come, never held whole)."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, n: int, outputs: Outputs | None = None) -> None:
+        self.n, self.outputs = n, outputs
         self.present = np.zeros(n, dtype=bool)
         self.out: dict[str, Partial] = {}
 
@@ -41,12 +47,15 @@ class Assembly:
     def place(self, positions: slice | np.ndarray, rows: slice | np.ndarray, partials: dict[str, Partial]) -> None:
         """Rows ``rows`` of each channel's block partial are the request's points ``positions``."""
         for name, m in partials.items():
+            if self.outputs is not None and name in self.outputs.channels:
+                self.outputs.place(positions, rows, name, m)
+                continue
             g = self._target(name, m)
             for k, a in m.arrays.items():
                 g.arrays[k][positions] = a[rows]
             self.present[positions] = m.present[rows]
 
     def view(self, positions: slice | np.ndarray) -> dict[str, Partial]:
-        """The placed partials of some points (for progress events)."""
+        """The placed partials of some points (for progress events): not those handed to ``outputs``."""
         return {name: Partial({k: a[positions] for k, a in g.arrays.items()}, self.present[positions])
                 for name, g in self.out.items()}

@@ -36,6 +36,7 @@ from dada.params import canon
 from dada.sources.scan import Scan
 from dada.stxm import wire
 from dada.stxm.channel import Partial
+from dada.stxm.outputs import Outputs
 from dada.stxm.partials import BlockListener, Pass
 
 log = logging.getLogger("dada.cluster")
@@ -69,7 +70,8 @@ class ClusterPartials:
         return block_key(block, size, p, i)
 
     def _cached(self, key: str) -> Partial | None:
-        data = self.cache.get(key) if self.cache is not None else None
+        """A block's partial from the cache (there is one), or None."""
+        data = self.cache.get(key)
         if data is None:
             return None
         try:
@@ -78,23 +80,24 @@ class ClusterPartials:
             log.warning("a cached block is unreadable (%s); computing it again", exc)
             return None
 
-    def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, listener: BlockListener | None = None
-                 ) -> dict[str, Partial]:
+    def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, listener: BlockListener | None = None,
+                 outputs: Outputs | None = None) -> dict[str, Partial]:
         frames = np.asarray(frames, dtype=np.int64).ravel()
         size = self.block_size(scan)
         blocks, groups = blocks_of(scan, frames, size)
         if listener is not None:
             listener.start(len(blocks))
-        into = Assembly(frames.size)
+        into = Assembly(frames.size, outputs)
 
         def done(k: int) -> None:
             if listener is not None:
                 listener.block(groups[k], into.view(as_run(groups[k])))
 
         missing: dict[int, Pass] = {}
+        caching = self.cache is not None and not self.cache.empty
         for k, block in enumerate(blocks):
             got: dict[str, Partial] = {}
-            if block.complete:
+            if block.complete and caching:
                 for i, (c, _) in enumerate(p.channels):
                     m = self._cached(self._key(block, size, p, i))
                     if m is not None:
@@ -151,7 +154,7 @@ class ClusterPartials:
                 if waiting[k]:
                     continue
                 records = _joined(pieces.pop(k))
-            if self.cache is not None and block.complete:
+            if self.cache is not None and not self.cache.empty and block.complete:
                 for i, (c, _) in enumerate(p.channels):
                     if c.name in records:
                         self.cache.put(self._key(block, size, p, i), records[c.name])

@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,8 +21,11 @@ from dada.cluster.nodes import TWIN_MARK
 from dada.endpoint import Reduction
 from dada.errors import BadParameter, Busy, NotFound
 from dada.sources.catalog import Catalog
-from dada.stxm.partials import LocalPartials, pack
+from dada.stxm.partials import pack
 from dada.stxm.routes import StxmEndpoint
+
+if TYPE_CHECKING:
+    from dada.stxm.local import LocalPartials
 
 # Test-only: seconds a node waits before answering each job (to test hedging against a slow node).
 DELAY_ENV = "DADA_TEST_JOB_DELAY"

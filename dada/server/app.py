@@ -39,8 +39,6 @@ from dada.server.routing import Dispatcher
 from dada.sources.catalog import Catalog
 from dada.sources.handles import HandleCache
 from dada.sources.scan import Scan
-from dada.stxm.engine import Engine, warm_up
-from dada.stxm.partials import LocalPartials
 
 log = logging.getLogger("dada.server")
 GUI = Path(dada.__file__).resolve().parent / "gui"  # the web GUI's static files (the top-level gui/ folder)
@@ -94,7 +92,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
                                          and not config.lb else None)
     guard = NodeGuard.of(node_secret, config.node_networks)
     cluster: dict[str, Any] = {}
-    local = LocalPartials(Engine(config.threads)) if role == "node" else None  # one engine: routes and blocks
+    local = local_partials(config.threads) if role == "node" else None  # one engine: routes and blocks
     api_doc, openapi_doc = index(ENDPOINTS), openapi(ENDPOINTS)
     if config.h5web_url:
         api_doc["h5web"] = config.h5web_url
@@ -124,7 +122,7 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         loop = asyncio.get_running_loop()
         if role == "node":
             # Compile (or load the cached) numba kernels before the first request, not during it.
-            await loop.run_in_executor(pool, warm_up)
+            await loop.run_in_executor(pool, warm_up_kernels)
             dispatch.partials = local
             return
         urls = list(config.nodes) or ([config.lb] if config.lb else [])
@@ -241,6 +239,22 @@ def cors(origins: tuple[str, ...]):
         return resp
 
     return add
+
+
+def local_partials(threads: int) -> Any:
+    """A node's engine. Imported here, not at the top: a front never runs the kernels, and numba alone
+    is some 60 MB of a process's resident memory."""
+    from dada.stxm.engine import Engine
+    from dada.stxm.local import LocalPartials
+
+    return LocalPartials(Engine(threads))
+
+
+def warm_up_kernels() -> None:
+    """Compile (or load the cached) numba kernels: a node, before its first request."""
+    from dada.stxm.engine import warm_up
+
+    warm_up()
 
 
 def block_size(config: Config, scan: Scan) -> int:

@@ -4,9 +4,10 @@ glibc serves a large allocation from its own mapping and unmaps it when freed, b
 threshold each time such a mapping is freed (up to 32 MiB): after the first large answer, buffers
 of an answer's size come from the heap, which is not given back, so a daemon's resident memory grows
 to the peak of every request it ever served, plus fragmentation. A fixed threshold keeps every
-large array (moments, finalised maps, encoded answers, a block's partial result) its own mapping,
-returned when it is freed, while small buffers (socket reads, headers) keep reusing the heap: a
-fresh mapping costs a page fault per 4 KiB touched.
+array larger than a node's answer for a block (a selection's maps, an encoded answer) its own
+mapping, returned when it is freed, while smaller buffers (a block's answer, socket reads) keep
+reusing the heap: a fresh mapping costs a page fault per 4 KiB touched, which on small frames is a
+visible share of the front's time per point.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import ctypes
 import ctypes.util
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-LARGE = 4 * 2**20  # bytes: above, an allocation is its own mapping (below, the heap's reuse saves page faults)
+LARGE = 16 * 2**20  # bytes: above a node's answer for a block (8192 points of about 1 KiB)
 
 
 def return_freed_memory() -> bool:

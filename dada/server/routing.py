@@ -278,7 +278,7 @@ class Dispatcher:
     def _compute(self, ep: Endpoint, target: Target, args: dict[str, Any], named: tuple[NamedFile, ...],
                  ctx: Context) -> Result:
         """Computed arrays from the result cache, or computed now (and kept if the scan is complete)."""
-        if self.cache is None or not ep.cache_results:
+        if self.cache is None or self.cache.empty or not ep.cache_results:
             return ep.compute(target, args, ctx)
         key = result_key(ep, target, args, named)
         data = self.cache.get(key)

@@ -23,6 +23,9 @@ class AnnulusChannel(Channel):
 
     overlays = (Overlay("annulus", ("rmin", "rmax")),)
 
+    def pointwise(self, args: dict[str, Any]) -> bool:
+        return True
+
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, args)
 

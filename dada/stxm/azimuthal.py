@@ -44,6 +44,9 @@ class Azimuthal(Channel):
     outputs = ("sectors", "orientation", "anisotropy")
     overlays = (Overlay("sectors", ("rmin", "rmax", "nsectors")),)
 
+    def pointwise(self, args: dict[str, Any]) -> bool:
+        return True
+
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, args)
 

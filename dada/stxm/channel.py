@@ -112,6 +112,12 @@ class Channel:
         """Per-point outputs, flat over points (npoints last); ``context`` is :meth:`whole_scan`'s answer."""
         raise NotImplementedError
 
+    def pointwise(self, args: dict[str, Any]) -> bool:
+        """Whether each point's outputs depend on that point's partial alone (and :meth:`whole_scan`'s
+        context): then the front finalises blocks as they arrive and never holds the whole selection's
+        partials. False (the safe default) for outputs that merge points, like ``reduce=sum``."""
+        return False
+
     def needs_whole_scan(self, args: dict[str, Any]) -> bool:
         """Whether a selection's answer depends on the whole scan (e.g. dpc's median reference)."""
         return False

@@ -42,6 +42,9 @@ class Dpc(Channel):
     overlays = (Overlay("circle", ("rdpc",)),)
     accumulators = ("sum", "sx", "sy")
 
+    def pointwise(self, args: dict[str, Any]) -> bool:
+        return True
+
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         ring(geo, {"r0": 0.0, "rdpc": args["rdpc"]}, "r0", "rdpc")
         if args["unit"] == "mrad" and not (geo.pixel_size and geo.distance):

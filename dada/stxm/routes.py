@@ -25,6 +25,7 @@ from dada.sources.catalog import Catalog
 from dada.sources.scan import Scan
 from dada.stxm.beam import GEOMETRY, BeamGeometry, geometry
 from dada.stxm.channel import Channel, Partial
+from dada.stxm.outputs import Outputs
 from dada.stxm.partials import Pass
 from dada.views import Overlay
 
@@ -162,16 +163,21 @@ class StxmEndpoint(Endpoint):
         frames, vert, horz = select(scan, args)
         p = self.pass_for(scan, args, ctx.catalog)
         contexts = [self._context(scan, p, i, ctx) for i in range(len(p.channels))]
-        listener = None if ctx.progress is None else _MapListener(self, p, args, contexts, frames.shape, ctx.progress)
-        partials = ctx.partials(scan, frames.ravel(), p, listener)
-        present = next(iter(partials.values())).present
+        # pointwise channels are finalised block by block as they come (the selection's partials are never
+        # held whole); the others' partials are gathered and finalised once
+        outputs = Outputs(p, contexts, frames.shape)
+        listener = None if ctx.progress is None else _MapListener(self, p, args, contexts, frames.shape, ctx.progress,
+                                                                  outputs)
+        partials = ctx.partials(scan, frames.ravel(), p, listener, outputs)
+        folded = outputs.finish()
+        present = outputs.present if outputs.channels else next(iter(partials.values())).present
         arrays: dict[str, np.ndarray] = {}
         attrs: dict[str, Any] = {**provenance(scan, frames), "beam_center": [p.geo.cx, p.geo.cy],
                                  "vert": [vert.start, vert.stop, vert.step], "horz": [horz.start, horz.stop, horz.step],
                                  "frames_missing": int((~present).sum())}
         for (c, cargs), context in zip(p.channels, contexts, strict=True):
             # each channel's partial is let go once finalised: the front holds the answer, not the partials
-            out = c.finalize(partials.pop(c.name), p.geo, cargs, context)
+            out = folded[c.name] if c.name in folded else c.finalize(partials.pop(c.name), p.geo, cargs, context)
             shapes = c.output_shape(cargs, frames.shape)
             prefix = f"{c.name}." if self.multi else ""
             arrays.update({f"{prefix}{k}": np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()})
@@ -191,13 +197,15 @@ class StxmEndpoint(Endpoint):
 
 
 class _MapListener:
-    """Turns each block's partials into the primary output's values at its map cells, for the progress stream."""
+    """Turns each block's partials into the primary output's values at its map cells, for the progress stream
+    (a pointwise channel's values come from ``outputs``, which finalised them as they came)."""
 
     def __init__(self, ep: StxmEndpoint, p: Pass, args: dict[str, Any], contexts: list[Any],
-                 shape: tuple[int, int], publish: Listener) -> None:
+                 shape: tuple[int, int], publish: Listener, outputs: Outputs) -> None:
         self.channel, self.sub = ep._split_output(args)
         self.index = [c.name for c, _ in p.channels].index(self.channel.name)
         self.p, self.args, self.context, self.shape, self.publish = p, args, contexts[self.index], shape, publish
+        self.outputs = outputs
         self.done = self.total = 0
 
     def cancelled(self) -> bool:
@@ -211,7 +219,10 @@ class _MapListener:
         self.done += 1
         event: dict[str, Any] = {"done": self.done, "total": self.total, "cells": positions.tolist()}
         cargs = self.p.channels[self.index][1]
-        out = self.channel.finalize(partials[self.channel.name], self.p.geo, cargs, self.context)
+        if self.channel.name in partials:
+            out = self.channel.finalize(partials[self.channel.name], self.p.geo, cargs, self.context)
+        else:
+            out = self.outputs.at(self.channel.name, positions)
         shapes = self.channel.output_shape(cargs, (1, positions.size))
         view = self.channel.plane({k: np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()},
                                   self.sub, cargs)

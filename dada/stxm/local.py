@@ -1,0 +1,62 @@
+"""Partials computed in this process by its engine: what a node (or a single process) does with frames.
+
+Kept apart from ``partials`` so that importing the seam does not load the kernels: a front imports
+``partials``, only a node this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dada.memo import Memo
+from dada.sources.scan import Scan
+from dada.stxm.channel import Partial
+from dada.stxm.engine import Bulk, Engine
+from dada.stxm.partials import BlockListener, Pass
+from dada.stxm.pixelmaps import PixelMaps, fuse
+
+if TYPE_CHECKING:
+    from dada.stxm.outputs import Outputs
+
+MAPS = Memo(16)
+
+
+def pixel_maps(p: Pass) -> PixelMaps:
+    """The fused pixel maps of a pass, built once per geometry and channel parameters."""
+    return MAPS.get((p.geo.key, p.keys), lambda: fuse([c.bins(p.geo, a) for c, a in p.channels],
+                                                      [c.accumulators for c, _ in p.channels], p.geo))
+
+
+SLOT = {"sum": 0, "sx": 1, "sy": 2, "max": 3, "sq": 4}  # where the engine's values hold each accumulator
+
+
+def per_channel(bulk: Bulk, maps: PixelMaps, names: Sequence[str]) -> dict[str, Partial]:
+    """An engine run cut into each channel's named arrays (views: no copy), exactly those it declared."""
+    out = {}
+    for i, name in enumerate(names):
+        lo, hi = maps.offsets[i], maps.offsets[i + 1]
+        out[name] = Partial({k: bulk.valid[:, lo:hi] if k == "count" else bulk.values[:, lo:hi, SLOT[k]]
+                             for k in maps.accumulators[i]}, bulk.present)
+    return out
+
+
+class LocalPartials:
+    """Partials computed in this process by its engine: what a node does with a block."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, listener: BlockListener | None = None,
+                 outputs: Outputs | None = None) -> dict[str, Partial]:
+        maps = pixel_maps(p)
+        out = per_channel(self.engine.run(scan, frames, maps, p.geo), maps, [c.name for c, _ in p.channels])
+        if listener is not None:
+            listener.start(1)
+            listener.block(np.arange(len(frames)), out)
+        for name in outputs.channels if outputs is not None else ():
+            everything = slice(0, len(frames))
+            outputs.place(everything, everything, name, out.pop(name))
+        return out
