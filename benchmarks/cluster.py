@@ -50,8 +50,8 @@ _counter = itertools.count(1)
 def fresh_query() -> str:
     """All four channels with parameters no earlier request used (no cache can answer)."""
     e = next(_counter) * 1e-6
-    return (f"?darkfield.rmin={10 + e}&dpc.rdpc={12 + e}&azimuthal.rmin={20 + e}&radial.rmin={e}"
-            "&radial.nbins=64&output=darkfield.darkfield")
+    return (f"?channels=darkfield,dpc,azimuthal,radial&darkfield.rmin={10 + e}&dpc.rdpc={12 + e}"
+            f"&azimuthal.rmin={20 + e}&radial.rmin={e}&radial.nbins=64&output=darkfield.darkfield")
 
 
 def answer(d: Daemon, url: str) -> tuple[float, float, bytes]:
@@ -65,10 +65,17 @@ def answer(d: Daemon, url: str) -> tuple[float, float, bytes]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one process so far (its children not included)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of one process so far, its children not included: the scheduler's nanosecond count of
+    every live thread (``/proc/{pid}/task/*/schedstat``; the ``stat`` ticks are 10 ms, a quarter of a µs
+    per point on a 36,864-point request). The daemons' threads live in pools, so none is lost by exiting."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:  # a thread that ended just now
+            continue
+    return total / 1e9
 
 
 def peak_rss(pid: int) -> int:
