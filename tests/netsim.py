@@ -71,6 +71,11 @@ def usable() -> str | None:
     return None
 
 
+def _mounts() -> list[str]:
+    with open("/proc/mounts") as f:
+        return [line.split()[1] for line in f]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -85,8 +90,7 @@ def sweep() -> list[str]:
     """Remove what earlier runs whose process is gone left behind: their mounts, processes, namespaces, folders."""
     removed = []
     stale = re.compile(rf"^{PREFIX}-(\d+)-")
-    for line in open("/proc/mounts").read().splitlines():
-        point = line.split()[1]
+    for point in _mounts():
         m = re.search(rf"/{PREFIX}-(\d+)-", point)
         if m and not _alive(int(m.group(1))):
             run("fusermount3", "-u", "-z", point, check=False)
@@ -375,8 +379,7 @@ class Sim:
             if name.startswith("mount"):
                 p.stop()
         self.procs.clear()
-        for line in open("/proc/mounts").read().splitlines():
-            point = line.split()[1]
+        for point in _mounts():
             if point.startswith(self.dir + "/"):
                 run("fusermount3", "-u", "-z", point, check=False)
         for pool in self._pools.values():
