@@ -44,8 +44,8 @@ from common import eiger_file  # noqa: E402
 from helpers import Daemon  # noqa: E402
 from netsim import GBIT, Sim, Snapshot, stxm_query, sweep, usable  # noqa: E402
 
-NAME, VERT, HORZ, ROWS, COLS = "eiger4m", 16, 32, 2070, 2167
-FRAMES = VERT * HORZ
+NAME, ROWS, COLS = "eiger4m", 2070, 2167
+FRAMES = 0  # of the scan: set from --scan
 CORES = os.cpu_count() or 1
 HEAD_ROLES = ("front", "haproxy", "fs")
 _queries = iter(range(1, 10**6))
@@ -89,7 +89,7 @@ class Reference:
 class Pass:
     kind: str
     cost: Snapshot
-    frames: int = FRAMES
+    frames: int
 
     @property
     def fps(self) -> float:
@@ -120,7 +120,7 @@ def ask(sim: Sim, ref: Reference, scan: str, query: str, what: str, timeout: flo
     if r.status != 200:
         raise RuntimeError(f"{what}: {r.status} {r.body[:300]!r}")
     ref.check(query, r.body, what)
-    return Pass(what, cost)
+    return Pass(what, cost, FRAMES)
 
 
 def utilisation(p: Pass, sim: Sim) -> dict[str, float]:
@@ -147,12 +147,11 @@ def pct(x: float) -> str:
     return f"{100 * x:.0f} %"
 
 
-def run_n(n: int, folder: str, scans: list[str], ref: Reference, repeats: int, balance: int | None,
-          leave: bool) -> Row:
+def run_n(n: int, folder: str, scans: list[str], ref: Reference, repeats: int, leave: bool, **sim: object) -> Row:
     f = factor(n)
     row = Row(n, f)
     qa, qb = stxm_query(next(_queries)), stxm_query(next(_queries))
-    with Sim(n, folder, factor=f, balance_factor=balance) as sim:
+    with Sim(n, folder, factor=f, **sim) as sim:
         ask(sim, ref, scans[0], qa, "warm-up")  # every node's pixel maps for both parameter sets
         ask(sim, ref, scans[0], qb, "warm-up")
         for r in range(repeats):
@@ -194,13 +193,13 @@ def leave_and_return(sim: Sim, ref: Reference, scan: str, n: int) -> None:
           f"uplink {back.cost.links.uplink / 1e6:.1f} MB.", flush=True)
 
 
-def faults(folder: str, scans: list[str], ref: Reference, n: int, balance: int | None) -> None:
+def faults(folder: str, scans: list[str], ref: Reference, n: int, **sim: object) -> None:
     """Each fault on a cold copy with new parameters, against the same kind of request just before, healthy."""
     f = factor(n)
     print(f"\n## Faults at N = {n} (time factor {f:.3f}); each answer compared with one process's\n")
     print("| fault | healthy s | with the fault s | ratio | answer |")
     print("|---|---:|---:|---:|---|")
-    with Sim(n, folder, factor=f, balance_factor=balance) as sim:
+    with Sim(n, folder, factor=f, **sim) as sim:
         left = iter(scans)
         ask(sim, ref, next(left), stxm_query(next(_queries)), "warm-up")
         k = n  # the node the faults hit
@@ -275,20 +274,25 @@ class Costs:
                    min(statistics.median(min(p.shares()) for p in r.again) for r in rows))
 
 
-def model(c: Costs, nodes: int, cores: float, node_bps: float, uplink_bps: float, head_cores: float | None,
-          cached: bool) -> tuple[float, str]:
-    """(frames/s, the binding limit) of a cluster: ``cores`` per node (a share of one on this machine),
-    ``head_cores`` for front, HAProxy and dadafs server each (None: they share the machine's cores with the
-    nodes, as in the simulation)."""
-    moved = c.uplink * ((1 - c.share) if cached else 1.0)  # bytes per frame over the links
-    fs = c.fs * ((1 - c.share) if cached else 1.0)
+def model(c: Costs, nodes: int, threads: int, share: float, node_bps: float, uplink_bps: float,
+          head_cores: float | None, cached: bool) -> tuple[float, str]:
+    """(frames/s, the binding limit) of a cluster of ``nodes`` nodes computing on ``threads`` threads, each with
+    ``share`` of a core (on this machine the time factor; 1 on a real node), ``head_cores`` for each of front,
+    HAProxy and dadafs server (None: they share this machine's cores with the nodes, as in the simulation).
+
+    A node thread reads a block, then computes it: its frame costs the node's and the mount's CPU, plus, for
+    bytes not in its cache, the link's time and the dadafs server's (both in series with the thread)."""
+    miss = (1 - c.share) if cached else 1.0
+    moved, fs = c.uplink * miss, c.fs * miss  # per frame: bytes over the links, dadafs server CPU
+    cpu = c.node + c.mount
     limits = {
-        "node CPU": nodes * cores / (c.node + c.mount),
+        "node CPU": nodes * threads * share / cpu,
+        "node read + compute in series": nodes * threads / (cpu / share + moved * 8 / node_bps + fs / share),
         "node link": nodes * node_bps / 8 / moved if moved else float("inf"),
         "head uplink": uplink_bps / 8 / moved if moved else float("inf"),
     }
     if head_cores is None:  # everything on this machine's cores
-        limits["machine CPU"] = CORES / (c.node + c.mount + c.front + c.haproxy + fs)
+        limits["machine CPU"] = CORES / (cpu + c.front + c.haproxy + fs)
     else:
         limits |= {"front CPU": head_cores / c.front, "dadafs server CPU": head_cores / fs if fs else float("inf"),
                    "HAProxy CPU": head_cores / c.haproxy if c.haproxy else float("inf")}
@@ -308,7 +312,7 @@ def report_model(c: Costs, rows: list[Row]) -> None:
     for r in rows:
         for kind, ps, cached in (("first", r.first, False), ("re-analysis", r.again, True)):
             fps = statistics.median(p.fps for p in ps)
-            pred, limit = model(c, r.n, r.f, GBIT * r.f, 20 * GBIT * r.f, None, cached)
+            pred, limit = model(c, r.n, 1, r.f, GBIT * r.f, 20 * GBIT * r.f, None, cached)
             flag = "" if abs(fps / pred - 1) <= 0.15 else " (outside ±15 %)"
             print(f"| {r.n} | {r.f:.3f} | {kind} | {fps:.0f} | {pred:.0f} | {fps / pred:.2f}{flag} | {limit} |")
     one = next((r for r in rows if r.n == 1), None)
@@ -324,8 +328,8 @@ def report_model(c: Costs, rows: list[Row]) -> None:
     print("| nodes | first pass frames/s | limit | time | re-analysis frames/s | limit | time |")
     print("|---:|---:|---|---:|---:|---|---:|")
     for n in (1, 2, 4, 8, 12, 16, 20, 24, 32, 48, 64):
-        a, la = model(c, n, 4, GBIT, 20 * GBIT, 1.0, False)
-        b, lb = model(c, n, 4, GBIT, 20 * GBIT, 1.0, True)
+        a, la = model(c, n, 4, 1.0, GBIT, 20 * GBIT, 1.0, False)
+        b, lb = model(c, n, 4, 1.0, GBIT, 20 * GBIT, 1.0, True)
         print(f"| {n} | {a:.0f} | {la} | {1e6 / a:.0f} s | {b:.0f} | {lb} | {1e6 / b:.0f} s |")
 
 
@@ -336,9 +340,17 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--faults", type=int, default=4, help="nodes for the fault runs (0: none)")
     p.add_argument("--balance-factor", type=int, default=None,
-                   help="HAProxy hash-balance-factor instead of deploy/haproxy.cfg's (0: no bounded load)")
+                   help="add HAProxy's bounded load with this hash-balance-factor (deploy/haproxy.cfg has none)")
     p.add_argument("--no-leave", action="store_true", help="skip the node leaving and coming back")
+    p.add_argument("--scan", default="32x64", help="points of the scan, VxH (default 32x64: 2048 frames)")
+    p.add_argument("--block-frames", type=int, help="the front's --block-frames (default: the data's grid)")
+    p.add_argument("--fragment", type=int, default=256 << 10, help="dadafs fragment size (default 256 KiB)")
     args = p.parse_args()
+    global FRAMES
+    vert, horz = (int(x) for x in args.scan.split("x"))
+    FRAMES = vert * horz
+    sim = {"balance_factor": args.balance_factor, "fragment": args.fragment,
+           "front_flags": ("--block-frames", str(args.block_frames)) if args.block_frames else ()}
     why = usable()
     if why:
         sys.exit(f"scale.py: {why}")
@@ -348,19 +360,20 @@ def main() -> None:
         print(f"(removed what an earlier run left: {', '.join(stale)})")
     folder = args.dir or tempfile.mkdtemp(prefix="dada-bench-scale-")
     os.makedirs(folder, exist_ok=True)
-    eiger_file(folder, NAME, VERT, HORZ, ROWS, COLS, "uint32")
+    eiger_file(folder, NAME, vert, horz, ROWS, COLS, "uint32")
     ns = [int(x) for x in args.nodes.split(",")]
     scans = copies(folder, 1 + args.repeats + 12)
     print(f"{FRAMES} Eiger 4M frames ({ROWS}x{COLS} uint32); {CORES} cores; HAProxy from deploy/haproxy.cfg"
-          + ("" if args.balance_factor is None else f" with hash-balance-factor {args.balance_factor or 'removed'}")
-          + "; front and nodes without result caches")
+          + (f" plus hash-balance-factor {args.balance_factor}" if args.balance_factor else "")
+          + f"; blocks of {args.block_frames or 'the data grid (8)'} frames; dadafs fragments of "
+          f"{args.fragment // 1024} KiB; front and nodes without result caches")
     t0 = time.perf_counter()
     ref = Reference(folder)
     try:
-        rows = [run_n(n, folder, scans, ref, args.repeats, args.balance_factor, not args.no_leave) for n in ns]
+        rows = [run_n(n, folder, scans, ref, args.repeats, not args.no_leave, **sim) for n in ns]
         report_model(Costs.of(rows), rows)
         if args.faults:
-            faults(folder, scans[1 + args.repeats:], ref, args.faults, args.balance_factor)
+            faults(folder, scans[1 + args.repeats:], ref, args.faults, **sim)
     finally:
         ref.daemon.stop()
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")

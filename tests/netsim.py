@@ -207,7 +207,7 @@ class Sim:
     fragment: int = 256 << 10  # dadafs fragment size: well under a block's compressed bytes
     mount_cache: int = 256 << 20
     readahead: int = 0
-    # HAProxy's bounded load: None keeps deploy/haproxy.cfg's hash-balance-factor, 0 removes it, else this factor
+    # HAProxy's bounded load: None or 0 as deploy/haproxy.cfg ships (none), else this hash-balance-factor
     balance_factor: int | None = None
     front_flags: tuple[str, ...] = ()  # e.g. ("--block-frames", "8") for small test scans
     tag: str = field(default_factory=lambda: f"{PREFIX}-{os.getpid()}-{int(time.time() * 1000) % 10**6}")
@@ -285,7 +285,7 @@ class Sim:
         """Run ``fn`` on a thread living in namespace ``who`` (sockets it opens and processes it starts are there)."""
         ns = self.ns(who)
         if ns not in self._pools:
-            self._pools[ns] = ThreadPoolExecutor(1, initializer=_setns, initargs=(ns,))
+            self._pools[ns] = ThreadPoolExecutor(4, initializer=_setns, initargs=(ns,))
         return self._pools[ns].submit(fn, *args).result()
 
     # -- processes -------------------------------------------------------------------------------
@@ -338,12 +338,13 @@ class Sim:
                            env={"DADA_NODE_SECRET": SECRET})
 
     def _factor(self, config: str) -> str:
-        if self.balance_factor is None:
+        """deploy/haproxy.cfg as shipped (no bounded load), or with ``hash-balance-factor`` to compare."""
+        if not self.balance_factor:
             return config
-        line = re.compile(r"^(\s*)hash-balance-factor \d+", re.M)
-        if not line.search(config):
-            raise AssertionError("deploy/haproxy.cfg has no hash-balance-factor line any more: update tests/netsim.py")
-        return line.sub(rf"\1hash-balance-factor {self.balance_factor}" if self.balance_factor else r"\1#", config)
+        hashing = re.compile(r"^(\s*)hash-type consistent.*$", re.M)
+        if not hashing.search(config):
+            raise AssertionError("deploy/haproxy.cfg has no 'hash-type consistent' line: update tests/netsim.py")
+        return hashing.sub(rf"\g<0>\n\1hash-balance-factor {self.balance_factor}", config)
 
     def start(self) -> Sim:
         """Network, storage, mounts, nodes, HAProxy (deploy/haproxy.cfg) and the front; removed by ``close``."""
