@@ -69,6 +69,12 @@ def copies(folder: str, count: int) -> list[str]:
     return out
 
 
+def cache_bytes(folder: str, n: int) -> int:
+    """A mount's RAM cache: twice its node's share of the scan (the hash gives some nodes more than 1/N)."""
+    scan = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if f.startswith(NAME))
+    return max(64 << 20, 2 * scan // n)
+
+
 class Reference:
     """One process (``dada node --threads 2``) answering /stxm itself: the answer every cluster answer must equal."""
 
@@ -140,6 +146,8 @@ def utilisation(p: Pass, sim: Sim) -> dict[str, float]:
 def binding(p: Pass, sim: Sim) -> str:
     u = utilisation(p, sim)
     top = max(u, key=u.get)
+    if u[top] < 0.8:  # nothing saturated: each node thread waits for its reads, then computes
+        return f"reads and compute in series (busiest: {top}, {100 * u[top]:.0f} %)"
     return f"{top} ({100 * u[top]:.0f} %)"
 
 
@@ -151,7 +159,7 @@ def run_n(n: int, folder: str, scans: list[str], ref: Reference, repeats: int, l
     f = factor(n)
     row = Row(n, f)
     qa, qb = stxm_query(next(_queries)), stxm_query(next(_queries))
-    with Sim(n, folder, factor=f, **sim) as sim:
+    with Sim(n, folder, factor=f, mount_cache=cache_bytes(folder, n), **sim) as sim:
         ask(sim, ref, scans[0], qa, "warm-up")  # every node's pixel maps for both parameter sets
         ask(sim, ref, scans[0], qb, "warm-up")
         for r in range(repeats):
@@ -199,7 +207,7 @@ def faults(folder: str, scans: list[str], ref: Reference, n: int, **sim: object)
     print(f"\n## Faults at N = {n} (time factor {f:.3f}); each answer compared with one process's\n")
     print("| fault | healthy s | with the fault s | ratio | answer |")
     print("|---|---:|---:|---:|---|")
-    with Sim(n, folder, factor=f, **sim) as sim:
+    with Sim(n, folder, factor=f, mount_cache=cache_bytes(folder, n), **sim) as sim:
         left = iter(scans)
         ask(sim, ref, next(left), stxm_query(next(_queries)), "warm-up")
         k = n  # the node the faults hit
@@ -331,6 +339,13 @@ def report_model(c: Costs, rows: list[Row]) -> None:
         a, la = model(c, n, 4, 1.0, GBIT, 20 * GBIT, 1.0, False)
         b, lb = model(c, n, 4, 1.0, GBIT, 20 * GBIT, 1.0, True)
         print(f"| {n} | {a:.0f} | {la} | {1e6 / a:.0f} s | {b:.0f} | {lb} | {1e6 / b:.0f} s |")
+    link = 20 * GBIT / 8 / c.uplink
+    compute = 24 * 4 / (c.node + c.mount)
+    print(f"\nBounds for 24 nodes: the uplink alone {1e6 / link:.0f} s for a first pass ({link:.0f} frames/s), "
+          f"compute alone {1e6 / compute:.0f} s for a re-analysis ({compute:.0f} frames/s). At those rates the head "
+          f"needs {link * c.fs:.1f} cores of dadafs server, {link * c.front:.1f} of front and {link * c.haproxy:.1f} "
+          f"of HAProxy (first pass); {compute * c.front:.1f} of front and {compute * c.haproxy:.1f} of HAProxy "
+          f"(re-analysis); each node {1e6 * c.read / 24 / 1e9:.1f} GB of dadafs cache for its share of 10^6 frames.")
 
 
 def main() -> None:
