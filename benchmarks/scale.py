@@ -283,10 +283,10 @@ class Costs:
 
 
 def model(c: Costs, nodes: int, threads: int, share: float, node_bps: float, uplink_bps: float,
-          head_cores: float | None, cached: bool) -> tuple[float, str]:
+          head_cores: float | None, cached: bool, machine: float = CORES) -> tuple[float, str]:
     """(frames/s, the binding limit) of a cluster of ``nodes`` nodes computing on ``threads`` threads, each with
     ``share`` of a core (on this machine the time factor; 1 on a real node), ``head_cores`` for each of front,
-    HAProxy and dadafs server (None: they share this machine's cores with the nodes, as in the simulation).
+    HAProxy and dadafs server (None: they share ``machine`` cores with the nodes, as in the simulation).
 
     A node thread reads a block, then computes it: its frame costs the node's and the mount's CPU, plus, for
     bytes not in its cache, the link's time and the dadafs server's (both in series with the thread)."""
@@ -300,7 +300,7 @@ def model(c: Costs, nodes: int, threads: int, share: float, node_bps: float, upl
         "head uplink": uplink_bps / 8 / moved if moved else float("inf"),
     }
     if head_cores is None:  # everything on this machine's cores
-        limits["machine CPU"] = CORES / (cpu + c.front + c.haproxy + fs)
+        limits["machine CPU"] = machine / (cpu + c.front + c.haproxy + fs)
     else:
         limits |= {"front CPU": head_cores / c.front, "dadafs server CPU": head_cores / fs if fs else float("inf"),
                    "HAProxy CPU": head_cores / c.haproxy if c.haproxy else float("inf")}
@@ -315,14 +315,23 @@ def report_model(c: Costs, rows: list[Row]) -> None:
           f"dadafs server {1e3 * c.fs:.2f} ms per frame fetched; a node reads {c.read / 1e6:.3f} MB, the uplink "
           f"carries {c.uplink / 1e6:.3f} MB per frame on a first pass ({c.uplink / c.read:.2f}x); re-analysis: "
           f"{pct(c.share)} of raw bytes from the nodes' own caches (lowest N).\n")
-    print("| N | f | pass | measured frames/s (median) | model | measured / model | model's limit |")
-    print("|---:|---:|---|---:|---:|---:|---|")
+    print(f"The model on this machine's {CORES} cores, and on the cores our processes got (the machine is shared: "
+          "CPU seconds of all our processes over the wall time):\n")
+    print(f"| N | f | pass | measured frames/s (median) | model ({CORES} cores) | measured / model | model's limit | "
+          "cores got | model on them | measured / model |")
+    print("|---:|---:|---|---:|---:|---:|---|---:|---:|---:|")
+
+    def flag(x: float) -> str:
+        return f"{x:.2f}" + ("" if abs(x - 1) <= 0.15 else " (outside ±15 %)")
+
     for r in rows:
         for kind, ps, cached in (("first", r.first, False), ("re-analysis", r.again, True)):
             fps = statistics.median(p.fps for p in ps)
+            got = statistics.median(sum(p.cost.cpu.values()) / p.cost.wall for p in ps)
             pred, limit = model(c, r.n, 1, r.f, GBIT * r.f, 20 * GBIT * r.f, None, cached)
-            flag = "" if abs(fps / pred - 1) <= 0.15 else " (outside ±15 %)"
-            print(f"| {r.n} | {r.f:.3f} | {kind} | {fps:.0f} | {pred:.0f} | {fps / pred:.2f}{flag} | {limit} |")
+            on, _ = model(c, r.n, 1, r.f, GBIT * r.f, 20 * GBIT * r.f, None, cached, got)
+            print(f"| {r.n} | {r.f:.3f} | {kind} | {fps:.0f} | {pred:.0f} | {flag(fps / pred)} | {limit} | {got:.2f} | "
+                  f"{on:.0f} | {flag(fps / on)} |")
     one = next((r for r in rows if r.n == 1), None)
     eight = next((r for r in rows if r.n == 8), None)
     if one and eight:
