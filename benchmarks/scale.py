@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
@@ -252,6 +252,11 @@ def faults(folder: str, scans: list[str], ref: Reference, n: int, **sim: object)
 # -- the model ---------------------------------------------------------------------------------------
 
 
+def share(r: Row) -> float:
+    """The share of raw bytes a re-analysis read from the nodes' own caches (the least of its nodes; median)."""
+    return statistics.median(min(p.shares()) for p in r.again)
+
+
 @dataclass
 class Costs:
     """What a frame costs each role, and what it moves, measured on the simulation (medians over N and repeats)."""
@@ -263,7 +268,7 @@ class Costs:
     fs: float  # dadafs server, per frame fetched
     read: float  # raw (compressed) bytes a node reads per frame
     uplink: float  # bytes over the uplink per frame, first pass (fragments, HTTP, TCP included)
-    share: float  # raw bytes from the nodes' own caches on a re-analysis (lowest median over N)
+    share: float  # raw bytes from the nodes' own caches on a re-analysis (median over N of each N's median)
 
     @classmethod
     def of(cls, rows: list[Row]) -> Costs:
@@ -279,7 +284,7 @@ class Costs:
                    med(first, lambda p: p.per_frame("fs")),
                    med(first, lambda p: sum(p.cost.read) / p.frames),
                    med(first, lambda p: p.cost.links.uplink / p.frames),
-                   min(statistics.median(min(p.shares()) for p in r.again) for r in rows))
+                   statistics.median(share(r) for r in rows))
 
 
 def model(c: Costs, nodes: int, threads: int, share: float, node_bps: float, uplink_bps: float,
@@ -314,7 +319,7 @@ def report_model(c: Costs, rows: list[Row]) -> None:
           f"core), its mount {1e3 * c.mount:.2f} ms, front {1e6 * c.front:.0f} µs, HAProxy {1e6 * c.haproxy:.0f} µs, "
           f"dadafs server {1e3 * c.fs:.2f} ms per frame fetched; a node reads {c.read / 1e6:.3f} MB, the uplink "
           f"carries {c.uplink / 1e6:.3f} MB per frame on a first pass ({c.uplink / c.read:.2f}x); re-analysis: "
-          f"{pct(c.share)} of raw bytes from the nodes' own caches (lowest N).\n")
+          f"{pct(c.share)} of raw bytes from the nodes' own caches (median over N).\n")
     print(f"The model on this machine's {CORES} cores, and on the cores our processes got (the machine is shared: "
           "CPU seconds of all our processes over the wall time):\n")
     print(f"| N | f | pass | measured frames/s (median) | model ({CORES} cores) | measured / model | model's limit | "
@@ -328,8 +333,9 @@ def report_model(c: Costs, rows: list[Row]) -> None:
         for kind, ps, cached in (("first", r.first, False), ("re-analysis", r.again, True)):
             fps = statistics.median(p.fps for p in ps)
             got = statistics.median(sum(p.cost.cpu.values()) / p.cost.wall for p in ps)
-            pred, limit = model(c, r.n, 1, r.f, GBIT * r.f, 20 * GBIT * r.f, None, cached)
-            on, _ = model(c, r.n, 1, r.f, GBIT * r.f, 20 * GBIT * r.f, None, cached, got)
+            mine = replace(c, share=share(r))  # each N with the cache share it measured
+            pred, limit = model(mine, r.n, 1, r.f, GBIT * r.f, 20 * GBIT * r.f, None, cached)
+            on, _ = model(mine, r.n, 1, r.f, GBIT * r.f, 20 * GBIT * r.f, None, cached, got)
             print(f"| {r.n} | {r.f:.3f} | {kind} | {fps:.0f} | {pred:.0f} | {flag(fps / pred)} | {limit} | {got:.2f} | "
                   f"{on:.0f} | {flag(fps / on)} |")
     one = next((r for r in rows if r.n == 1), None)
