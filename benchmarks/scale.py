@@ -45,7 +45,6 @@ from helpers import Daemon  # noqa: E402
 from netsim import GBIT, Sim, Snapshot, stxm_query, sweep, usable  # noqa: E402
 
 NAME, ROWS, COLS = "eiger4m", 2070, 2167
-FRAMES = 0  # of the scan: set from --scan
 CORES = os.cpu_count() or 1
 HEAD_ROLES = ("front", "haproxy", "fs")
 _queries = iter(range(1, 10**6))
@@ -76,9 +75,11 @@ def cache_bytes(folder: str, n: int) -> int:
 
 
 class Reference:
-    """One process (``dada node --threads 2``) answering /stxm itself: the answer every cluster answer must equal."""
+    """One process (``dada node --threads 2``) answering /stxm itself: the answer every cluster answer must equal.
+    ``frames``: the scan's."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, frames: int) -> None:
+        self.frames = frames
         self.daemon = Daemon(["node", folder, "--threads", "2"])
         self.answers: dict[str, bytes] = {}
 
@@ -126,7 +127,7 @@ def ask(sim: Sim, ref: Reference, scan: str, query: str, what: str, timeout: flo
     if r.status != 200:
         raise RuntimeError(f"{what}: {r.status} {r.body[:300]!r}")
     ref.check(query, r.body, what)
-    return Pass(what, cost, FRAMES)
+    return Pass(what, cost, ref.frames)
 
 
 def utilisation(p: Pass, sim: Sim) -> dict[str, float]:
@@ -376,9 +377,7 @@ def main() -> None:
     p.add_argument("--block-frames", type=int, help="the front's --block-frames (default: the data's grid)")
     p.add_argument("--fragment", type=int, default=256 << 10, help="dadafs fragment size (default 256 KiB)")
     args = p.parse_args()
-    global FRAMES
     vert, horz = (int(x) for x in args.scan.split("x"))
-    FRAMES = vert * horz
     sim = {"balance_factor": args.balance_factor, "fragment": args.fragment,
            "front_flags": ("--block-frames", str(args.block_frames)) if args.block_frames else ()}
     why = usable()
@@ -393,12 +392,12 @@ def main() -> None:
     eiger_file(folder, NAME, vert, horz, ROWS, COLS, "uint32")
     ns = [int(x) for x in args.nodes.split(",")]
     scans = copies(folder, 1 + args.repeats + 12)
-    print(f"{FRAMES} Eiger 4M frames ({ROWS}x{COLS} uint32); {CORES} cores; HAProxy from deploy/haproxy.cfg"
+    print(f"{vert * horz} Eiger 4M frames ({ROWS}x{COLS} uint32); {CORES} cores; HAProxy from deploy/haproxy.cfg"
           + (f" plus hash-balance-factor {args.balance_factor}" if args.balance_factor else "")
           + f"; blocks of {args.block_frames or 'the data grid (8)'} frames; dadafs fragments of "
           f"{args.fragment // 1024} KiB; front and nodes without result caches")
     t0 = time.perf_counter()
-    ref = Reference(folder)
+    ref = Reference(folder, vert * horz)
     try:
         rows = [run_n(n, folder, scans, ref, args.repeats, not args.no_leave, **sim) for n in ns]
         report_model(Costs.of(rows), rows)
