@@ -104,6 +104,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"server      {status['server']}")
     print(f"data        hit rate {rate(d['hit_rate'])} ({d['hits']} hits, {d['misses']} misses), "
           f"{d['cached_bytes'] / 2**20:.1f} of {d['max_bytes'] / 2**20:.0f} MiB cached, {d['readaheads']} read-aheads")
+    print(f"bytes       {d['read_bytes'] / 2**20:.1f} MiB read, {d['fetched_bytes'] / 2**20:.1f} MiB of them (or read "
+          f"ahead) fetched from the server")
     print(f"metadata    hit rate {rate(m['hit_rate'])} ({m['hits']} hits, {m['misses']} misses), "
           f"{m['stale_served']} served stale while the server was away")
     print(f"remote      {status['remote']['requests']} requests, {status['remote']['failures']} failed")

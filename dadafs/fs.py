@@ -65,6 +65,7 @@ class DadaFS(Operations):
         self._fh = itertools.count(1)
         self._ahead = ThreadPoolExecutor(8, thread_name_prefix="dadafs-readahead")
         self.meta_hits = self.meta_misses = self.readaheads = self.stale_served = 0
+        self.read_bytes = 0  # file bytes handed to readers: with the cache's fetched bytes, the share it served
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -206,6 +207,8 @@ class DadaFS(Operations):
                 self._attrs.pop(h.path, None)
             log.warning("%s changed while open; reopen it to read the new version", h.path)
             raise FuseOSError(errno.EIO) from None
+        with self._lock:
+            self.read_bytes += stop - offset
         return stop - offset
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
@@ -229,7 +232,7 @@ class DadaFS(Operations):
             "fragment_size": self.fragment,
             "data": {"hits": c.hits, "misses": c.misses, "hit_rate": c.hits / lookups if lookups else None,
                      "fetches": c.fetches, "cached_bytes": c.bytes, "max_bytes": c.max_bytes,
-                     "readaheads": self.readaheads},
+                     "readaheads": self.readaheads, "read_bytes": self.read_bytes, "fetched_bytes": c.fetched_bytes},
             "metadata": {"hits": self.meta_hits, "misses": self.meta_misses,
                          "hit_rate": self.meta_hits / meta if meta else None, "stale_served": self.stale_served},
             "remote": {"requests": self.remote.requests, "failures": self.remote.failures},

@@ -24,6 +24,7 @@ class FragmentCache:
         self.hits = 0
         self.misses = 0
         self.fetches = 0
+        self.fetched_bytes = 0  # bytes fetched from the server (reads and read-aheads)
         self._lock = threading.Lock()
         self._items: OrderedDict[Hashable, Buffer] = OrderedDict()
         # every buffer the cache can hold, allocated up front and never given back
@@ -74,6 +75,7 @@ class FragmentCache:
         with self._lock:
             self.misses += 1
             self.fetches += 1
+            self.fetched_bytes += size
             if size <= self.max_bytes:
                 self._items[key] = buf.pin()  # the cache's own pin
                 self.bytes += size

@@ -59,8 +59,12 @@ def _sub(text: str, pattern: str, repl: str | Callable[[re.Match], str], kind: s
 
 def _node_line(template: str, k: int, backend: int | str) -> str:
     """Turn the block's first line (example node ``node1`` on port 8101) into the line for test node k:
-    a port on 127.0.0.1, or (lighttpd only) a Unix socket path."""
-    if isinstance(backend, str):
+    a port on 127.0.0.1, an address ``HOST:PORT`` (haproxy, nginx), or (lighttpd only) a Unix socket path."""
+    if isinstance(backend, str) and not backend.startswith("/"):
+        line = template.replace("node1:" + EXAMPLE_PORT, backend)
+        if line == template:
+            raise ValueError(f"HOST:PORT backends are for haproxy and nginx only: {template.strip()}")
+    elif isinstance(backend, str):
         line = template.replace(f'"host" => "node1", "port" => {EXAMPLE_PORT}', f'"socket" => "{backend}"')
         if '"socket"' not in line:
             raise ValueError(f"Unix socket backends are for lighttpd only: {template.strip()}")
@@ -159,10 +163,11 @@ class Balancer:
 
 
 def start_balancer(kind: str, backends: list[int | str], port: int | None = None,
-                   timeout: float = 15) -> Balancer:
+                   timeout: float = 15, edit: Callable[[str], str] | None = None) -> Balancer:
     """Start ``kind`` (haproxy, nginx, lighttpd) in the foreground in front of ``backends`` (ports on
-    127.0.0.1; for lighttpd also Unix socket paths) with the config made from deploy/; return once it
-    accepts connections on 127.0.0.1:``port`` (a free one by default)."""
+    127.0.0.1, or HOST:PORT addresses; for lighttpd also Unix socket paths) with the config made from
+    deploy/ (then changed by ``edit``, when given, to try a setting); return once it accepts connections on
+    127.0.0.1:``port`` (a free one by default)."""
     binary = require(kind)
     # a short folder of its own: HAProxy refuses a stats socket path over 97 bytes, which a pytest tmp_path
     # with a long test name exceeds; removed when the test run ends (the log is read until then)
@@ -170,7 +175,8 @@ def start_balancer(kind: str, backends: list[int | str], port: int | None = None
     atexit.register(shutil.rmtree, tmp, True)
     port, stats_port = port or free_port(), free_port()
     conf = tmp / FILES[kind]
-    conf.write_text(render(kind, backends, port, stats_port, tmp))
+    text = render(kind, backends, port, stats_port, tmp)
+    conf.write_text(edit(text) if edit else text)
     log = tmp / "output.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(_command(kind, binary, conf, tmp), stdin=subprocess.DEVNULL, stdout=out,

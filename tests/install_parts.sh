@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages the tests start for real: FUSE 3 (dadafs mounts), the three load balancers
 # (tests/test_balancers.py), headless Chromium with its WebDriver (tests/test_gui.py, tests/test_h5web.py),
-# GNU Octave (tests/test_octave.py) and Node.js with npm (tests/test_h5web.py builds the h5web app). Idempotent and quiet: apt-get runs only when something is missing.
+# network namespaces and tc (iproute2, util-linux's nsenter: tests/test_scale.py), GNU Octave (tests/test_octave.py) and Node.js with npm (tests/test_h5web.py builds the h5web app). Idempotent and quiet: apt-get runs only when something is missing.
 # The tests start their own instances on loopback, so the packages' system services are kept from
 # starting during the install and are stopped and disabled afterwards.
 set -euo pipefail
@@ -9,6 +9,9 @@ set -euo pipefail
 # binary to look for -> package that brings it
 declare -A parts=(
   [fusermount3]=fuse3
+  [ip]=iproute2
+  [tc]=iproute2
+  [nsenter]=util-linux
   [haproxy]=haproxy
   [nginx]=nginx
   [lighttpd]=lighttpd

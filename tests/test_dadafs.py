@@ -338,6 +338,26 @@ def test_concurrent_readers_fetch_each_fragment_once(server, src, tmp_path):
         m.stop()
 
 
+def test_status_counts_bytes_read_and_fetched(server, src, tmp_path):
+    """read_bytes counts what readers got, fetched_bytes what came from the server: a second read of a file
+    the cache holds fetches nothing (the share the cache served is what the cluster benchmark reports)."""
+    m = mount(server, tmp_path, "bytes", "--cache-bytes", str(16 << 20))
+    try:
+        size = os.path.getsize(src / "odd.bin")
+        before = server.metric('dadafs_requests_total{kind="data",status="206"}')
+        assert digest(f"{m.mountpoint}/odd.bin") == digest(str(src / "odd.bin"))
+        first = m.status()["data"]
+        assert (first["read_bytes"], first["fetched_bytes"]) == (size, size)
+        assert server.metric('dadafs_requests_total{kind="data",status="206"}') - before == -(-size // FRAGMENT)
+        with open(f"{m.mountpoint}/odd.bin", "rb", buffering=0) as f:  # unbuffered: exactly the 1000 bytes
+            f.seek(FRAGMENT + 7)
+            assert f.read(1000) == (src / "odd.bin").read_bytes()[FRAGMENT + 7:FRAGMENT + 1007]
+        again = m.status()["data"]
+        assert (again["read_bytes"], again["fetched_bytes"]) == (size + 1000, size)
+    finally:
+        m.stop()
+
+
 def test_cache_bounds_hold_on_both_sides(mnt, server, src):
     for name in ("big/blob0.bin", "big/blob1.bin", "odd.bin"):
         assert digest(f"{mnt.mountpoint}/{name}") == digest(str(src / name))
