@@ -5,7 +5,8 @@
 
 For each N: N ``dada node --threads 1`` processes, each in its own network namespace with its own dadafs
 mount of the head's ``dadafs serve``; the front dispatches through HAProxy configured from
-deploy/haproxy.cfg (tests/netsim.py builds it all and removes it however the run ends). The machine has
+deploy/haproxy.cfg without its bounded load (tests/netsim.py builds it all and removes it however the run
+ends). The machine has
 few cores, shared by the N nodes and the head, so every link is slowed by the nodes' CPU share: the
 *time factor* f = min(1, cores / (N + 1)) (the head counted as one more process), node links at
 1 Gbit/s x f and the head's uplink at 20 Gbit/s x f. Frames/s divided by f is the cluster's speed on
@@ -371,7 +372,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--faults", type=int, default=4, help="nodes for the fault runs (0: none)")
     p.add_argument("--balance-factor", type=int, default=None,
-                   help="add HAProxy's bounded load with this hash-balance-factor (deploy/haproxy.cfg has none)")
+                   help="HAProxy's bounded load with this hash-balance-factor (default none: the shipped one is "
+                        "removed, as deploy/README.md says for cache affinity)")
     p.add_argument("--no-leave", action="store_true", help="skip the node leaving and coming back")
     p.add_argument("--scan", default="32x64", help="points of the scan, VxH (default 32x64: 2048 frames)")
     p.add_argument("--block-frames", type=int, help="the front's --block-frames (default: the data's grid)")

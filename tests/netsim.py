@@ -8,7 +8,8 @@ The topology of a beamline cluster, made of real parts (root only)::
     front         ─┘                                                 dada node --threads 1 reading the mount
 
 Each link is a veth pair shaped with ``tbf`` at both ends (both directions). The head runs the storage's
-``dadafs serve``, HAProxy configured from deploy/haproxy.cfg and the front (``dada serve --lb``); each node
+``dadafs serve``, HAProxy configured from deploy/haproxy.cfg (without its bounded load: the cache-affinity
+setting, deploy/README.md) and the front (``dada serve --lb``); each node
 mounts the head's dadafs server and computes blocks from that mount. Bytes per link are the switch ports'
 counters; CPU seconds come from /proc per process.
 
@@ -207,7 +208,8 @@ class Sim:
     fragment: int = 256 << 10  # dadafs fragment size: well under a block's compressed bytes
     mount_cache: int = 256 << 20
     readahead: int = 0
-    # HAProxy's bounded load: None or 0 as deploy/haproxy.cfg ships (none), else this hash-balance-factor
+    # HAProxy's bounded load: None or 0 for none (deploy/haproxy.cfg without its hash-balance-factor line, the
+    # cache-affinity setting of deploy/README.md), else this factor
     balance_factor: int | None = None
     front_flags: tuple[str, ...] = ()  # e.g. ("--block-frames", "8") for small test scans
     tag: str = field(default_factory=lambda: f"{PREFIX}-{os.getpid()}-{int(time.time() * 1000) % 10**6}")
@@ -338,7 +340,10 @@ class Sim:
                            env={"DADA_NODE_SECRET": SECRET})
 
     def _factor(self, config: str) -> str:
-        """deploy/haproxy.cfg as shipped (no bounded load), or with ``hash-balance-factor`` to compare."""
+        """deploy/haproxy.cfg with its bounded load replaced: none (every block on its own node, what a cluster
+        sized for its storage uplink runs), or ``hash-balance-factor`` to compare."""
+        shipped = re.compile(r"^\s*hash-balance-factor\s+\d+.*\n(?:\s*#.*\n)*", re.M)
+        config = shipped.sub("", config)
         if not self.balance_factor:
             return config
         hashing = re.compile(r"^(\s*)hash-type consistent.*$", re.M)

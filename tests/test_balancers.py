@@ -209,7 +209,7 @@ def test_same_uri_same_node_and_uris_spread(cluster):
 @pytest.mark.parametrize("cluster", ALL, indirect=True)
 def test_a_hedged_twin_hashes_apart_from_its_job(cluster):
     """The front's hedge of a slow job marks its path (twin_url): the balancers' hash then sends most
-    twins to another node than their job's (the rest the next hedge moves)."""
+    twins to another node than their job's (the rest the bounded load or the next hedge moves)."""
     lb, _ = cluster
     uris = block_uris()
     first, twins = mapping(lb, uris), mapping(lb, [twin_url(u) for u in uris])
@@ -284,15 +284,12 @@ def test_admin_endpoints_on_loopback(cluster):
 
 
 @pytest.mark.parametrize("cluster", ["haproxy"], indirect=True)
-def test_a_busy_node_keeps_its_blocks(cluster):
-    """No bounded load: concurrent requests for one block all go to its node (queued there by maxconn), never
-    to a neighbour that would fetch the block's raw bytes again."""
+def test_bounded_load_spreads_a_hot_uri(cluster):
     lb, _ = cluster
     uri = block_uris()[0] + "&sleep=0.6"
-    home = who(lb, block_uris()[0])
     with ThreadPoolExecutor(6) as pool:
         answered = set(pool.map(lambda _: who(lb, uri), range(6)))
-    assert answered == {home}
+    assert len(answered) >= 2, "hash-balance-factor lets no node take every concurrent request"
 
 
 def test_lighttpd_tells_nodes_apart_by_address_only():
