@@ -214,7 +214,9 @@ def test_a_hedged_twin_hashes_apart_from_its_job(cluster):
     uris = block_uris()
     first, twins = mapping(lb, uris), mapping(lb, [twin_url(u) for u in uris])
     apart = sum(first[u] != twins[twin_url(u)] for u in uris)
-    assert apart >= len(uris) // 2, (apart, len(uris))  # three nodes: about two thirds by chance alone
+    # three nodes: two thirds by chance alone with even shares (40 of 60); lighttpd gives one node about half
+    # the paths, which leaves about 5/8 (37 of 60, standard deviation 4): its bound sits 3 deviations below
+    assert apart >= len(uris) * (5 if lb.kind == "lighttpd" else 6) // 12, (apart, len(uris))
 
 
 @pytest.mark.parametrize("cluster", ALL, indirect=True)
