@@ -396,7 +396,7 @@ def main() -> None:
     scans = copies(folder, 1 + args.repeats + 12)
     print(f"{vert * horz} Eiger 4M frames ({ROWS}x{COLS} uint32); {CORES} cores; HAProxy from deploy/haproxy.cfg"
           + (f" plus hash-balance-factor {args.balance_factor}" if args.balance_factor else "")
-          + f"; blocks of {args.block_frames or 'the data grid (8)'} frames; dadafs fragments of "
+          + f"; blocks of {args.block_frames or 'the data grid (32)'} frames; dadafs fragments of "
           f"{args.fragment // 1024} KiB; front and nodes without result caches")
     t0 = time.perf_counter()
     ref = Reference(folder, vert * horz)
