@@ -1,0 +1,88 @@
+"""The per-pixel passes of fusing channels' bins into pixel classes, in nogil parts on the node's cores.
+
+Fusing is a few linear passes over the frame (a key per pixel from every channel's bin, then its class
+and the bit of the wanted-pixel mask): on a 4 Mpixel detector numpy's version of them (a stacked copy of
+every channel's bins, fancy indexing, packbits over a temporary) cost more than computing the bins.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from dada.stxm.parts import in_parts
+
+
+@numba.njit(nogil=True, cache=True)
+def _digit(index, count, good, key, first, lo, hi):
+    """A channel's bin as the next mixed-radix digit of every pixel's key (0 for none); a masked pixel's key
+    is -1 until the last channel (then 0: "no bin anywhere")."""
+    radix = count + 1
+    for p in range(lo, hi):
+        if first:
+            key[p] = index[p] + 1 if good[p] else -1
+        elif key[p] >= 0:
+            key[p] = key[p] * radix + index[p] + 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _mark(key, seen, lo, hi):
+    """Masked pixels' keys to 0; the keys seen marked in the dense table ``seen`` (when it has more than one
+    entry); the first and one past the last pixel with a nonzero key in lo..hi (hi, lo when none)."""
+    dense = seen.size > 1
+    first, last = hi, lo
+    for p in range(lo, hi):
+        k = key[p]
+        if k <= 0:
+            key[p] = 0
+            continue
+        if dense:
+            seen[k] = True
+        if p < first:
+            first = p
+        last = p + 1
+    return first, last
+
+
+@numba.njit(nogil=True, cache=True)
+def _classes(code, table, nclasses, cls, want, lo, hi):
+    """Every pixel's class ``table[code]`` and the wanted-pixel bits (lo a multiple of 64, so this part owns
+    its words); returns the pixels of each class in lo..hi."""
+    count = np.zeros(nclasses, dtype=np.int64)
+    for w in range(lo // 64, (hi + 63) // 64):
+        bits = np.uint64(0)
+        for p in range(w * 64, min(hi, w * 64 + 64)):
+            c = table[code[p]]
+            cls[p] = c
+            count[c] += 1
+            if c != 0:
+                bits |= np.uint64(1) << np.uint64(p - w * 64)
+        want[w] = bits
+    return count
+
+
+def keys(indexes: list[np.ndarray], counts: np.ndarray, good: np.ndarray, seen: np.ndarray
+         ) -> tuple[np.ndarray, int, int]:
+    """Per pixel its class key (mixed radix over the channels' bins, digit 0 for none, 0 for masked pixels),
+    with the keys seen marked in ``seen`` when it is a dense table; and the first pixel with a nonzero key
+    and one past the last (0, 0 when none)."""
+    n = good.size
+    key = np.empty(n, dtype=np.int64)
+    for c, index in enumerate(indexes):
+        in_parts(_digit, n, index, int(counts[c]), good, key, c == 0)
+    if not indexes:
+        key[:] = 0
+    spans = in_parts(_mark, n, key, seen)
+    first = min((f for f, last in spans if last > f), default=0)
+    last = max((last for f, last in spans if last > f), default=0)
+    return key, first, last
+
+
+def classes(code: np.ndarray, table: np.ndarray, nclasses: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``table[code]`` per pixel (table's dtype), the pixels of each class (float64), and the pixels whose
+    class is not 0 as bits (bit p % 64 of word p // 64)."""
+    n = code.size
+    cls = np.empty(n, dtype=table.dtype)
+    want = np.empty((n + 63) // 64, dtype=np.uint64)
+    pixels = in_parts(_classes, n, code, table, nclasses, cls, want, align=64)
+    return cls, np.sum(pixels, axis=0).astype(np.float64), want
