@@ -14,33 +14,28 @@ from dada.stxm.parts import in_parts
 
 
 @numba.njit(nogil=True, cache=True)
-def _digit(index, count, good, key, first, lo, hi):
-    """A channel's bin as the next mixed-radix digit of every pixel's key (0 for none); a masked pixel's key
-    is -1 until the last channel (then 0: "no bin anywhere")."""
-    radix = count + 1
+def _digit(index, radix, key, first, lo, hi):
+    """A channel's bin as the next mixed-radix digit of every pixel's key (0 for none). Masks wait for the
+    last digit: no branch, so the loop vectorises."""
     for p in range(lo, hi):
-        if first:
-            key[p] = index[p] + 1 if good[p] else -1
-        elif key[p] >= 0:
-            key[p] = key[p] * radix + index[p] + 1
+        key[p] = (0 if first else key[p] * radix) + index[p] + 1
 
 
 @numba.njit(nogil=True, cache=True)
-def _mark(key, seen, lo, hi):
-    """Masked pixels' keys to 0; the keys seen marked in the dense table ``seen`` (when it has more than one
-    entry); the first and one past the last pixel with a nonzero key in lo..hi (hi, lo when none)."""
+def _last_digit(index, radix, good, key, alone, seen, lo, hi):
+    """The last channel's digit, a masked pixel's key 0 ("no bin anywhere"), the keys seen marked in the
+    dense table ``seen`` (when it has more than one entry); returns the first and one past the last pixel
+    with a nonzero key in lo..hi (hi, lo when none)."""
     dense = seen.size > 1
     first, last = hi, lo
     for p in range(lo, hi):
-        k = key[p]
-        if k <= 0:
-            key[p] = 0
-            continue
-        if dense:
-            seen[k] = True
-        if p < first:
-            first = p
-        last = p + 1
+        k = ((0 if alone else key[p] * radix) + index[p] + 1) * good[p]
+        key[p] = k
+        if k != 0:
+            if dense:
+                seen[k] = True
+            first = min(first, p)
+            last = p + 1
     return first, last
 
 
@@ -67,12 +62,13 @@ def keys(indexes: list[np.ndarray], counts: np.ndarray, good: np.ndarray, seen: 
     with the keys seen marked in ``seen`` when it is a dense table; and the first pixel with a nonzero key
     and one past the last (0, 0 when none)."""
     n = good.size
-    key = np.empty(n, dtype=np.int64)
-    for c, index in enumerate(indexes):
-        in_parts(_digit, n, index, int(counts[c]), good, key, c == 0)
+    key = np.empty(n, dtype=np.int32 if np.prod(counts + 1, dtype=np.float64) < 2**31 else np.int64)
     if not indexes:
         key[:] = 0
-    spans = in_parts(_mark, n, key, seen)
+        return key, 0, 0
+    for c, index in enumerate(indexes[:-1]):
+        in_parts(_digit, n, index, key.dtype.type(counts[c] + 1), key, c == 0)
+    spans = in_parts(_last_digit, n, indexes[-1], key.dtype.type(counts[-1] + 1), good, key, len(indexes) == 1, seen)
     first = min((f for f, last in spans if last > f), default=0)
     last = max((last for f, last in spans if last > f), default=0)
     return key, first, last

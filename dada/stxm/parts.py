@@ -21,10 +21,10 @@ def bounds(n: int, parts: int = THREADS, align: int = 1) -> list[tuple[int, int]
     return [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
-def in_parts(kernel: Callable[..., object], n: int, *args: object, align: int = 1) -> list[object]:
-    """``kernel(*args, lo, hi)`` for each part of 0..n, on the pool's threads (the kernels release the
-    GIL); their answers in order."""
+def in_parts(kernel: Callable[..., object], n: int, *args: object, align: int = 1, per: int = 1) -> list[object]:
+    """``kernel(*args, lo, hi)`` for each part of 0..n (of ``per`` pixels each: rows), on the pool's threads
+    (the kernels release the GIL); their answers in order."""
     spans = bounds(n, THREADS, align)
-    if _POOL is None or n < 1 << 16:  # a small frame is not worth a thread hop
+    if _POOL is None or n * per < 1 << 16:  # a small frame is not worth a thread hop
         return [kernel(*args, lo, hi) for lo, hi in spans]
     return [f.result() for f in [_POOL.submit(kernel, *args, lo, hi) for lo, hi in spans]]

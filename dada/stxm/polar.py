@@ -47,7 +47,7 @@ def _arctan2_rows(y: np.ndarray, x: np.ndarray, out: np.ndarray, lo: int, hi: in
 def radius(shape: tuple[int, int], cx: float, cy: float) -> np.ndarray:
     """np.hypot(col - cx, row - cy) per pixel, float64 (H, W)."""
     out = np.empty(shape)
-    in_parts(_radius, shape[0], cx, cy, out)
+    in_parts(_radius, shape[0], cx, cy, out, per=shape[1])
     return out
 
 
@@ -56,22 +56,16 @@ def angle(shape: tuple[int, int], cx: float, cy: float) -> np.ndarray:
     y = np.arange(shape[0], dtype=np.float64)[:, None] - cy
     x = np.arange(shape[1], dtype=np.float64)[None, :] - cx
     out = np.empty(shape)
-    in_parts(_arctan2_rows, shape[0], y, x, out)
+    in_parts(_arctan2_rows, shape[0], y, x, out, per=shape[1])
     return out
 
 
 @numba.njit(nogil=True, cache=True)
-def _rings(r, edges, labels, out, lo, hi):
-    m = edges.size - 1
+def _rings(r, e0, e1, e2, l0, l1, out, lo, hi):
+    """l0 on e0 <= r < e1, l1 on e1 <= r < e2, -1 elsewhere (a loop over edges would not vectorise)."""
     for p in range(lo, hi):
         v = r[p]
-        label = -1
-        if edges[0] <= v < edges[m]:
-            k = 0
-            while not v < edges[k + 1]:
-                k += 1
-            label = labels[k]
-        out[p] = label
+        out[p] = (l0 if v < e1 else l1) if e0 <= v < e2 else -1
 
 
 @numba.njit(nogil=True, cache=True)
@@ -104,14 +98,15 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 
 def rings(r: np.ndarray, edges: Sequence[float], labels: Sequence[int]) -> np.ndarray:
-    """``labels[k]`` where edges[k] <= r < edges[k + 1] (edges increasing), -1 elsewhere: int32 like r.
-
-    The bins of discs and annuli: ``rings(r, (-inf, rmin, rmax), (1, 0))`` is
+    """``labels[k]`` where edges[k] <= r < edges[k + 1] (two or three increasing edges), -1 elsewhere: int32
+    like r. The bins of discs and annuli: ``rings(r, (-inf, rmin, rmax), (1, 0))`` is
     ``np.where(r < rmin, 1, np.where(r < rmax, 0, -1))``."""
-    e = np.asarray(edges, dtype=np.float64)
-    if e.size != len(labels) + 1 or not (np.diff(e) > 0).all():
-        raise ValueError(f"rings takes increasing edges, one more than labels: {list(edges)}, {list(labels)}")
-    return _bins(_rings, r, _flat(r), e, np.asarray(labels, dtype=np.int32))
+    e = [float(x) for x in edges]
+    if len(e) not in (2, 3) or len(labels) != len(e) - 1 or not (np.diff(e) > 0).all():
+        raise ValueError(f"rings takes two or three increasing edges, one more than labels: {edges}, {labels}")
+    if len(e) == 2:  # one ring: its upper edge twice
+        e, labels = [*e, e[1]], [*labels, labels[0]]
+    return _bins(_rings, r, _flat(r), *e, int(labels[0]), int(labels[1]))
 
 
 def sectors(r: np.ndarray, a: np.ndarray, rmin: float, rmax: float, n: int) -> np.ndarray:
