@@ -16,6 +16,7 @@ import numpy as np
 
 from dada.errors import Unprocessable
 from dada.sources.scan import Scan, Segment
+from dada.stxm import polar
 from dada.stxm.beam import BeamGeometry
 from dada.stxm.channel import Bins
 from dada.stxm.chunkindex import chunk_index
@@ -185,12 +186,18 @@ def kernel_buffers(dtype: np.dtype) -> tuple:
 
 def warm_up() -> None:
     """Compile the kernels now, not during a user's first request: frames of the common dtypes, with pixel
-    classes as uint8 (one channel) and as uint16 (channels fused), with and without a maximum and Σv²."""
+    classes as uint8 (one channel) and as uint16 (channels fused), with and without a maximum and Σv²; and
+    the passes that build a new geometry's pixel maps (radius, azimuth, the built-in bins, fusing them with
+    a dense key table and with a sort)."""
     import h5py
     import hdf5plugin
 
     shape = (32, 32)
     geo = BeamGeometry(shape, 15.5, 15.5, np.ones(shape, dtype=bool), None, None, None)
+    r = geo.radius()
+    wide = [Bins(polar.shells(r, 0.0, 20.0, 499), 499) for _ in range(3)]
+    fuse([Bins(polar.rings(r, (-np.inf, 4.0, 9.0), (1, 0)), 2), Bins(polar.sectors(r, geo.angle(), 4.0, 9.0, 8), 8),
+          *wide], [("sum",)] * 5, geo)
     band = np.full(shape, -1, dtype=np.int32)
     band[4:8] = 0
     many = (np.arange(shape[0] * shape[1], dtype=np.int32) % 300).reshape(shape)
