@@ -8,11 +8,24 @@ request after a parameter changes, so it takes the node's cores, as the engine d
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
-_POOL = ThreadPoolExecutor(THREADS, thread_name_prefix="dada-maps") if THREADS > 1 else None
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # by process: a forked child gets its own (its parent's threads are gone)
+
+
+_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    with _LOCK:
+        pid = os.getpid()
+        if pid not in _POOLS:
+            _POOLS.clear()
+            _POOLS[pid] = ThreadPoolExecutor(THREADS, thread_name_prefix="dada-maps")
+        return _POOLS[pid]
 
 
 def bounds(n: int, parts: int = THREADS, align: int = 1) -> list[tuple[int, int]]:
@@ -25,6 +38,7 @@ def in_parts(kernel: Callable[..., object], n: int, *args: object, align: int = 
     """``kernel(*args, lo, hi)`` for each part of 0..n (of ``per`` pixels each: rows), on the pool's threads
     (the kernels release the GIL); their answers in order."""
     spans = bounds(n, THREADS, align)
-    if _POOL is None or n * per < 1 << 16:  # a small frame is not worth a thread hop
+    if THREADS == 1 or n * per < 1 << 16:  # a small frame is not worth a thread hop
         return [kernel(*args, lo, hi) for lo, hi in spans]
-    return [f.result() for f in [_POOL.submit(kernel, *args, lo, hi) for lo, hi in spans]]
+    pool = _pool()
+    return [f.result() for f in [pool.submit(kernel, *args, lo, hi) for lo, hi in spans]]
