@@ -18,7 +18,7 @@ def _digit(index, radix, key, first, lo, hi):
     """A channel's bin as the next mixed-radix digit of every pixel's key (0 for none). Masks wait for the
     last digit: no branch, so the loop vectorises."""
     for p in range(lo, hi):
-        key[p] = (0 if first else key[p] * radix) + index[p] + 1
+        key[p] = (0 if first else np.int64(key[p]) * radix) + index[p] + 1
 
 
 @numba.njit(nogil=True, cache=True)
@@ -29,7 +29,7 @@ def _last_digit(index, radix, good, key, alone, seen, lo, hi):
     dense = seen.size > 1
     first, last = hi, lo
     for p in range(lo, hi):
-        k = ((0 if alone else key[p] * radix) + index[p] + 1) * good[p]
+        k = ((0 if alone else np.int64(key[p]) * radix) + index[p] + 1) * np.int64(good[p])
         key[p] = k
         if k != 0:
             if dense:
@@ -62,13 +62,14 @@ def keys(indexes: list[np.ndarray], counts: np.ndarray, good: np.ndarray, seen: 
     with the keys seen marked in ``seen`` when it is a dense table; and the first pixel with a nonzero key
     and one past the last (0, 0 when none)."""
     n = good.size
-    key = np.empty(n, dtype=np.int32 if np.prod(counts + 1, dtype=np.float64) < 2**31 else np.int64)
+    top = np.prod(counts + 1, dtype=np.float64)
+    key = np.empty(n, dtype=np.uint16 if top <= 2**16 else np.int32 if top < 2**31 else np.int64)  # less to move
     if not indexes:
         key[:] = 0
         return key, 0, 0
     for c, index in enumerate(indexes[:-1]):
-        in_parts(_digit, n, index, key.dtype.type(counts[c] + 1), key, c == 0)
-    spans = in_parts(_last_digit, n, indexes[-1], key.dtype.type(counts[-1] + 1), good, key, len(indexes) == 1, seen)
+        in_parts(_digit, n, index, int(counts[c] + 1), key, c == 0)
+    spans = in_parts(_last_digit, n, indexes[-1], int(counts[-1] + 1), good, key, len(indexes) == 1, seen)
     first = min((f for f, last in spans if last > f), default=0)
     last = max((last for f, last in spans if last > f), default=0)
     return key, first, last

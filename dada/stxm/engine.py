@@ -195,9 +195,10 @@ def warm_up() -> None:
     shape = (32, 32)
     geo = BeamGeometry(shape, 15.5, 15.5, np.ones(shape, dtype=bool), None, None, None)
     r = geo.radius()
-    wide = [Bins(polar.shells(r, 0.0, 20.0, 499), 499) for _ in range(3)]
-    fuse([Bins(polar.rings(r, (-np.inf, 4.0, 9.0), (1, 0)), 2), Bins(polar.sectors(r, geo.angle(), 4.0, 9.0, 8), 8),
-          *wide], [("sum",)] * 5, geo)
+    built_in = [Bins(polar.rings(r, (-np.inf, 4.0, 9.0), (1, 0)), 2),
+                Bins(polar.sectors(r, geo.angle(), 4.0, 9.0, 8), 8)]
+    for wide in (2, 3):  # keys as int32, as int64 (and sorted)
+        fuse([*built_in, *[Bins(polar.shells(r, 0.0, 20.0, 499), 499)] * wide], [("sum",)] * (2 + wide), geo)
     band = np.full(shape, -1, dtype=np.int32)
     band[4:8] = 0
     many = (np.arange(shape[0] * shape[1], dtype=np.int32) % 300).reshape(shape)
