@@ -11,7 +11,8 @@ copy of the bins, keys in one numba loop, classes by fancy indexing, bincount an
 dada's code (``BeamGeometry``'s key, the channels' ``bins``, ``fuse``: what ``local.pixel_maps`` runs). The
 pairs are interleaved; every pair's times and ratio are printed, then the medians. Then the same with all
 six channels (maxpixel and contrast: one annulus each). Every answer is held to the other, every array of
-the pixel maps equal, or the benchmark stops.
+the pixel maps equal, or the benchmark stops. glibc's mmap threshold is fixed as a daemon fixes it
+(``dada.server.heap``): every array of a frame's size is fresh memory, as on a node.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 import maps_reference  # noqa: E402
 
 from dada.registry import CHANNELS  # noqa: E402
+from dada.server.heap import return_freed_memory  # noqa: E402
 from dada.stxm.beam import BeamGeometry  # noqa: E402
 from dada.stxm.engine import warm_up  # noqa: E402
 from dada.stxm.parts import THREADS  # noqa: E402
@@ -106,6 +108,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=2167)
     p.add_argument("--cols", type=int, default=2070)
     args = p.parse_args()
+    return_freed_memory()  # as a daemon runs: every large array its own mapping, its pages touched fresh
     warm_up()
     shape = (args.rows, args.cols)
     good = mask(shape)

@@ -53,7 +53,7 @@ class Azimuthal(Channel):
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
-        return Bins(sectors(geo.radius(), geo.angle(), rmin, rmax, args["nsectors"]), args["nsectors"])
+        return Bins(sectors(geo.radius(), geo.cx, geo.cy, rmin, rmax, args["nsectors"]), args["nsectors"])
 
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         return {"sectors": (args["nsectors"], *points), "orientation": points, "anisotropy": points}

@@ -196,7 +196,8 @@ def warm_up() -> None:
     geo = BeamGeometry(shape, 15.5, 15.5, np.ones(shape, dtype=bool), None, None, None)
     r = geo.radius()
     built_in = [Bins(polar.rings(r, (-np.inf, 4.0, 9.0), (1, 0)), 2),
-                Bins(polar.sectors(r, geo.angle(), 4.0, 9.0, 8), 8)]
+                Bins(polar.sectors(r, geo.cx, geo.cy, 4.0, 9.0, 8), 8)]
+    geo.angle()  # the azimuth as a whole frame, for plug-in channels that ask for it
     for wide in (2, 3):  # keys as int32, as int64 (and sorted)
         fuse([*built_in, *[Bins(polar.shells(r, 0.0, 20.0, 499), 499)] * wide], [("sum",)] * (2 + wide), geo)
     band = np.full(shape, -1, dtype=np.int32)
