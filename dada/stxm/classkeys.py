@@ -12,30 +12,43 @@ import numpy as np
 
 from dada.stxm.parts import in_parts
 
-
-@numba.njit(nogil=True, cache=True)
-def _digit(index, radix, key, first, lo, hi):
-    """A channel's bin as the next mixed-radix digit of every pixel's key (0 for none). Masks wait for the
-    last digit: no branch, so the loop vectorises."""
-    for p in range(lo, hi):
-        key[p] = (0 if first else np.int64(key[p]) * radix) + index[p] + 1
+GROUP = 4  # channels whose digits one pass adds: one pass for the built-in four
 
 
 @numba.njit(nogil=True, cache=True)
-def _last_digit(index, radix, good, key, alone, seen, lo, hi):
-    """The last channel's digit, a masked pixel's key 0 ("no bin anywhere"), the keys seen marked in the
-    dense table ``seen`` (when it has more than one entry); returns the first and one past the last pixel
-    with a nonzero key in lo..hi (hi, lo when none)."""
-    dense = seen.size > 1
-    first, last = hi, lo
+def _digits(i0, i1, i2, i3, radices, key, first, last, good, seen, lo, hi):
+    """Up to four channels' bins as the next mixed-radix digits of every pixel's key (0 for none; a slot
+    whose radix is 1 adds nothing). On the ``last`` group a masked pixel's key becomes 0 ("no bin anywhere")
+    and the keys seen are marked in the dense table ``seen`` (when it has more than one entry; 0 is always
+    marked), without a branch."""
+    r0, r1, r2, r3 = radices[0], radices[1], radices[2], radices[3]
+    u0, u1, u2, u3 = r0 > 1, r1 > 1, r2 > 1, r3 > 1
+    mark = last and seen.size > 1
     for p in range(lo, hi):
-        k = ((0 if alone else np.int64(key[p]) * radix) + index[p] + 1) * np.int64(good[p])
+        k = 0 if first else np.int64(key[p])
+        k = k * r0 + (i0[p] + 1) * u0
+        k = k * r1 + (i1[p] + 1) * u1
+        k = k * r2 + (i2[p] + 1) * u2
+        k = k * r3 + (i3[p] + 1) * u3
+        if last:
+            k *= np.int64(good[p])
+        if mark:
+            seen[k] = True
         key[p] = k
-        if k != 0:
-            if dense:
-                seen[k] = True
-            first = min(first, p)
-            last = p + 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _used(key):
+    """The first pixel with a nonzero key and one past the last (0, 0 when none): a scan from each end."""
+    n = key.size
+    first = 0
+    while first < n and key[first] == 0:
+        first += 1
+    if first == n:
+        return 0, 0
+    last = n
+    while key[last - 1] == 0:
+        last -= 1
     return first, last
 
 
@@ -67,12 +80,14 @@ def keys(indexes: list[np.ndarray], counts: np.ndarray, good: np.ndarray, seen: 
     if not indexes:
         key[:] = 0
         return key, 0, 0
-    for c, index in enumerate(indexes[:-1]):
-        in_parts(_digit, n, index, int(counts[c] + 1), key, c == 0)
-    spans = in_parts(_last_digit, n, indexes[-1], int(counts[-1] + 1), good, key, len(indexes) == 1, seen)
-    first = min((f for f, last in spans if last > f), default=0)
-    last = max((last for f, last in spans if last > f), default=0)
-    return key, first, last
+    for g in range(0, len(indexes), GROUP):
+        group = list(indexes[g:g + GROUP])
+        radices = np.ones(GROUP, dtype=np.int64)
+        radices[:len(group)] = counts[g:g + GROUP] + 1
+        group += [group[0]] * (GROUP - len(group))  # radix 1: adds nothing
+        in_parts(_digits, n, *group, radices, key, g == 0, g + GROUP >= len(indexes), good, seen)
+    first, last = _used(key)
+    return key, int(first), int(last)
 
 
 def classes(code: np.ndarray, table: np.ndarray, nclasses: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
