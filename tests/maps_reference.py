@@ -15,7 +15,6 @@ from dada.stxm.channel import Bins
 from dada.stxm.pixelmaps import PixelMaps, assemble, check_accumulators, layout
 from dada.stxm.radial import q_of_r
 
-
 _POLAR: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
