@@ -45,3 +45,26 @@ def test_every_timed_run_is_checked(stxm):
 def test_sampled_points_span_the_scan(stxm):
     points = stxm.spread(1000, 11)
     assert points[0] == 0 and points[-1] == 999 and len(points) == 11 and (np.diff(points) >= 99).all()
+
+
+def test_pixel_maps_benchmark_stops_on_any_differing_array():
+    """benchmarks/pixelmaps.py holds every answer to numpy's: one pixel's class or one bin's count off stops it."""
+    from dataclasses import replace
+
+    spec = importlib.util.spec_from_file_location("bench_maps", os.path.join(HERE, "..", "benchmarks", "pixelmaps.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from dada.stxm.beam import BeamGeometry
+
+    shape = (60, 70)
+    geo = BeamGeometry(shape, 30.5, 29.0, bench.mask(shape), 75e-6, 2.0, 1.0)
+    want = bench.numpys(geo, bench.FOUR)
+    bench.same(bench.ours(geo, bench.FOUR), want)
+    cls = want.kernel.cls.copy()
+    cls[1000] += 1
+    static = want.static_valid.copy()
+    static[3] += 1
+    for wrong in (replace(want, kernel=want.kernel._replace(cls=cls)), replace(want, static_valid=static),
+                  replace(want, kernel=want.kernel._replace(last=want.kernel.last - 1))):
+        with pytest.raises(SystemExit):
+            bench.same(wrong, want)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Channel
+from dada.stxm.polar import rings
 from dada.views import Overlay
 
 
@@ -31,5 +30,4 @@ class AnnulusChannel(Channel):
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
-        r = geo.radius()
-        return Bins(np.where((r >= rmin) & (r < rmax), 0, -1).astype(np.int32), 1)
+        return Bins(rings(geo.radius(), (rmin, rmax), (0,)), 1)

@@ -9,6 +9,7 @@ import numpy as np
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Channel, Partial
+from dada.stxm.polar import sectors
 from dada.views import Drawing, HueSaturation, Overlay
 
 
@@ -52,10 +53,7 @@ class Azimuthal(Channel):
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
-        r = geo.radius()
-        n = args["nsectors"]
-        sector = np.minimum((geo.angle() / (2 * np.pi) * n).astype(np.int32), n - 1)
-        return Bins(np.where((r >= rmin) & (r < rmax), sector, -1).astype(np.int32), n)
+        return Bins(sectors(geo.radius(), geo.cx, geo.cy, rmin, rmax, args["nsectors"]), args["nsectors"])
 
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         return {"sectors": (args["nsectors"], *points), "orientation": points, "anisotropy": points}

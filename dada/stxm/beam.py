@@ -20,6 +20,7 @@ from dada.errors import BadParameter, Unprocessable
 from dada.params import Param
 from dada.sources.catalog import Catalog
 from dada.sources.scan import Scan, local_get
+from dada.stxm import polar
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,12 @@ class BeamGeometry:
         return h.hexdigest()[:32]
 
     @cached_property
-    def _offsets(self) -> tuple[np.ndarray, np.ndarray]:
-        y = np.arange(self.shape[0], dtype=np.float64)[:, None] - self.cy
-        x = np.arange(self.shape[1], dtype=np.float64)[None, :] - self.cx
-        return x, y
-
-    @cached_property
     def _radius(self) -> np.ndarray:
-        x, y = self._offsets
-        return np.hypot(x, y)
+        return polar.radius(self.shape, self.cx, self.cy)
 
     @cached_property
     def _angle(self) -> np.ndarray:
-        x, y = self._offsets
-        return np.mod(np.arctan2(y, x), 2 * np.pi)
+        return polar.angle(self.shape, self.cx, self.cy)
 
     def radius(self) -> np.ndarray:
         """Distance of each pixel centre from the beam centre, px (computed once per geometry)."""

@@ -9,6 +9,7 @@ import numpy as np
 from dada.stxm.annulus import AnnulusChannel
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Partial
+from dada.stxm.polar import rings
 
 
 class Darkfield(AnnulusChannel):
@@ -22,9 +23,7 @@ class Darkfield(AnnulusChannel):
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
-        r = geo.radius()
-        index = np.where(r < rmin, 1, np.where(r < rmax, 0, -1)).astype(np.int32)
-        return Bins(index, 2)
+        return Bins(rings(geo.radius(), (-np.inf, rmin, rmax), (1, 0)), 2)
 
     def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ from dada.errors import BadParameter
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Channel, Partial
+from dada.stxm.polar import rings
 from dada.views import Overlay
 
 
@@ -52,7 +53,7 @@ class Dpc(Channel):
                                "not record", "px")
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
-        return Bins(np.where(geo.radius() < args["rdpc"], 0, -1).astype(np.int32), 1)
+        return Bins(rings(geo.radius(), (-np.inf, args["rdpc"]), (0,)), 1)
 
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         return {"dpc": (2, *points)}

@@ -16,6 +16,7 @@ import numpy as np
 
 from dada.errors import Unprocessable
 from dada.sources.scan import Scan, Segment
+from dada.stxm import polar
 from dada.stxm.beam import BeamGeometry
 from dada.stxm.channel import Bins
 from dada.stxm.chunkindex import chunk_index
@@ -185,12 +186,20 @@ def kernel_buffers(dtype: np.dtype) -> tuple:
 
 def warm_up() -> None:
     """Compile the kernels now, not during a user's first request: frames of the common dtypes, with pixel
-    classes as uint8 (one channel) and as uint16 (channels fused), with and without a maximum and Σv²."""
+    classes as uint8 (one channel) and as uint16 (channels fused), with and without a maximum and Σv²; and
+    the passes that build a new geometry's pixel maps (radius, azimuth, the built-in bins, fusing them with
+    a dense key table and with a sort)."""
     import h5py
     import hdf5plugin
 
     shape = (32, 32)
     geo = BeamGeometry(shape, 15.5, 15.5, np.ones(shape, dtype=bool), None, None, None)
+    r = geo.radius()
+    built_in = [Bins(polar.rings(r, (-np.inf, 4.0, 9.0), (1, 0)), 2),
+                Bins(polar.sectors(r, geo.cx, geo.cy, 4.0, 9.0, 8), 8)]
+    geo.angle()  # the azimuth as a whole frame, for plug-in channels that ask for it
+    for wide in (2, 3):  # keys as int32, as int64 (and sorted)
+        fuse([*built_in, *[Bins(polar.shells(r, 0.0, 20.0, 499), 499)] * wide], [("sum",)] * (2 + wide), geo)
     band = np.full(shape, -1, dtype=np.int32)
     band[4:8] = 0
     many = (np.arange(shape[0] * shape[1], dtype=np.int32) % 300).reshape(shape)

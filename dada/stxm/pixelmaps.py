@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
+from dada.stxm import classkeys
 from dada.stxm.beam import BeamGeometry
 from dada.stxm.channel import ACCUMULATORS, Bins
 
@@ -74,56 +74,30 @@ class PixelMaps:
         return values
 
 
-@numba.njit(nogil=True, cache=True)
-def _keys(index, counts, offsets, good, seen, static):
-    """Per pixel its class key, one pass: mixed radix over the channels' bins (digit 0 for none), so 0 is
-    "no bin anywhere" and masked pixels get it. Marks the keys seen (when ``seen`` is a dense table)
-    and counts the valid pixels of every global bin."""
-    nch, n = index.shape
-    key = np.zeros(n, dtype=np.int64)
-    for p in range(n):
-        if not good[p]:
-            continue
-        x = 0
-        for c in range(nch):
-            i = index[c, p]
-            x = x * (counts[c] + 1)
-            if i >= 0:
-                x += i + 1
-                static[offsets[c] + i] += 1
-        key[p] = x
-        if seen.size > 1:
-            seen[x] = True
-    return key
-
-
-def fuse(bins: Sequence[Bins], accumulators: Sequence[Sequence[str]], geo: BeamGeometry) -> PixelMaps:
-    """Fuse the channels' bins (with what each accumulates per bin) into the pixel classes of one pass."""
+def check_accumulators(accumulators: Sequence[Sequence[str]]) -> None:
     for acc in accumulators:
         if set(acc) - set(ACCUMULATORS):
             raise ValueError(f"unknown accumulators {sorted(set(acc) - set(ACCUMULATORS))}; the kernels know "
                              f"{', '.join(ACCUMULATORS)}")
-    counts = np.array([b.count for b in bins], dtype=np.int64)
+
+
+class Layout(NamedTuple):
+    """The order of a pass's classes and channel columns, from the keys seen (per class, no pixel)."""
+
+    renumber: np.ndarray  # per key seen (in increasing order), its class
+    narrow: type  # the class dtype
+    combos: np.ndarray  # (nclasses, K) int32 global bin per class and column, or -1
+    bounds: tuple[int, ...]  # mom_end, ext_start, ext_end, mom_cols, ext_col_start, ext_col_end
+    has_ext: bool
+
+
+def layout(keys: np.ndarray, counts: np.ndarray, accumulators: Sequence[Sequence[str]]) -> Layout:
+    """Classes ordered [0][first moments only][both][max and Σv² only][neither], columns likewise."""
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    index = np.stack([np.asarray(b.index, dtype=np.int32).ravel() for b in bins])
-    top = int(np.prod(counts + 1, dtype=np.float64))
-    dense = top <= 1 << 26  # a dense table of keys: linear time, no sort
-    seen = np.zeros(top if dense else 1, dtype=np.bool_)
-    static = np.zeros(int(offsets[-1]), dtype=np.int64)
-    key = _keys(index, counts, offsets, np.ascontiguousarray(geo.good).ravel(), seen, static)
-    used = np.flatnonzero(key)
-    first, last = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
-    if dense:
-        seen[0] = True  # class 0 is "no bin anywhere", even when every pixel has one
-        keys = np.flatnonzero(seen)
-        table, at = np.cumsum(seen, dtype=np.int64) - 1, key  # the class of every key, then of every pixel
-    else:
-        keys, inverse = np.unique(np.concatenate([[0], key]), return_inverse=True)
-        table, at = inverse.ravel()[1:], slice(None)
-    combos = np.empty((keys.size, len(bins)), dtype=np.int32)
+    combos = np.empty((keys.size, counts.size), dtype=np.int32)
     rest = keys.copy()
-    for k in reversed(range(len(bins))):
-        rest, digit = np.divmod(rest, bins[k].count + 1)
+    for k in reversed(range(counts.size)):
+        rest, digit = np.divmod(rest, counts[k] + 1)
         combos[:, k] = np.where(digit > 0, digit - 1 + offsets[k], -1)
     mom = np.array([bool(MOMENTS & set(a)) for a in accumulators])
     ext = np.array([bool(EXTREMES & set(a)) for a in accumulators])
@@ -136,19 +110,47 @@ def fuse(bins: Sequence[Bins], accumulators: Sequence[Sequence[str]], geo: BeamG
     renumber = np.empty_like(order)
     renumber[order] = np.arange(order.size)
     narrow = np.uint8 if keys.size <= 256 else np.uint16 if keys.size <= 65536 else np.int32
-    cls = renumber.astype(narrow)[table][at]
     col_rank = np.where(mom, np.where(ext, 1, 0), np.where(ext, 2, 3))
-    columns = np.argsort(col_rank, kind="stable")
-    combos = combos[order][:, columns]
     counts_of = np.bincount(rank[1:], minlength=4)
     col_counts = np.bincount(col_rank, minlength=4)
-    has_ext = bool(ext.any())
-    cls_pixels = np.bincount(cls.astype(np.int64), minlength=keys.size).astype(np.float64)
-    want = np.packbits(cls != 0, bitorder="little")
-    want = np.concatenate([want, np.zeros(-want.size % 8, dtype=np.uint8)]).view("<u8").astype(np.uint64)
-    k = KernelMaps(cls, np.ascontiguousarray(combos), cls_pixels, want, geo.shape[1], first, last,
-                   1 + int(counts_of[:2].sum()), 1 + int(counts_of[0]), 1 + int(counts_of[:3].sum()),
-                   int(col_counts[:2].sum()), int(col_counts[0]), int(col_counts[:3].sum()),
-                   5 if has_ext else 3, 7 if has_ext else 4)
+    bounds = (1 + int(counts_of[:2].sum()), 1 + int(counts_of[0]), 1 + int(counts_of[:3].sum()),
+              int(col_counts[:2].sum()), int(col_counts[0]), int(col_counts[:3].sum()))
+    combos = np.ascontiguousarray(combos[order][:, np.argsort(col_rank, kind="stable")])
+    return Layout(renumber, narrow, combos, bounds, bool(ext.any()))
+
+
+def assemble(lay: Layout, cls: np.ndarray, cls_pixels: np.ndarray, static: np.ndarray, want: np.ndarray,
+             width: int, first: int, last: int, counts: np.ndarray, accumulators: Sequence[Sequence[str]]
+             ) -> PixelMaps:
+    """The pixel maps from the per-pixel passes' results and the layout of the classes."""
+    k = KernelMaps(cls, lay.combos, cls_pixels, want, width, first, last, *lay.bounds,
+                   5 if lay.has_ext else 3, 7 if lay.has_ext else 4)
+    offsets = (0, *(int(o) for o in np.cumsum(counts)))
     declared = tuple(("count", *(a for a in ACCUMULATORS if a != "count" and a in set(acc))) for acc in accumulators)
-    return PixelMaps(k, static.astype(np.float64), tuple(int(o) for o in offsets), declared)
+    return PixelMaps(k, static, offsets, declared)
+
+
+def fuse(bins: Sequence[Bins], accumulators: Sequence[Sequence[str]], geo: BeamGeometry) -> PixelMaps:
+    """Fuse the channels' bins (with what each accumulates per bin) into the pixel classes of one pass."""
+    check_accumulators(accumulators)
+    counts = np.array([b.count for b in bins], dtype=np.int64)
+    top = int(np.prod(counts + 1, dtype=np.float64))
+    dense = top <= 1 << 26  # a dense table of keys: linear time, no sort
+    seen = np.zeros(top if dense else 1, dtype=np.bool_)
+    flat = [np.ascontiguousarray(b.index, dtype=np.int32).reshape(-1) for b in bins]
+    key, first, last = classkeys.keys(flat, counts, np.ascontiguousarray(geo.good).reshape(-1), seen)
+    if dense:
+        seen[0] = True  # class 0 is "no bin anywhere", even when every pixel has one
+        keys = np.flatnonzero(seen)
+        table, code = np.cumsum(seen, dtype=np.int64) - 1, key  # the class of every key, then of every pixel
+    else:
+        keys = np.unique(np.concatenate([[0], key]))
+        table, code = np.arange(keys.size), np.searchsorted(keys, key)
+    lay = layout(keys, counts, accumulators)
+    cls, cls_pixels, want = classkeys.classes(code, lay.renumber.astype(lay.narrow)[table], keys.size)
+    # A bin's valid pixels are those of the classes that hold it (masked pixels are in class 0, which holds none).
+    static = np.zeros(int(counts.sum()))
+    for col in range(lay.combos.shape[1]):
+        has = lay.combos[:, col] >= 0
+        static += np.bincount(lay.combos[has, col], weights=cls_pixels[has], minlength=static.size)
+    return assemble(lay, cls, cls_pixels, static, want, geo.shape[1], first, last, counts, accumulators)

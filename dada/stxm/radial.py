@@ -10,6 +10,7 @@ from dada.errors import BadParameter
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Channel, Partial
+from dada.stxm.polar import shells
 from dada.views import Curve, Drawing, Overlay
 
 
@@ -72,9 +73,7 @@ class Radial(Channel):
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         edges = self.edges(geo, args)
         u = geo.radius() if args["unit"] == "px" else q_of_r(geo.radius(), geo)
-        idx = np.floor((u - edges[0]) / (edges[-1] - edges[0]) * args["nbins"]).astype(np.int64)
-        inside = (u >= edges[0]) & (u < edges[-1]) & (idx >= 0) & (idx < args["nbins"])
-        return Bins(np.where(inside, idx, -1).astype(np.int32), args["nbins"])
+        return Bins(shells(u, edges[0], edges[-1], args["nbins"]), args["nbins"])
 
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         per = (args["nbins"],) if args["reduce"] == "sum" else (args["nbins"], *points)
