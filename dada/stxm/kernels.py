@@ -58,7 +58,7 @@ def _pixel(fv, p, maps, cutoff, acc):
         if 0 < c < maps.mom_end:
             acc[c, 1] += fv * (p % maps.width)
             acc[c, 2] += fv * (p // maps.width)
-        if maps.ext_start <= c < maps.ext_end:
+        if c < maps.ext_end and c >= maps.ext_start:  # ext_end is 0 without such channels: one test
             acc[c, 4] = max(acc[c, 4], fv)
             acc[c, 5] += fv * fv
             acc[c, 6] += 1.0

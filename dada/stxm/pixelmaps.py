@@ -113,10 +113,14 @@ def layout(keys: np.ndarray, counts: np.ndarray, accumulators: Sequence[Sequence
     col_rank = np.where(mom, np.where(ext, 1, 0), np.where(ext, 2, 3))
     counts_of = np.bincount(rank[1:], minlength=4)
     col_counts = np.bincount(col_rank, minlength=4)
-    bounds = (1 + int(counts_of[:2].sum()), 1 + int(counts_of[0]), 1 + int(counts_of[:3].sum()),
+    # without a channel taking max or Σv² their classes are the empty range at 0: the kernels' per-pixel test
+    # (c < ext_end first) then fails at its first comparison
+    has_ext = bool(ext.any())
+    ext_classes = (1 + int(counts_of[0]), 1 + int(counts_of[:3].sum())) if has_ext else (0, 0)
+    bounds = (1 + int(counts_of[:2].sum()), *ext_classes,
               int(col_counts[:2].sum()), int(col_counts[0]), int(col_counts[:3].sum()))
     combos = np.ascontiguousarray(combos[order][:, np.argsort(col_rank, kind="stable")])
-    return Layout(renumber, narrow, combos, bounds, bool(ext.any()))
+    return Layout(renumber, narrow, combos, bounds, has_ext)
 
 
 def assemble(lay: Layout, cls: np.ndarray, cls_pixels: np.ndarray, static: np.ndarray, want: np.ndarray,
