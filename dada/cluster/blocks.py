@@ -20,13 +20,14 @@ import numpy as np
 
 from dada.sources.scan import Scan
 
-MIN_FRAMES, MAX_FRAMES = 8, 8192
-# Raw pixel bytes per block: a tenth to a fifth of a second of one core's fused pass on sparse frames
-# (Eiger 4M: 32 frames, 1 Mpixel uint32: 128, 512x512 uint32: 1024), small enough that a scan spreads
-# over many nodes, large enough that a block's round trip and the front's bookkeeping (~2 ms of its CPU
-# per block) stay small against its work: at 256 MiB an Eiger 4M block was 8 frames, 18 ms of work.
-# Changing it changes every block key: a format decision.
-BLOCK_BYTES = 2**30
+# At least 32 frames: a block's round trip and the front's bookkeeping (~2 ms of its CPU per block) stay
+# small against its work even on Eiger 4M frames (8 frames were 18 ms of a core's work).
+MIN_FRAMES, MAX_FRAMES = 32, 8192
+# Raw pixel bytes per block: about a fifth of a second of one core's fused pass on sparse frames,
+# small enough that a scan spreads over many nodes (and a node's share of a short scan evens out),
+# large enough that its round trip stays small against its work. Changing either changes every block
+# key: a format decision.
+BLOCK_BYTES = 256 * 2**20
 
 
 def block_frames(frame_nbytes: int) -> int:

@@ -11,44 +11,32 @@ float64 operations unless asked to).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import numba
 import numpy as np
 
 from dada.stxm.parts import in_parts
 
-TWO_PI = 2 * np.pi
 BLOCK_ROWS = 16  # rows of azimuth at a time: 16 × 2070 float64 is 265 KiB, in L2 cache
 
 
-@numba.njit(nogil=True, cache=True)
-def _radius(cx, cy, out, lo, hi):
-    for i in range(lo, hi):
-        y = i - cy
-        for j in range(out.shape[1]):
-            out[i, j] = math.hypot(j - cx, y)
+def _kernels():
+    """The numba kernels, imported when first needed: a front imports this module (through the channels)
+    but never bins pixels, and numba alone is some 60 MB of a process's resident memory."""
+    from dada.stxm import polar_kernels
 
-
-@numba.njit(nogil=True, cache=True)
-def _wrap(a, lo, hi):
-    """np.mod(a, 2π) for a = arctan2(...) in [-π, π]: fmod leaves it, a negative one gains 2π, a zero is +0."""
-    for i in range(lo, hi):
-        for j in range(a.shape[1]):
-            v = a[i, j]
-            a[i, j] = v + TWO_PI if v < 0 else (0.0 if v == 0 else v)
+    return polar_kernels
 
 
 def _arctan2_rows(y: np.ndarray, x: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
     np.arctan2(y[lo:hi], x, out=out[lo:hi])
-    _wrap(out, lo, hi)
+    _kernels().wrap(out, lo, hi)
 
 
 def radius(shape: tuple[int, int], cx: float, cy: float) -> np.ndarray:
     """np.hypot(col - cx, row - cy) per pixel, float64 (H, W)."""
     out = np.empty(shape)
-    in_parts(_radius, shape[0], cx, cy, out, per=shape[1])
+    in_parts(_kernels().radius_part, shape[0], cx, cy, out, per=shape[1])
     return out
 
 
@@ -61,40 +49,13 @@ def angle(shape: tuple[int, int], cx: float, cy: float) -> np.ndarray:
     return out
 
 
-@numba.njit(nogil=True, cache=True)
-def _rings(r, e0, e1, e2, l0, l1, out, lo, hi):
-    """l0 on e0 <= r < e1, l1 on e1 <= r < e2, -1 elsewhere (a loop over edges would not vectorise)."""
-    for p in range(lo, hi):
-        v = r[p]
-        out[p] = (l0 if v < e1 else l1) if e0 <= v < e2 else -1
-
-
-@numba.njit(nogil=True, cache=True)
-def _block_sectors(a, r, rmin, rmax, n, out):
-    """Rows of arctan2 ``a`` wrapped as np.mod wraps them, then binned; r and out the same rows."""
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            v = a[i, j]
-            v = v + TWO_PI if v < 0 else v
-            out[i, j] = min(np.int32(v / TWO_PI * n), n - 1) if rmin <= r[i, j] < rmax else -1
-
-
 def _sector_rows(y, x, r, rmin, rmax, n, out, lo, hi):
     """The azimuth a block of rows at a time, in cache, never a frame of it in memory."""
     a = np.empty((BLOCK_ROWS, x.shape[1]))
     for i in range(lo, hi, BLOCK_ROWS):
         j = min(hi, i + BLOCK_ROWS)
         np.arctan2(y[i:j], x, out=a[:j - i])
-        _block_sectors(a[:j - i], r[i:j], rmin, rmax, n, out[i:j])
-
-
-@numba.njit(nogil=True, cache=True)
-def _shells(u, e0, e1, n, out, lo, hi):
-    width = e1 - e0
-    for p in range(lo, hi):
-        v = u[p]
-        k = math.floor((v - e0) / width * n)
-        out[p] = np.int32(k) if e0 <= v < e1 and 0 <= k < n else -1
+        _kernels().block_sectors(a[:j - i], r[i:j], rmin, rmax, n, out[i:j])
 
 
 def _bins(kernel, first: np.ndarray, *args: object) -> np.ndarray:
@@ -116,7 +77,7 @@ def rings(r: np.ndarray, edges: Sequence[float], labels: Sequence[int]) -> np.nd
         raise ValueError(f"rings takes two or three increasing edges, one more than labels: {edges}, {labels}")
     if len(e) == 2:  # one ring: its upper edge twice
         e, labels = [*e, e[1]], [*labels, labels[0]]
-    return _bins(_rings, r, _flat(r), *e, int(labels[0]), int(labels[1]))
+    return _bins(_kernels().rings_part, r, _flat(r), *e, int(labels[0]), int(labels[1]))
 
 
 def sectors(r: np.ndarray, cx: float, cy: float, rmin: float, rmax: float, n: int) -> np.ndarray:
@@ -132,4 +93,4 @@ def sectors(r: np.ndarray, cx: float, cy: float, rmin: float, rmax: float, n: in
 
 def shells(u: np.ndarray, e0: float, e1: float, n: int) -> np.ndarray:
     """``floor((u - e0) / (e1 - e0) · n)`` where e0 <= u < e1 and it lies in 0..n-1; -1 elsewhere."""
-    return _bins(_shells, u, _flat(u), float(e0), float(e1), int(n))
+    return _bins(_kernels().shells_part, u, _flat(u), float(e0), float(e1), int(n))
