@@ -35,9 +35,10 @@ class Response:
         return self.headers.get("content-type", "").split(";")[0]
 
 
-def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 60) -> Response:
-    """GET a raw path on loopback (sent as given, no client-side normalisation)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 60,
+             host: str = "127.0.0.1") -> Response:
+    """GET a raw path (sent as given, no client-side normalisation), on loopback unless ``host`` says."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path, headers=headers or {})
         r = conn.getresponse()
@@ -47,12 +48,15 @@ def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeou
 
 
 def terminate(proc: subprocess.Popen, *files) -> None:
-    """Stop a process of ours (SIGTERM, then SIGKILL after 10 s) and close the files it wrote to."""
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    """Stop a process of ours (SIGTERM, then SIGKILL after 10 s; reaped either way) and close the files it
+    wrote to."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     for f in files:
         f.close()
 
@@ -111,14 +115,8 @@ class Proc:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
-    def stop(self, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self) -> int:
+        terminate(self.proc)
         return self.proc.returncode
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import http.client
 import json
 import os
 import re
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from balancers import Balancer, start_balancer
-from helpers import Response
+from helpers import Response, http_get, terminate
 
 PREFIX = "dadasim"
 SUBNET = "10.77.0"
@@ -123,13 +122,7 @@ def _setns(name: str) -> None:
 
 
 def get(host: str, port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 600) -> Response:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        r = conn.getresponse()
-        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
-    finally:
-        conn.close()
+    return http_get(port, path, headers, timeout, host=host)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -172,14 +165,9 @@ class Proc:
         with open(self.log, errors="replace") as f:
             return f.read()[-3000:]
 
-    def stop(self, timeout: float = 10) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
 
 
 @dataclass

@@ -18,7 +18,8 @@ def annulus_params(rmin: float) -> tuple[Param, ...]:
 
 
 class AnnulusChannel(Channel):
-    """A channel whose bin is the annulus rmin <= r < rmax (darkfield adds the disc inside it)."""
+    """A channel on the annulus rmin <= r < rmax, per point: one bin by default (darkfield adds the disc
+    inside it, azimuthal cuts it into sectors)."""
 
     overlays = (Overlay("annulus", ("rmin", "rmax")),)
 

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from dada.params import Param
+from dada.stxm.annulus import AnnulusChannel
 from dada.stxm.beam import BeamGeometry, radius_param, ring
-from dada.stxm.channel import Bins, Channel, Partial
+from dada.stxm.channel import Bins, Partial
 from dada.stxm.polar import sectors
 from dada.views import Drawing, HueSaturation, Overlay
 
@@ -31,7 +32,7 @@ def harmonic(sectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return orientation, anisotropy
 
 
-class Azimuthal(Channel):
+class Azimuthal(AnnulusChannel):
     name = "azimuthal"
     doc = ("nsectors sectors on the ring rmin..rmax, each its mean count per valid pixel; orientation (deg, from +x "
            "towards +y, of strongest scattering) = arg(c2)/2 and anisotropy = |c2| / Σ s_k from the second "
@@ -44,12 +45,6 @@ class Azimuthal(Channel):
     )
     outputs = ("sectors", "orientation", "anisotropy")
     overlays = (Overlay("sectors", ("rmin", "rmax", "nsectors")),)
-
-    def pointwise(self, args: dict[str, Any]) -> bool:
-        return True
-
-    def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
-        ring(geo, args)
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
