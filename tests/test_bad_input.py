@@ -122,6 +122,8 @@ BAD_PARAMETERS = [
     ("/sum/good/scan_0001.npy?horz=a:b", "horz"),
     ("/sum/good/scan_0001.npy?reduce=median", "reduce"),
     ("/composite/good/scan_0001.npy?bin=100", "bin"),
+    ("/sum/good/scan_0001.npy?bin=100", "bin"),  # larger than the frame: an empty image
+    ("/sum/good/scan_0001.png?vert=0&horz=0&bin=256", "bin"),
     ("/meta/good/scan_0001.png", "format"),
 ]
 

@@ -16,6 +16,16 @@ from dada.selection import GRID, SELECTION, Point, count_selected, provenance, s
 from dada.sources.catalog import Catalog
 from dada.sources.scan import Scan
 
+
+def binned(scan: Scan, b: int) -> tuple[int, int]:
+    """A frame's shape binned b×b, or 400 naming ``bin`` when a bin is larger than the frame (an empty image)."""
+    th, tw = bin_shape(scan.frame_shape, b)
+    if th == 0 or tw == 0:
+        raise BadParameter("bin", f"{b} is larger than the {scan.frame_shape} frame",
+                           f"an integer in [1, {min(scan.frame_shape)}]")
+    return th, tw
+
+
 BIN = Param("bin", "Bin b×b pixels into one (edge rows/columns that do not fill a bin are dropped).",
             type="integer", default=1, minimum=1, maximum=256)
 
@@ -79,7 +89,7 @@ class Sum(Endpoint):
     def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
         scan = target.scan
         dtype = np.dtype("float64") if args["reduce"] == "mean" else _total_dtype(scan)
-        return Plan(bin_shape(scan.frame_shape, args["bin"]), dtype, count_selected(scan, args))
+        return Plan(binned(scan, args["bin"]), dtype, count_selected(scan, args))
 
     def selected(self, scan: Scan, args: dict[str, Any]) -> np.ndarray:
         return select_or_all(scan, args).ravel()
@@ -131,10 +141,7 @@ class Composite(Endpoint):
     def plan(self, target: Target, args: dict[str, Any], catalog: Catalog) -> Plan:
         scan = target.scan
         vert, horz = select_ranges(scan, args)
-        th, tw = bin_shape(scan.frame_shape, args["bin"])
-        if th == 0 or tw == 0:
-            raise BadParameter("bin", f"{args['bin']} is larger than the {scan.frame_shape} frame",
-                               f"an integer in [1, {min(scan.frame_shape)}]")
+        th, tw = binned(scan, args["bin"])
         return Plan((len(vert) * th, len(horz) * tw), np.dtype("float32"), len(vert) * len(horz))
 
     def selected(self, scan: Scan, args: dict[str, Any]) -> np.ndarray:
