@@ -22,7 +22,7 @@ from dada.sources.scan import Scan
 from dada.views import Drawing
 
 if TYPE_CHECKING:
-    from dada.stxm.partials import PartialSource
+    from dada.stxm.partials import PartialSource, ReductionSource
 
 ARRAY_FORMATS = ("npy", "png", "tiff", "json", "csv", "h5", "mat")
 WORK_PER_OUTPUT = 4  # copies of the answer a computation and its encoding hold at once, at most
@@ -119,13 +119,14 @@ def local_parts(scan: Scan, frames: np.ndarray, ep: Reduction, args: dict[str, A
 @dataclass(frozen=True)
 class Context:
     """What a computation may use besides its target: the catalog, where STXM partials and frame
-    reductions come from (this process's engine, or the cluster's nodes), and the request's progress
-    stream, if anyone listens."""
+    reductions come from (this process's engine, or the cluster's nodes), the request's progress
+    stream, if anyone listens, and the kept polar reductions of scans."""
 
     catalog: Catalog
     partials: PartialSource
     progress: Listener | None = None
     frames: FrameSource = local_parts
+    reductions: ReductionSource | None = None  # scans' polar reductions, where some are kept
 
 
 @dataclass(frozen=True)

@@ -27,3 +27,8 @@ class Memo:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return value
+
+    def forget(self, key: Hashable) -> None:
+        """Drop ``key``'s value (a value that must be made again next time, e.g. "not there yet")."""
+        with self._lock:
+            self._items.pop(key, None)

@@ -22,17 +22,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dada.sources.scan import FileStamp
-from dada.stxm import wire
+from dada.stxm import reduction, wire
 
 if TYPE_CHECKING:
     from dada.cluster.blocks import Block
     from dada.endpoint import Endpoint, Target
     from dada.sources.catalog import Catalog
+    from dada.stxm.beam import BeamGeometry
     from dada.stxm.partials import Pass
+    from dada.stxm.reduction import Spec
 
 RESULT_FORMAT = 2  # a computed Result as dada.encoders.stored dumps it (2: header + raw arrays; no zip)
 ANSWER_FORMAT = 1  # an encoded answer (dada.encoders) and the headers its content decides; names the ETag too
 BLOCK_FORMAT = wire.FORMAT  # one channel's partial of one block: a record of dada.stxm.wire (its header says it too)
+REDUCTION_FORMAT = reduction.FORMAT  # a block's polar reduction, and its per-geometry record (dada.stxm.reduction)
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,14 @@ def block_key(block: Block, size: int, p: Pass, channel: int, version: int = BLO
     geometry (centre, calibration and every valid pixel: the user mask's contents) and the channel's own
     parameters."""
     return _hash("block", version, block.identity, size, block.index, p.geo.key, p.keys[channel])
+
+
+def reduction_key(block: Block, size: int, geo: BeamGeometry, spec: Spec, version: int = REDUCTION_FORMAT) -> str:
+    """The key of one block's polar reduction: its files, the block grid, the geometry and the reduction's grid."""
+    return _hash("reduction", version, block.identity, size, block.index, geo.key, spec.query())
+
+
+def reduction_geometry_key(geo: BeamGeometry, spec: Spec, version: int = REDUCTION_FORMAT) -> str:
+    """The key of a reduction's per-geometry record (valid pixels and ranges per cell): no scan's files, only
+    the geometry (which holds every valid pixel) and the grid."""
+    return _hash("reduction-geometry", version, geo.key, spec.query())

@@ -25,19 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from dada.cache.keys import block_key
+from dada.cache.keys import block_key, reduction_geometry_key, reduction_key
 from dada.cache.writer import CacheWriter
 from dada.cluster.assembly import Assembly, as_run
 from dada.cluster.blocks import Block, blocks_of
 from dada.cluster.nodes import Job, NodePool
 from dada.endpoint import Reduction
 from dada.errors import Cancelled
+from dada.memo import Memo
 from dada.params import canon
 from dada.sources.scan import Scan
-from dada.stxm import wire
+from dada.stxm import reduction, wire
+from dada.stxm.beam import BeamGeometry
 from dada.stxm.channel import Partial
 from dada.stxm.outputs import Outputs
-from dada.stxm.partials import BlockListener, Pass
+from dada.stxm.partials import REDUCE, REDUCE_GEOMETRY, REDUCTION, REDUCTION_GEOMETRY, BlockListener, Pass
 
 log = logging.getLogger("dada.cluster")
 
@@ -62,9 +64,24 @@ def block_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
 
 
 class ClusterPartials:
+    """``reduction`` = (dr, cells per point at most) of the polar reductions it keeps (None: none)."""
+
     def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, cache: CacheWriter | None,
-                 block_size: Callable[[Scan], int]) -> None:
+                 block_size: Callable[[Scan], int], reduction: tuple[int, int] | None = None) -> None:
         self.pool, self.loop, self.cache, self.block_size = pool, loop, cache, block_size
+        self.grid = reduction
+        self.views = Memo(2)  # the reductions of the last requests' points: a dragged ring asks again and again
+
+    @property
+    def dr(self) -> int:
+        return self.grid[0] if self.grid is not None else 1
+
+    def spec(self, scan: Scan, geo: BeamGeometry) -> reduction.Spec | None:
+        """The grid of this scan's reduction at this geometry; None when none is kept (no cache, no beam
+        centre, or frames of floats, whose sums are not exact)."""
+        if self.grid is None or self.cache is None or self.cache.empty or scan.dtype.kind not in "ui":
+            return None
+        return reduction.spec_for(geo.shape, geo.cx, geo.cy, *self.grid)
 
     def _key(self, block: Block, size: int, p: Pass, i: int) -> str:
         return block_key(block, size, p, i)
@@ -81,10 +98,12 @@ class ClusterPartials:
             return None
 
     def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, listener: BlockListener | None = None,
-                 outputs: Outputs | None = None) -> dict[str, Partial]:
+                 outputs: Outputs | None = None, reduce: bool = False) -> dict[str, Partial]:
         frames = np.asarray(frames, dtype=np.int64).ravel()
         size = self.block_size(scan)
         blocks, groups = blocks_of(scan, frames, size)
+        spec = self.spec(scan, p.geo) if reduce else None
+        reducing: set[int] = set()  # blocks whose reduction is still to compute
         if listener is not None:
             listener.start(len(blocks))
         into = Assembly(frames.size, outputs)
@@ -105,17 +124,26 @@ class ClusterPartials:
             if got:
                 into.place(as_run(groups[k]), as_run(frames[groups[k]] - block.first), got)
             lacking = {c.name for c, _ in p.channels} - set(got)
+            if spec is not None and block.complete and self.cache.get(reduction_key(block, size, p.geo, spec)) is None:
+                reducing.add(k)
+                lacking = lacking or {p.channels[0][0].name}  # the reduction comes with some channel's pass
             if lacking:
                 missing[k] = p.only(lacking)
             else:
                 done(k)
         if missing:
-            self._fetch(frames, blocks, groups, size, p, self._jobs(scan, blocks, missing), into, done, listener)
+            ask = None
+            if reducing:
+                ask = (spec, self.cache.get(reduction_geometry_key(p.geo, spec)) is None)
+            self._fetch(frames, blocks, groups, size, p, self._jobs(scan, blocks, missing, reducing, ask), into, done,
+                        listener, spec)
         return into.out
 
-    def _jobs(self, scan: Scan, blocks: list[Block], missing: dict[int, Pass]) -> list[tuple[Job, int, int]]:
+    def _jobs(self, scan: Scan, blocks: list[Block], missing: dict[int, Pass], reducing: set[int] = frozenset(),
+              ask: tuple[reduction.Spec, bool] | None = None) -> list[tuple[Job, int, int]]:
         """One job per missing block, or several pieces of each when the nodes would otherwise idle;
-        with each job, its block and the block's row where it starts."""
+        with each job, its block and the block's row where it starts. The jobs of blocks in ``reducing``
+        also compute the reduction on ``ask``'s grid (the first of them its per-geometry record, if asked)."""
         pieces = max(1, -(-self.pool.width // len(missing)))
         request = self.pool.request()
         out: list[tuple[Job, int, int]] = []
@@ -125,22 +153,34 @@ class ClusterPartials:
             edges = [b.first + (b.stop - b.first) * j // n for j in range(n + 1)]
             for first, stop in zip(edges[:-1], edges[1:], strict=True):
                 url = block_url(scan, first, stop, sub)
+                if k in reducing and ask is not None:
+                    spec, geometry = ask
+                    url += f"&{REDUCE}={urllib.parse.quote(spec.query())}"
+                    if geometry:
+                        url += f"&{REDUCE_GEOMETRY}=1"
+                        ask = (spec, False)
                 out.append((Job(len(out), url, url.split("?")[0], request), k, first - b.first))
         return out
 
     def _fetch(self, frames: np.ndarray, blocks: list[Block], groups: list[np.ndarray], size: int, p: Pass,
                jobs: list[tuple[Job, int, int]], into: Assembly, done: Callable[[int], None],
-               listener: BlockListener | None) -> None:
+               listener: BlockListener | None, spec: reduction.Spec | None = None) -> None:
         """Send the jobs through the event loop; read, place and queue for the cache here, off the
         loop. A cancel from the listener stops the jobs not yet answered."""
         where = {job.id: (k, row) for job, k, row in jobs}
         waiting = Counter(k for _, k, _ in jobs)  # pieces still to come, per block
+        npieces = Counter(waiting)
         pieces: dict[int, list[tuple[int, dict[str, Partial]]]] = {}  # blocks sent in pieces: (row, partials)
+        reduced: dict[int, list[tuple[int, bytes]]] = {}  # the reduction records of each block's pieces
         for jid, body in answered(self.pool, self.loop, [job for job, _, _ in jobs], listener):
             k, row = where[jid]
             block = blocks[k]
             try:
                 records = dict(wire.unbundle(body))
+                if REDUCTION_GEOMETRY in records:
+                    self.cache.put(reduction_geometry_key(p.geo, spec), bytes(records.pop(REDUCTION_GEOMETRY)))
+                if REDUCTION in records:
+                    reduced.setdefault(k, []).append((row, bytes(records.pop(REDUCTION))))
                 partials = {name: wire.read(rec) for name, rec in records.items()}
             except wire.WireError as exc:
                 raise RuntimeError(f"a node's answer for frames {block.first}.. is unreadable: {exc}") from None
@@ -149,6 +189,8 @@ class ClusterPartials:
             mine = (rows >= row) & (rows < row + count)
             into.place(as_run(groups[k][mine]), as_run(rows[mine] - row), partials)
             waiting[k] -= 1
+            if not waiting[k] and k in reduced:
+                self._keep_reduction(reduction_key(block, size, p.geo, spec), reduced.pop(k), npieces[k])
             if waiting[k] or k in pieces:
                 pieces.setdefault(k, []).append((row, partials))
                 if waiting[k]:
@@ -159,6 +201,73 @@ class ClusterPartials:
                     if c.name in records:
                         self.cache.put(self._key(block, size, p, i), records[c.name])
             done(k)
+
+
+    def _keep_reduction(self, key: str, parts: list[tuple[int, bytes]], pieces: int) -> None:
+        """A whole block's reduction into the cache: its one record, or its pieces' joined; none when some
+        piece could not reduce (the block's requests are then answered from the frames)."""
+        if len(parts) != pieces:
+            return
+        parts.sort(key=lambda rb: rb[0])
+        self.cache.put(key, parts[0][1] if pieces == 1 else reduction.join([b for _, b in parts]))
+
+    def reduction(self, scan: Scan, frames: np.ndarray, geo: BeamGeometry) -> reduction.View | None:
+        """The scan's polar reduction over ``frames`` (flat), when every block holding them has one kept."""
+        spec = self.spec(scan, geo)
+        if spec is None:
+            return None
+        frames = np.asarray(frames, dtype=np.int64).ravel()
+        key = (scan.identity, geo.key, spec, frames.size, hash(frames.tobytes()))
+        view = self.views.get(key, lambda: self._view(scan, frames, geo, spec))
+        if view is None:  # not kept (yet): asked again next time
+            self.views.forget(key)
+        return view
+
+    def _view(self, scan: Scan, frames: np.ndarray, geo: BeamGeometry, spec: reduction.Spec
+              ) -> reduction.View | None:
+        size = self.block_size(scan)
+        blocks, groups = blocks_of(scan, frames, size)
+        if not all(b.complete for b in blocks):
+            return None
+        keys = [reduction_key(b, size, geo, spec) for b in blocks]
+        datas = [self.cache.get(key) for key in [reduction_geometry_key(geo, spec), *keys]]
+        if any(d is None for d in datas):
+            return None
+        try:
+            geometry = reduction.Geometry.read(datas[0])
+            n = frames.size
+            rings = np.zeros((spec.nr + 1, n), dtype=np.int64)
+            moments = np.zeros((2, spec.nr + 1, n), dtype=np.int64)
+            saturated, parts = [], []
+            for b, key, data, positions in zip(blocks, keys, datas[1:], groups, strict=True):
+                record = reduction.Record(data)
+                rows = frames[positions] - b.first
+                rings[1:, positions] = record["rings"][:, rows]
+                moments[:, 1:, positions] = record["moments"][:, :, rows]
+                sat = record["saturated"]
+                at = np.full(record.meta["points"], -1, dtype=np.int64)
+                at[rows] = positions
+                mine = at[sat[0]] >= 0
+                saturated.append(np.stack([at[sat[0][mine]], sat[1][mine], sat[2][mine]]))
+                parts.append((self._record(key), positions, rows))
+        except (reduction.ReductionError, KeyError, IndexError, ValueError) as exc:
+            log.warning("a kept reduction is unreadable (%s); answering from the frames", exc)
+            return None
+        np.cumsum(rings, axis=0, out=rings)
+        np.cumsum(moments, axis=1, out=moments)
+        return reduction.View(geometry, rings, moments, np.concatenate(saturated, axis=1), parts)
+
+    def _record(self, key: str) -> Callable[[], reduction.Record]:
+        """A block's reduction record, read from the cache each time asked: its cells (only sector requests
+        need them) are read block by block, never held for the whole scan."""
+
+        def get() -> reduction.Record:
+            data = self.cache.get(key)
+            if data is None:
+                raise reduction.ReductionError("a block's reduction left the cache")
+            return reduction.Record(data)
+
+        return get
 
 
 class ClusterFrames:

@@ -21,7 +21,8 @@ from dada.cluster.nodes import TWIN_MARK
 from dada.endpoint import Reduction
 from dada.errors import BadParameter, Busy, NotFound
 from dada.sources.catalog import Catalog
-from dada.stxm.partials import pack
+from dada.stxm.partials import REDUCE, REDUCE_GEOMETRY, pack
+from dada.stxm.reduction import Spec
 from dada.stxm.routes import StxmEndpoint
 
 if TYPE_CHECKING:
@@ -68,13 +69,23 @@ class BlockService:
             self._busy -= 1
 
     def compute(self, tail: str, query: Mapping[str, str]) -> bytes:
+        """A block's partials; with ``reduce={dr},{nr},{ns}`` its polar reduction too (and with
+        ``reduce_geometry=1`` the reduction's per-geometry record)."""
         path, first, stop = parse_tail(tail)
-        args = self.endpoint.model.parse(query)
+        args = self.endpoint.model.parse({k: v for k, v in query.items() if k not in (REDUCE, REDUCE_GEOMETRY)})
         scan = self.catalog.scan(path)
         p = self.endpoint.pass_for(scan, args, self.catalog)
         for c, cargs in p.channels:
             c.check(p.geo, cargs)
-        return pack(self.partials(scan, np.arange(first, stop, dtype=np.int64), p))
+        frames = np.arange(first, stop, dtype=np.int64)
+        if REDUCE not in query:
+            return pack(self.partials(scan, frames, p))
+        try:
+            spec = Spec.parse(query[REDUCE])
+        except ValueError:
+            raise BadParameter(REDUCE, f"{query[REDUCE]!r} is not a reduction grid", "dr,nr,ns: integers") from None
+        partials, records = self.partials.reduced(scan, frames, p, spec, query.get(REDUCE_GEOMETRY) == "1")
+        return pack(partials, records)
 
     def reduce(self, tail: str, query: Mapping[str, str]) -> bytes:
         """A frame reduction's part (``/_frames/…?route=sum|composite&…``): over the frames of the request's

@@ -137,7 +137,8 @@ def make_app(config: Config, role: str = "front") -> web.Application:
                          secret=node_secret)
         await nodes.start()
         cluster["pool"] = nodes
-        dispatch.partials = ClusterPartials(nodes, loop, cache, partial(block_size, config))
+        grid = (config.reduction_dr, config.reduction_cells) if config.reduction_cells else None
+        dispatch.partials = ClusterPartials(nodes, loop, cache, partial(block_size, config), grid)
         dispatch.frames = ClusterFrames(nodes, loop, partial(block_size, config))
         # What exists now lives as long as the server: keep it out of the garbage collector's scans,
         # whose full passes otherwise show as latency spikes under load.
@@ -218,7 +219,7 @@ def guarded(guard: NodeGuard):
 
 
 CORS_HEADERS = {"Access-Control-Allow-Headers": "Authorization, X-Request-Id, If-None-Match",
-                "Access-Control-Expose-Headers": "ETag, X-Request-Id, X-Dada-View, Content-Disposition",
+                "Access-Control-Expose-Headers": "ETag, X-Request-Id, X-Dada-View, X-Dada-Source, Content-Disposition",
                 "Access-Control-Allow-Methods": "GET, HEAD, DELETE, OPTIONS", "Access-Control-Max-Age": "600"}
 
 

@@ -34,6 +34,8 @@ from dada.server.progress import ProgressHub
 from dada.sources.catalog import Catalog
 from dada.stxm.partials import PartialSource
 
+SOURCE_HEADER = "X-Dada-Source"  # STXM answers: "reduction" (the scan's polar reduction) or "raw" (its frames)
+
 # Text formats take several bytes per number: scale the size estimate before the limit check.
 TEXT_EXPANSION = {"json": 12, "csv": 12}
 
@@ -242,7 +244,8 @@ class Dispatcher:
             head = web.StreamResponse(headers=headers)
             await head.prepare(request)
             return head
-        ctx = Context(self.catalog, self.partials, self.hub.publisher(rid, grant) if listened else None, self.frames)
+        ctx = Context(self.catalog, self.partials, self.hub.publisher(rid, grant) if listened else None, self.frames,
+                      getattr(self.partials, "reduction", None) and self.partials)
         self.metrics.in_flight.inc()
         status, error = 200, None
         try:
@@ -252,6 +255,8 @@ class Dispatcher:
                 if result.document is not None and ep.target == "folder":
                     result = replace(result, document=Access.visible(grant, result.document))
                 body, more = await self._work(_encoded, ep.present(result, args), fmt, args, lane=lane)
+                if "source" in result.attrs:  # which data answered: kept with the answer's other headers
+                    more = {**more, SOURCE_HEADER: result.attrs["source"]}
                 del result  # its arrays are the body's now (or the cache's): not held while the body is sent
             headers.update(more)
         except DadaError as exc:

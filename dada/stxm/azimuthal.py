@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Partial
 from dada.stxm.polar import sectors
 from dada.views import Drawing, HueSaturation, Overlay
+
+if TYPE_CHECKING:
+    from dada.stxm.reduction import View
 
 
 def harmonic(sectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,10 +48,30 @@ class Azimuthal(AnnulusChannel):
     )
     outputs = ("sectors", "orientation", "anisotropy")
     overlays = (Overlay("sectors", ("rmin", "rmax", "nsectors")),)
+    radii = ("rmin", "rmax")
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
         return Bins(sectors(geo.radius(), geo.cx, geo.cy, rmin, rmax, args["nsectors"]), args["nsectors"])
+
+    def reduced(self, view: View, geo: BeamGeometry, args: dict[str, Any]) -> Partial | None:
+        """The ring's radial bins, and each of their cells' sector by the sectors' own formula
+        (``polar.sectors``) at its smallest and largest angle: the same for both, or the frames are read."""
+        rmin, rmax = ring(geo, args)
+        n, g = args["nsectors"], view.geometry
+        on = g.ring_labels(lambda r: np.where(r < rmin, -1, np.where(r < rmax, 0, 1)), rmax)
+        if on is None:
+            return None
+
+        def sector(a: np.ndarray) -> np.ndarray:
+            return np.minimum((a / (2 * np.pi) * n).astype(np.int32), n - 1)
+
+        full = ~np.isnan(g.alo)
+        lo, hi = sector(np.where(full, g.alo, 0.0)), sector(np.where(full, g.ahi, 0.0))
+        inside = full & (on == 0)[:, None]
+        if (lo[inside] != hi[inside]).any():
+            return None
+        return view.partial(view.cell_sums(np.where(inside, lo, -1), n))
 
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         return {"sectors": (args["nsectors"], *points), "orientation": points, "anisotropy": points}

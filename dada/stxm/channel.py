@@ -19,13 +19,16 @@ the selection's accumulators inside ``finalize`` (:meth:`Partial.merged`), and a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry
 from dada.views import Drawing, Overlay
+
+if TYPE_CHECKING:
+    from dada.stxm.reduction import View
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,9 @@ class Channel:
     accumulators: ClassVar[tuple[str, ...]] = ("sum",)
     # Whether its bins depend on the beam centre: a channel that does not (a box) runs on scans that record none.
     centred: ClassVar[bool] = True
+    # Its radius parameters (px) that ``snap=true`` moves to the polar reduction's grid; a channel naming any
+    # is one that can be answered from the reduction (:meth:`reduced`).
+    radii: ClassVar[tuple[str, ...]] = ()
 
     def check(self, geo: BeamGeometry, args: dict[str, Any]) -> None:
         """Raise BadParameter for impossible parameters (before any frame is read)."""
@@ -111,6 +117,11 @@ class Channel:
                  context: Any = None) -> dict[str, np.ndarray]:
         """Per-point outputs, flat over points (npoints last); ``context`` is :meth:`whole_scan`'s answer."""
         raise NotImplementedError
+
+    def reduced(self, view: View, geo: BeamGeometry, args: dict[str, Any]) -> Partial | None:
+        """The partial the frames would give, from the scan's polar reduction (``reduction``), exactly; None
+        when its bins are not unions of the reduction's cells (then the frames are read)."""
+        return None
 
     def pointwise(self, args: dict[str, Any]) -> bool:
         """Whether each point's outputs depend on that point's partial alone (and :meth:`whole_scan`'s

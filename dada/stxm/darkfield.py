@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -10,6 +10,9 @@ from dada.stxm.annulus import AnnulusChannel
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Partial
 from dada.stxm.polar import rings
+
+if TYPE_CHECKING:
+    from dada.stxm.reduction import View
 
 
 class Darkfield(AnnulusChannel):
@@ -20,10 +23,16 @@ class Darkfield(AnnulusChannel):
         radius_param("rmax", "Outer radius (excluded); default: the largest circle inside the frame.", None),
     )
     outputs = ("darkfield", "transmission")
+    radii = ("rmin", "rmax")
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
         return Bins(rings(geo.radius(), (-np.inf, rmin, rmax), (1, 0)), 2)
+
+    def reduced(self, view: View, geo: BeamGeometry, args: dict[str, Any]) -> Partial | None:
+        rmin, rmax = ring(geo, args)
+        labels = view.geometry.ring_labels(lambda r: np.where(r < rmin, 1, np.where(r < rmax, 0, -1)), rmax)
+        return None if labels is None else view.partial(view.ring_sums(labels, 2))
 
     def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Channel, Partial
 from dada.stxm.polar import rings
 from dada.views import Overlay
+
+if TYPE_CHECKING:
+    from dada.stxm.reduction import View
 
 
 def centre_of_mass(m: Partial) -> np.ndarray:
@@ -42,6 +45,7 @@ class Dpc(Channel):
     outputs = ("dpc",)
     overlays = (Overlay("circle", ("rdpc",)),)
     accumulators = ("sum", "sx", "sy")
+    radii = ("rdpc",)
 
     def pointwise(self, args: dict[str, Any]) -> bool:
         return True
@@ -54,6 +58,17 @@ class Dpc(Channel):
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         return Bins(rings(geo.radius(), (-np.inf, args["rdpc"]), (0,)), 1)
+
+    def reduced(self, view: View, geo: BeamGeometry, args: dict[str, Any]) -> Partial | None:
+        """The disc's sums and moments; its moments about the beam centre as the engine turns them (Σv·col -
+        cx·Σv, of integers: the same numbers)."""
+        rdpc = args["rdpc"]
+        labels = view.geometry.ring_labels(lambda r: np.where(r < rdpc, 0, 1), rdpc)
+        if labels is None:
+            return None
+        s = view.ring_sums(labels, 1, moments=True)
+        return view.partial({"count": s["count"], "sum": s["sum"], "sx": s["col"] - geo.cx * s["sum"],
+                             "sy": s["row"] - geo.cy * s["sum"]})
 
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         return {"dpc": (2, *points)}

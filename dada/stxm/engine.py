@@ -43,8 +43,10 @@ class Engine:
             self._local.bufs = held
         return held[1], held[2]
 
-    def run(self, scan: Scan, frames: np.ndarray, maps: PixelMaps, geo: BeamGeometry) -> Bulk:
-        """Every bin's accumulators for every frame number in ``frames`` (flat); unwritten frames are NaN rows."""
+    def run(self, scan: Scan, frames: np.ndarray, maps: PixelMaps, geo: BeamGeometry,
+            centred: int | None = None) -> Bulk:
+        """Every bin's accumulators for every frame number in ``frames`` (flat); unwritten frames are NaN rows.
+        Moments of bins from ``centred`` on stay about pixel (0, 0) (the polar reduction's: integers)."""
         frames = np.asarray(frames, dtype=np.int64).ravel()
         nb = maps.offsets[-1]
         values = maps.new_values(frames.size)
@@ -64,8 +66,9 @@ class Engine:
         # The kernels sum v, v·col and v·row: integers for integer frames, so exact whatever the order of
         # addition (threads, blocks, which channels share the pass). Moments about the beam centre follow.
         if maps.kernel.mom_cols:
-            values[..., 1] -= geo.cx * values[..., 0]
-            values[..., 2] -= geo.cy * values[..., 0]
+            about = values[:, :centred]
+            about[..., 1] -= geo.cx * about[..., 0]
+            about[..., 2] -= geo.cy * about[..., 0]
         values[~present] = np.nan
         valid[~present] = np.nan
         return Bulk(values, valid, present)

@@ -15,13 +15,16 @@ from dada.memo import Memo
 from dada.sources.scan import Scan
 from dada.stxm.channel import Partial
 from dada.stxm.engine import Bulk, Engine
-from dada.stxm.partials import BlockListener, Pass
+from dada.stxm.partials import REDUCTION, REDUCTION_GEOMETRY, BlockListener, Pass
 from dada.stxm.pixelmaps import PixelMaps, fuse
+from dada.stxm.reducing import Cells, Rings, block_bytes, geometry_of
+from dada.stxm.reduction import Spec
 
 if TYPE_CHECKING:
     from dada.stxm.outputs import Outputs
 
 MAPS = Memo(16)
+
 
 
 def pixel_maps(p: Pass) -> PixelMaps:
@@ -50,7 +53,8 @@ class LocalPartials:
         self.engine = engine
 
     def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, listener: BlockListener | None = None,
-                 outputs: Outputs | None = None) -> dict[str, Partial]:
+                 outputs: Outputs | None = None, reduce: bool = False) -> dict[str, Partial]:
+        """(A reduction is kept only through a front's block cache: ``reduce`` is ignored here.)"""
         maps = pixel_maps(p)
         out = per_channel(self.engine.run(scan, frames, maps, p.geo), maps, [c.name for c, _ in p.channels])
         if listener is not None:
@@ -60,3 +64,21 @@ class LocalPartials:
             everything = slice(0, len(frames))
             outputs.place(everything, everything, name, out.pop(name))
         return out
+
+    def reduced(self, scan: Scan, frames: np.ndarray, p: Pass, spec: Spec, geometry: bool
+                ) -> tuple[dict[str, Partial], dict[str, bytes]]:
+        """The pass's partials, and in the same pass the frames' polar reduction as records (see
+        ``reduction``): the block's, unless a frame is absent or a sum not an integer; with ``geometry`` the
+        per-geometry one too."""
+        cells, rings = Cells(spec), Rings(spec)
+        full = Pass(p.geo, (*p.channels, (cells, {}), (rings, {})))
+        maps = pixel_maps(full)
+        n = len(p.channels)
+        bulk = self.engine.run(scan, frames, maps, p.geo, centred=maps.offsets[n])
+        out = per_channel(bulk, maps, [c.name for c, _ in full.channels])
+        static = maps.static_valid[maps.offsets[n]:maps.offsets[n + 1]]
+        record = block_bytes(out.pop(cells.name), out.pop(rings.name), static, spec)
+        records = {} if record is None else {REDUCTION: record}
+        if geometry:
+            records[REDUCTION_GEOMETRY] = geometry_of(p.geo, spec).record()
+        return out, records

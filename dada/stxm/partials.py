@@ -24,6 +24,7 @@ from dada.stxm.channel import Channel, Partial
 
 if TYPE_CHECKING:
     from dada.stxm.outputs import Outputs
+    from dada.stxm.reduction import View
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,27 @@ class BlockListener(Protocol):
 
 class PartialSource(Protocol):
     def __call__(self, scan: Scan, frames: np.ndarray, p: Pass, listener: BlockListener | None = None,
-                 outputs: Outputs | None = None) -> dict[str, Partial]:
+                 outputs: Outputs | None = None, reduce: bool = False) -> dict[str, Partial]:
         """Every channel's partial over ``frames``; the channels of ``outputs`` go there instead, block by
-        block as they come, and are not returned."""
+        block as they come, and are not returned. With ``reduce``, the scan's polar reduction is kept
+        too, where there is somewhere to keep it (``reduction``)."""
 
 
-def pack(partials: dict[str, Partial]) -> bytearray:
-    """What a node answers for a block: every channel's record (see ``wire``)."""
-    return wire.bundle(partials)
+REDUCE = "reduce"  # a block job's query: also compute the polar reduction on this grid (``reduction.Spec``)
+REDUCE_GEOMETRY = "reduce_geometry"  # and answer the reduction's per-geometry record
+REDUCTION = "_polar"  # in a node's answer: the block's reduction record, behind this name
+REDUCTION_GEOMETRY = "_polar_geometry"  # the reduction's per-geometry record, when asked
+
+
+class ReductionSource(Protocol):
+    """Where scans' polar reductions are kept (``reduction``): the grid's radial bin, and a scan's reduction
+    over some of its points when every block holding them has one."""
+
+    dr: int
+
+    def reduction(self, scan: Scan, frames: np.ndarray, geo: BeamGeometry) -> View | None: ...
+
+
+def pack(partials: dict[str, Partial], records: dict[str, bytes] | None = None) -> bytearray:
+    """What a node answers for a block: every channel's record (see ``wire``), then other named records."""
+    return wire.bundle(partials, records or {})

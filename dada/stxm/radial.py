@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Channel, Partial
 from dada.stxm.polar import shells
 from dada.views import Curve, Drawing, Overlay
+
+if TYPE_CHECKING:
+    from dada.stxm.reduction import View
 
 
 def q_of_r(r: np.ndarray | float, geo: BeamGeometry) -> np.ndarray:
@@ -52,6 +55,7 @@ class Radial(Channel):
               choices=("none", "sum"), default="none"),
     )
     outputs = ("radial", "axis")
+    radii = ("rmin", "rmax")
     overlays = (Overlay("annulus", ("rmin", "rmax")),)
 
     def pointwise(self, args: dict[str, Any]) -> bool:
@@ -74,6 +78,21 @@ class Radial(Channel):
         edges = self.edges(geo, args)
         u = geo.radius() if args["unit"] == "px" else q_of_r(geo.radius(), geo)
         return Bins(shells(u, edges[0], edges[-1], args["nbins"]), args["nbins"])
+
+    def reduced(self, view: View, geo: BeamGeometry, args: dict[str, Any]) -> Partial | None:
+        """In px: each shell's radial bins, by the shells' own formula (``polar.shells``) at each bin's smallest
+        and largest radius (-1 below, nbins above: monotone in r)."""
+        if args["unit"] != "px":
+            return None
+        edges = self.edges(geo, args)
+        e0, e1, n = float(edges[0]), float(edges[-1]), int(args["nbins"])
+
+        def shell(v: np.ndarray) -> np.ndarray:
+            k = np.floor((v - e0) / (e1 - e0) * n)
+            return np.where(v < e0, -1, np.where((v < e1) & (k < n), k, n))
+
+        labels = view.geometry.ring_labels(shell, e1)
+        return None if labels is None else view.partial(view.ring_sums(labels, n))
 
     def output_shape(self, args: dict[str, Any], points: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         per = (args["nbins"],) if args["reduce"] == "sum" else (args["nbins"], *points)

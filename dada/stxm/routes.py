@@ -30,6 +30,9 @@ from dada.stxm.partials import Pass
 from dada.views import Overlay
 
 WHOLE_SCAN = Memo(64)
+SNAP = Param("snap", "Move the radii to the polar reduction's grid (multiples of its radial bin, 1 px by default), "
+             "so that the answer comes from the reduction instead of the frames; the attributes say what moved.",
+             type="boolean", default=False)
 
 
 def _prefixed(channel: Channel, p: Param) -> Param:
@@ -56,7 +59,7 @@ class StxmEndpoint(Endpoint):
         else:
             (c,) = channels
             self.name, self.prefix, self.summary, self.version = c.name, f"/{c.name}", c.doc, c.version
-            own = list(c.params)
+            own = list(c.params) + ([SNAP] if c.radii else [])
             outputs = c.outputs
         output = Param("output", "Which output npy, tiff, csv and png carry (h5, mat and json carry all).",
                        choices=outputs, default=outputs[0], presentation=True)
@@ -158,23 +161,85 @@ class StxmEndpoint(Endpoint):
 
         return WHOLE_SCAN.get((scan.identity, p.geo.key, one.keys), whole)
 
+    def _snapped(self, scan: Scan, args: dict[str, Any], ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+        """With ``snap``, the channel's radii moved to the nearest multiple of the reduction's radial bin (an
+        unset outer radius from its default); and what moved, as [asked, used]."""
+        if self.multi or not args.get("snap"):
+            return args, {}
+        (c,) = self.channels.values()
+        geo = geometry(scan, args, ctx.catalog, self.centred(args))
+        dr = ctx.reductions.dr if ctx.reductions is not None else 1
+        moved: dict[str, Any] = {}
+        out = dict(args)
+        for name in c.radii:
+            asked = args[name] if args[name] is not None else geo.r_inside()
+            used = float(round(asked / dr) * dr)
+            if used != args[name]:
+                moved[name] = [args[name], used]
+                out[name] = used
+        self._checked(c, geo, out)
+        return out, moved
+
+    def _from_reduction(self, scan: Scan, frames: np.ndarray, p: Pass, ctx: Context) -> dict[str, Partial] | None:
+        """A single channel's partial from the scan's polar reduction, when it holds these points and the
+        channel's bins are unions of its cells; else None (the frames are read)."""
+        if self.multi or ctx.reductions is None:
+            return None
+        (c, cargs), = p.channels
+        if not c.radii:
+            return None
+        view = ctx.reductions.reduction(scan, frames, p.geo)
+        m = None if view is None else c.reduced(view, p.geo, cargs)
+        return None if m is None else {c.name: m}
+
+    def _whole_from_reduction(self, scan: Scan, p: Pass, ctx: Context) -> list[Any] | None:
+        """Whole-scan references (dpc's median) from the reduction of every frame, when it answers."""
+        contexts: list[Any] = []
+        for i, (c, cargs) in enumerate(p.channels):
+            if not c.needs_whole_scan(cargs):
+                contexts.append(None)
+                continue
+            whole = self._from_reduction(scan, np.arange(scan.nframes, dtype=np.int64), Pass(p.geo, (p.channels[i],)),
+                                         ctx)
+            if whole is None:
+                return None
+            contexts.append(c.whole_scan(whole[c.name]))
+        return contexts
+
     def compute(self, target: Target, args: dict[str, Any], ctx: Context) -> Result:
         scan = target.scan
         frames, vert, horz = select(scan, args)
+        args, moved = self._snapped(scan, args, ctx)
         p = self.pass_for(scan, args, ctx.catalog)
-        contexts = [self._context(scan, p, i, ctx) for i in range(len(p.channels))]
+        reduced = self._from_reduction(scan, frames.ravel(), p, ctx)
+        contexts = self._whole_from_reduction(scan, p, ctx) if reduced is not None else None
+        if contexts is None:
+            reduced, contexts = None, [self._context(scan, p, i, ctx) for i in range(len(p.channels))]
         # pointwise channels are finalised block by block as they come (the selection's partials are never
         # held whole); the others' partials are gathered and finalised once
         outputs = Outputs(p, contexts, frames.shape)
         listener = None if ctx.progress is None else _MapListener(self, p, args, contexts, frames.shape, ctx.progress,
                                                                   outputs)
-        partials = ctx.partials(scan, frames.ravel(), p, listener, outputs)
-        folded = outputs.finish()
-        present = outputs.present if outputs.channels else next(iter(partials.values())).present
+        if reduced is not None:  # every point at once: finalised below, as non-pointwise channels are
+            partials, folded = reduced, {}
+            if listener is not None:
+                listener.start(1)
+                listener.block(np.arange(frames.size), partials)
+            present = next(iter(partials.values())).present
+        else:
+            written = frames[frames < scan.nframes]
+            # a request of the whole scan's frames from /stxm keeps the scan's polar reduction too
+            whole = self.multi and np.unique(written).size == scan.nframes
+            partials = ctx.partials(scan, frames.ravel(), p, listener, outputs, reduce=whole)
+            folded = outputs.finish()
+            present = outputs.present if outputs.channels else next(iter(partials.values())).present
         arrays: dict[str, np.ndarray] = {}
         attrs: dict[str, Any] = {**provenance(scan, frames), "beam_center": [p.geo.cx, p.geo.cy],
                                  "vert": [vert.start, vert.stop, vert.step], "horz": [horz.start, horz.stop, horz.step],
-                                 "frames_missing": int((~present).sum())}
+                                 "frames_missing": int((~present).sum()),
+                                 "source": "raw" if reduced is None else "reduction"}
+        if moved:
+            attrs["snapped"] = moved
         for (c, cargs), context in zip(p.channels, contexts, strict=True):
             # each channel's partial is let go once finalised: the front holds the answer, not the partials
             out = folded[c.name] if c.name in folded else c.finalize(partials.pop(c.name), p.geo, cargs, context)

@@ -108,18 +108,23 @@ def read(data: bytes | memoryview, verify: bool = True) -> Partial:
     return Partial(arrays, ~np.isnan(count[:, 0]) if nbins else np.ones(n, dtype=bool))
 
 
-def bundle(partials: dict[str, Partial]) -> bytearray:
-    """A node's answer: every channel's record behind its name, written in one buffer."""
-    names = {name: name.encode() for name in partials}
-    sizes = {name: _size(m) for name, m in partials.items()}
-    out = bytearray(sum(NAME.size + len(names[k]) + sizes[k] for k in partials))
+def bundle(partials: dict[str, Partial], others: dict[str, bytes] | None = None) -> bytearray:
+    """A node's answer: every channel's record behind its name, written in one buffer; then ``others``
+    (records of other kinds, e.g. the polar reduction's) behind theirs."""
+    others = others or {}
+    names = {name: name.encode() for name in [*partials, *others]}
+    sizes = {**{name: _size(m) for name, m in partials.items()}, **{name: len(b) for name, b in others.items()}}
+    out = bytearray(sum(NAME.size + len(names[k]) + sizes[k] for k in names))
     view, pos = memoryview(out), 0
-    for name, m in partials.items():
+    for name in names:
         NAME.pack_into(out, pos, len(names[name]), sizes[name])
         pos += NAME.size
         out[pos:pos + len(names[name])] = names[name]
         pos += len(names[name])
-        _write(view[pos:pos + sizes[name]], m)
+        if name in partials:
+            _write(view[pos:pos + sizes[name]], partials[name])
+        else:
+            out[pos:pos + sizes[name]] = others[name]
         pos += sizes[name]
     return out
 

@@ -1,0 +1,121 @@
+"""Computing the polar reduction on a node, in the same fused pass as the request's channels.
+
+The reduction joins the pass as two more pixel maps: the cells (radial bin x fine sector, Σv) and the radial
+bins (Σv, Σv·col, Σv·row). A radial bin holds exactly the pixels of its cells, so fusing adds no pixel
+classes beyond the cells themselves; the kernels run as they always do. See ``reduction`` for what is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dada.memo import Memo
+from dada.stxm import polar
+from dada.stxm.beam import BeamGeometry
+from dada.stxm.channel import Bins, Channel, Partial
+from dada.stxm.reduction import Geometry, Spec, block_record
+
+GEOMETRIES = Memo(4)
+
+
+def radial_bins(r: np.ndarray, spec: Spec) -> np.ndarray:
+    """k with k·dr <= r < (k+1)·dr (exact comparisons: dr is an integer), -1 beyond the reach. int32."""
+    k = np.floor(r / spec.dr)
+    k -= k * spec.dr > r
+    k += (k + 1) * spec.dr <= r
+    return np.where(r < spec.reach, k, -1).astype(np.int32)
+
+
+def cell_bins(geo: BeamGeometry, spec: Spec) -> np.ndarray:
+    """Radial bin x ns + fine sector per pixel (the sector exactly as ``polar.sectors`` bins it), -1 beyond."""
+    r = geo.radius()
+    k = radial_bins(r, spec)
+    s = polar.sectors(r, geo.cx, geo.cy, 0.0, spec.reach, spec.ns)
+    return np.where((k >= 0) & (s >= 0), k * spec.ns + s, -1).astype(np.int32)
+
+
+def sector_angle(geo: BeamGeometry) -> np.ndarray:
+    """The azimuth as ``polar.sectors`` sees it before binning: numpy's arctan2 of the same rows, a negative
+    one plus 2π (its kernel's wrap)."""
+    h, w = geo.shape
+    y = np.arange(h, dtype=np.float64)[:, None] - geo.cy
+    x = np.arange(w, dtype=np.float64)[None, :] - geo.cx
+    a = np.arctan2(y, x)
+    return np.where(a < 0, a + 2 * np.pi, a)
+
+
+def geometry_of(geo: BeamGeometry, spec: Spec) -> Geometry:
+    """Valid pixels per cell and the radius and angle ranges of each cell's valid pixels (once per geometry)."""
+
+    def make() -> Geometry:
+        cell = cell_bins(geo, spec).reshape(-1)
+        valid = (cell >= 0) & geo.good.reshape(-1)
+        c = cell[valid]
+        r, a = geo.radius().reshape(-1)[valid], sector_angle(geo).reshape(-1)[valid]
+        static = np.bincount(c, minlength=spec.cells).astype(np.int64).reshape(spec.nr, spec.ns)
+        k = c // spec.ns
+        rlo, rhi = np.full(spec.nr, np.inf), np.full(spec.nr, -np.inf)
+        np.minimum.at(rlo, k, r)
+        np.maximum.at(rhi, k, r)
+        alo, ahi = np.full(spec.cells, np.inf), np.full(spec.cells, -np.inf)
+        np.minimum.at(alo, c, a)
+        np.maximum.at(ahi, c, a)
+        empty_r, empty_c = static.sum(axis=1) == 0, static.reshape(-1) == 0
+        rlo[empty_r] = rhi[empty_r] = np.nan
+        alo[empty_c] = ahi[empty_c] = np.nan
+        return Geometry(spec, static, rlo, rhi, alo.reshape(spec.nr, spec.ns), ahi.reshape(spec.nr, spec.ns))
+
+    return GEOMETRIES.get((geo.key, spec), make)
+
+
+class _Internal(Channel):
+    """A map of the reduction: joins a pass, never a route."""
+
+    params = ()
+    outputs = ()
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.version = f"reduction{spec.query()}"
+
+
+class Cells(_Internal):
+    name = "_polar_cells"
+    doc = "Σv per radial bin x fine sector."
+    accumulators: ClassVar[tuple[str, ...]] = ("sum",)
+
+    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
+        return Bins(cell_bins(geo, self.spec), self.spec.cells)
+
+
+class Rings(_Internal):
+    name = "_polar_rings"
+    doc = "Σv, Σv·col, Σv·row per radial bin (moments about pixel (0, 0))."
+    accumulators: ClassVar[tuple[str, ...]] = ("sum", "sx", "sy")
+
+    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
+        return Bins(radial_bins(geo.radius(), self.spec), self.spec.nr)
+
+
+def integral(a: np.ndarray) -> np.ndarray | None:
+    """``a`` as int64 when every value is an integer (integer frames), else None."""
+    out = a.astype(np.int64)
+    return out if np.array_equal(out, a) else None
+
+
+def block_bytes(cells: Partial, rings: Partial, static: np.ndarray, spec: Spec) -> bytes | None:
+    """A block's reduction record from the pass's two maps (moments about pixel (0, 0)) and the cells' valid
+    pixels before per-frame exclusions; None when some frame is absent or a sum is not an integer."""
+    if not cells.present.all():
+        return None
+    n = cells.npoints
+    parts = [integral(np.asarray(rings[k]).T) for k in ("sum", "sx", "sy")]
+    cell_sum = integral(np.asarray(cells["sum"]).reshape(n, spec.nr, spec.ns).transpose(1, 2, 0))
+    if cell_sum is None or any(p is None for p in parts):
+        return None
+    lost = np.rint(static[None, :] - np.asarray(cells["count"], dtype=np.float64)).astype(np.int64)
+    pos, cell = np.nonzero(lost)
+    saturated = np.stack([pos, cell, lost[pos, cell]]).astype(np.int64)
+    return block_record(parts[0], np.stack(parts[1:]), cell_sum, saturated)

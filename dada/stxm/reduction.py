@@ -1,0 +1,294 @@
+"""The polar reduction of a scan: per point, counts in radial bins x fine sectors, kept per block, so that
+later darkfield, radial, azimuthal and dpc requests on its grid are answered without reading a frame.
+
+What is kept (integer frames only; float frames have no exact sums and are never reduced):
+
+* per point and block, r-major: Σv per radial bin (``rings``, int64), Σv·col and Σv·row per radial bin
+  (``moments``, int64, about pixel (0, 0): integers, so the disc's centre of mass comes out as the kernels
+  give it), Σv per radial bin x fine sector (``cells``, uint16 or uint32, the smallest holding the block),
+  and the saturated pixels per cell, sparse (point, cell, count): they are few;
+* once per scan geometry: each cell's valid pixels (``static``), and the smallest and largest radius of the
+  valid pixels of each radial bin and angle of each cell (``rlo``/``rhi``, ``alo``/``ahi``).
+
+A radial bin k holds the pixels with k·dr <= r < (k+1)·dr. A request is answered from the reduction when
+each of its pixel bins is a union of cells: the channel's own bin formula, applied to the smallest and the
+largest radius (angle) of every cell, gives the same bin for both. The formulas are monotone in r (in the
+angle), so then every pixel of the cell falls in that bin, and the bins' sums are the cells' sums: integers,
+added exactly in any order, so the answer equals the raw pass's bit for bit (while sums stay below 2**53).
+Radii on the grid (multiples of dr) always pass; many others do too, as pixel radii are discrete.
+
+Each section is byte-shuffled and compressed with zstd (fast, and far better than zlib on shuffled integer
+planes): counts' high bytes are mostly zero and compress to almost nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+
+from dada.stxm.channel import Partial
+
+MAGIC = b"DADR"
+FORMAT = 1  # enters every key of these records: bump when their meaning changes
+HEAD = struct.Struct("<4sHI")  # magic, format, header length
+LEVEL = 3  # zstd level: ~300 MB/s, a third smaller than level 1 on these planes
+SECTORS = 48  # fine sectors: 1, 2, 3, 4, 6, 8, 12, 16, 24 and 48 sectors are unions of them
+
+
+class ReductionError(ValueError):
+    """Bytes that are not a reduction record of this format."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The reduction's grid: radial bins of ``dr`` px (integer: its edges are exact), ``nr`` of them, ``ns`` sectors."""
+
+    dr: int
+    nr: int
+    ns: int = SECTORS
+
+    @property
+    def reach(self) -> float:
+        """Pixels with r below this are in the reduction."""
+        return float(self.dr * self.nr)
+
+    @property
+    def cells(self) -> int:
+        return self.nr * self.ns
+
+    def query(self) -> str:
+        return f"{self.dr},{self.nr},{self.ns}"
+
+    @classmethod
+    def parse(cls, text: str) -> Spec:
+        dr, nr, ns = (int(v) for v in text.split(","))
+        if dr < 1 or nr < 1 or ns < 1 or nr * ns > 2**24:
+            raise ValueError(f"not a reduction grid: {text}")
+        return cls(dr, nr, ns)
+
+
+def spec_for(shape: tuple[int, int], cx: float, cy: float, dr: int, max_cells: int) -> Spec | None:
+    """The grid a scan's reduction uses: radial bins out to the largest circle inside the frame (every
+    channel's default outer radius), at most ``max_cells`` cells per point; None without a beam centre."""
+    if math.isnan(cx) or math.isnan(cy):
+        return None
+    h, w = shape
+    inside = max(1.0, min(cx + 0.5, w - 0.5 - cx, cy + 0.5, h - 0.5 - cy))
+    nr = min(math.ceil(math.ceil(inside) / dr), max_cells // SECTORS)
+    return Spec(dr, nr) if nr >= 1 else None
+
+
+# -- records: named sections, each byte-shuffled and compressed ------------------------------------
+
+def _shuffle(a: np.ndarray) -> bytes:
+    a = np.ascontiguousarray(a)
+    return np.ascontiguousarray(a.view(np.uint8).reshape(-1, a.itemsize).T).tobytes()
+
+
+def _unshuffle(raw: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    planes = np.frombuffer(raw, dtype=np.uint8).reshape(dtype.itemsize, -1)
+    return np.ascontiguousarray(planes.T).view(dtype).reshape(shape)
+
+
+def encode(meta: dict, sections: dict[str, np.ndarray]) -> bytes:
+    """A record: header (JSON: ``meta`` and each section's dtype, shape and compressed length), then sections."""
+    cctx = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True)
+    parts = {k: cctx.compress(_shuffle(a)) for k, a in sections.items()}
+    head = json.dumps({"meta": meta, "sections": [[k, a.dtype.str, list(a.shape), len(parts[k])]
+                                                  for k, a in sections.items()]}).encode()
+    return b"".join([HEAD.pack(MAGIC, FORMAT, len(head)), head, *parts.values()])
+
+
+class Record:
+    """A record read lazily: its header at once, each section when asked (and then kept)."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        mv = memoryview(data)
+        if len(mv) < HEAD.size:
+            raise ReductionError("a reduction record shorter than its header")
+        magic, fmt, n = HEAD.unpack_from(mv)
+        if magic != MAGIC or fmt != FORMAT:
+            raise ReductionError(f"not a reduction record of format {FORMAT} ({magic!r}, {fmt})")
+        try:
+            head = json.loads(bytes(mv[HEAD.size:HEAD.size + n]))
+        except ValueError:
+            raise ReductionError("a reduction record's header is not JSON") from None
+        self.meta = head["meta"]
+        self._where: dict[str, tuple[np.dtype, tuple[int, ...], memoryview]] = {}
+        pos = HEAD.size + n
+        for name, dt, shape, size in head["sections"]:
+            if pos + size > len(mv):
+                raise ReductionError(f"a reduction record ends inside its section {name!r}")
+            self._where[name] = (np.dtype(dt), tuple(shape), mv[pos:pos + size])
+            pos += size
+        self._got: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._got:
+            dt, shape, raw = self._where[name]
+            try:
+                plain = zstandard.ZstdDecompressor().decompress(raw)
+            except zstandard.ZstdError as exc:
+                raise ReductionError(f"a reduction record's section {name!r} does not decompress: {exc}") from None
+            if len(plain) != dt.itemsize * math.prod(shape):
+                raise ReductionError(f"a reduction record's section {name!r} has {len(plain)} bytes")
+            self._got[name] = _unshuffle(plain, dt, shape)
+        return self._got[name]
+
+
+def block_record(rings: np.ndarray, moments: np.ndarray, cells: np.ndarray, saturated: np.ndarray) -> bytes:
+    """One block's reduction: ``rings`` (nr, n), ``moments`` (2, nr, n) int64, ``cells`` (nr, ns, n) counts,
+    ``saturated`` (3, k) int64 rows of (point, cell, pixels)."""
+    top = int(cells.max(initial=0))
+    narrow = np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.int64
+    return encode({"points": int(rings.shape[1])}, {"rings": rings.astype(np.int64),
+                                                    "moments": moments.astype(np.int64),
+                                                    "cells": cells.astype(narrow), "saturated": saturated})
+
+
+def join(records: list[bytes]) -> bytes:
+    """The record of a block from its pieces' records (in point order)."""
+    rs = [Record(r) for r in records]
+    offsets = np.cumsum([0] + [r.meta["points"] for r in rs])
+    sat = [r["saturated"] + np.array([[o], [0], [0]]) for r, o in zip(rs, offsets[:-1].tolist(), strict=True)]
+    return block_record(np.concatenate([r["rings"] for r in rs], axis=1),
+                        np.concatenate([r["moments"] for r in rs], axis=2),
+                        np.concatenate([r["cells"] for r in rs], axis=2), np.concatenate(sat, axis=1))
+
+
+# -- answering from it -----------------------------------------------------------------------------
+
+Classify = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Geometry:
+    """What a reduction's grid is, once per scan geometry: valid pixels per cell and their radius and angle
+    ranges (NaN where a cell has no valid pixel)."""
+
+    spec: Spec
+    static: np.ndarray  # (nr, ns) int64
+    rlo: np.ndarray  # (nr,) float64
+    rhi: np.ndarray
+    alo: np.ndarray  # (nr, ns) float64: the azimuth as the sector bins see it, [0, 2π)
+    ahi: np.ndarray
+
+    @classmethod
+    def read(cls, data: bytes | memoryview) -> Geometry:
+        r = Record(data)
+        return cls(Spec(*r.meta["spec"]), r["static"], r["rlo"], r["rhi"], r["alo"], r["ahi"])
+
+    def record(self) -> bytes:
+        s = self.spec
+        return encode({"spec": [s.dr, s.nr, s.ns]}, {"static": self.static, "rlo": self.rlo, "rhi": self.rhi,
+                                                       "alo": self.alo, "ahi": self.ahi})
+
+    def ring_labels(self, classify: Classify, reach: float) -> np.ndarray | None:
+        """Per radial bin the channel bin all its valid pixels fall in (-1: none); empty radial bins take
+        their neighbour's, as they add nothing. None when a radial bin's pixels fall in different bins, or
+        when the channel takes pixels beyond the reduction's reach."""
+        if reach > self.spec.reach:
+            return None
+        full = ~np.isnan(self.rlo)
+        lo, hi = np.asarray(classify(self.rlo[full])), np.asarray(classify(self.rhi[full]))
+        if (lo != hi).any():
+            return None
+        labels = np.full(self.spec.nr, -1, dtype=np.int64)
+        labels[full] = lo
+        ahead = np.maximum.accumulate(np.where(full, np.arange(self.spec.nr), -1))  # last full bin so far
+        return np.where(ahead >= 0, labels[np.maximum(ahead, 0)], labels[np.argmax(full)] if full.any() else -1)
+
+
+@dataclass
+class View:
+    """A scan's reduction over a request's points (flat, in the request's order), read from its blocks'
+    records: rings and moments as cumulative sums over r (an annulus is two rows), cells per block on demand."""
+
+    geometry: Geometry
+    rings: np.ndarray  # (nr + 1, n) int64: Σv over r < k·dr
+    moments: np.ndarray  # (2, nr + 1, n) int64
+    saturated: np.ndarray  # (3, k) int64 rows of (position, cell, pixels)
+    blocks: list[tuple[Callable[[], Record], np.ndarray, np.ndarray]]  # (its record, positions, rows)
+
+    @property
+    def npoints(self) -> int:
+        return self.rings.shape[1]
+
+    def partial(self, arrays: dict[str, np.ndarray]) -> Partial:
+        """A channel's partial of these points (every frame present: only whole blocks are reduced)."""
+        return Partial(arrays, np.ones(self.npoints, dtype=bool))
+
+    def _runs(self, labels: np.ndarray, nlabels: int) -> list[tuple[int, int, int]]:
+        """(label, first radial bin, one past the last) of each run of equal labels in 0..nlabels-1."""
+        cuts = np.flatnonzero(np.diff(labels)) + 1
+        starts, stops = np.r_[0, cuts], np.r_[cuts, labels.size]
+        return [(int(labels[a]), int(a), int(b)) for a, b in zip(starts, stops, strict=True)
+                if 0 <= labels[a] < nlabels]
+
+    def ring_sums(self, labels: np.ndarray, nlabels: int, moments: bool = False) -> dict[str, np.ndarray]:
+        """Per point and label (n, nlabels): ``sum`` and ``count`` (float64 like the partials' arrays), and
+        with ``moments`` Σv·col, Σv·row about pixel (0, 0)."""
+        n = self.npoints
+        out = {"sum": np.zeros((n, nlabels)), "count": np.zeros((n, nlabels))}
+        if moments:
+            out["col"], out["row"] = np.zeros((n, nlabels)), np.zeros((n, nlabels))
+        total = np.zeros((nlabels, n), dtype=np.int64)
+        mom = np.zeros((2, nlabels, n), dtype=np.int64)
+        static = np.zeros(nlabels, dtype=np.int64)
+        ring_static = self.geometry.static.sum(axis=1)
+        for lab, a, b in self._runs(labels, nlabels):
+            total[lab] += self.rings[b] - self.rings[a]
+            if moments:
+                mom[:, lab] += self.moments[:, b] - self.moments[:, a]
+            static[lab] += ring_static[a:b].sum()
+        out["sum"][:] = total.T
+        count = np.broadcast_to(static.astype(np.float64), (n, nlabels)).copy()
+        pos, cell, k = self.saturated
+        lab = labels[cell // self.geometry.spec.ns]
+        keep = (lab >= 0) & (lab < nlabels)
+        np.subtract.at(count, (pos[keep], lab[keep]), k[keep])
+        out["count"] = count
+        if moments:
+            out["col"][:], out["row"][:] = mom[0].T, mom[1].T
+        return out
+
+    def cell_sums(self, labels: np.ndarray, nlabels: int) -> dict[str, np.ndarray]:
+        """Per point and label (n, nlabels): ``sum`` and ``count`` over cells labelled by ``labels`` (nr, ns)
+        (-1: none), read from every block's cells."""
+        n = self.npoints
+        flat = labels.reshape(-1)
+        used = np.flatnonzero(flat >= 0)
+        total = np.zeros((nlabels, n), dtype=np.int64)
+        if used.size:
+            rows = np.flatnonzero((labels >= 0).any(axis=1))
+            r0, r1 = int(rows[0]), int(rows[-1]) + 1
+            sub = labels[r0:r1].reshape(-1)
+            onehot = np.zeros((nlabels, sub.size), dtype=np.int64)
+            onehot[sub[sub >= 0], np.flatnonzero(sub >= 0)] = 1
+            for load, positions, block_rows in self.blocks:
+                record = load()
+                cells = record["cells"][r0:r1].reshape(-1, record.meta["points"])[:, block_rows]
+                total[:, positions] = _small_matmul(onehot, cells)
+        static = np.bincount(flat[used], weights=self.geometry.static.reshape(-1)[used], minlength=nlabels)
+        count = np.broadcast_to(static, (n, nlabels)).copy()
+        pos, cell, k = self.saturated
+        lab = flat[cell] if cell.size else cell
+        keep = lab >= 0
+        np.subtract.at(count, (pos[keep], lab[keep]), k[keep])
+        return {"sum": total.T.astype(np.float64), "count": count}
+
+
+def _small_matmul(onehot: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """onehot (L, c) @ cells (c, n) in int64, as sums of rows per label (numpy's integer matmul is slow)."""
+    out = np.zeros((onehot.shape[0], cells.shape[1]), dtype=np.int64)
+    for lab in range(onehot.shape[0]):
+        which = np.flatnonzero(onehot[lab])
+        if which.size:
+            out[lab] = cells[which].sum(axis=0, dtype=np.int64)
+    return out
