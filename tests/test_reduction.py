@@ -1,0 +1,164 @@
+"""The polar reduction: after a whole-scan /stxm request, darkfield, radial, dpc and azimuthal requests on its
+grid are answered from it, equal to the frames' answers (a second front keeping no reduction is the oracle),
+on uint16 and uint32 noisy frames with masked and saturated pixels, on growing scans and after snapping."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+
+import numpy as np
+import pytest
+from helpers import Daemon
+
+from dada.stxm import reduction
+
+SCANS = ["eiger/u16/scan_0001", "eiger/u32/scan_0002"]
+# every sector count the 48 fine sectors serve, radii on the grid and off it (a radial bin's pixels all on one
+# side: answered too), per point and summed, every reference of dpc
+ON_GRID = [
+    "/darkfield/{s}.npy?rmin=6&rmax=24", "/darkfield/{s}.npy?rmin=6&rmax=24&output=transmission",
+    "/darkfield/{s}.npy?rmin=0&rmax=3", "/darkfield/{s}.npy?rmin=12&snap=true",
+    "/darkfield/{s}.npy?vert=1:4&horz=2:7:2&rmin=3&rmax=9",
+    "/radial/{s}.npy?rmin=2&rmax=24&nbins=11", "/radial/{s}.npy?rmin=0&rmax=20&nbins=20&reduce=sum",
+    "/radial/{s}.npy?rmin=4&rmax=28&nbins=6&output=axis",
+    "/dpc/{s}.npy?rdpc=5", "/dpc/{s}.npy?rdpc=9&reference=median&rotation=30&flip=true",
+    *(f"/azimuthal/{{s}}.npy?rmin=6&rmax=24&nsectors={n}" for n in (3, 4, 6, 8, 12, 16, 24, 48)),
+    "/azimuthal/{s}.npy?rmin=4&rmax=20&nsectors=12&output=orientation",
+    "/azimuthal/{s}.npy?rmin=4&rmax=20&nsectors=12&output=anisotropy",
+]
+# sector counts the fine sectors do not serve, radii whose radial bins straddle them (the default outer radius,
+# the largest circle inside the frame, is 28.22 px), q bins: from the frames
+OFF_GRID = ["/azimuthal/{s}.npy?rmin=6&rmax=24&nsectors=5", "/darkfield/{s}.npy?rmin=6.3&rmax=24",
+            "/darkfield/{s}.npy?rmin=12",
+            "/radial/{s}.npy?rmin=2&rmax=24&nbins=11&unit=q", "/darkfield/{s}.npy?rmin=6&rmax=40"]
+
+
+def npy(r) -> np.ndarray:
+    assert r.status == 200, r.body
+    return np.load(io.BytesIO(r.body))
+
+
+@pytest.fixture(scope="module")
+def fronts(demo_root, tmp_path_factory):
+    """A front keeping reductions (blocks of 16 frames: three per scan) and one that keeps none."""
+    tmp = tmp_path_factory.mktemp("reduce")
+    (tmp / "raw.toml").write_text("reduction_cells = 0\n")
+    kept = Daemon(["serve", demo_root, "--cache-dir", str(tmp / "kept"), "--block-frames", "16"])
+    try:
+        raw = Daemon(["serve", demo_root, "--cache-dir", str(tmp / "raw"), "--block-frames", "16",
+                      "--config", str(tmp / "raw.toml")])
+    except Exception:
+        kept.stop()
+        raise
+    yield kept, raw
+    kept.stop()
+    raw.stop()
+
+
+def source(r) -> str:
+    return r.headers.get("x-dada-source", "")
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_answers_from_the_reduction_equal_the_frames(fronts, scan):
+    kept, raw = fronts
+    first = kept.get(f"/darkfield/{scan}.npy?rmin=7&rmax=21")
+    assert source(first) == "raw"  # nothing kept yet
+    whole = kept.get(f"/stxm/{scan}.h5")
+    assert whole.status == 200 and source(whole) == "raw"
+    for url in ON_GRID:
+        u = url.format(s=scan)
+        a, b = kept.get(u), raw.get(u)
+        assert (source(a), source(b)) == ("reduction", "raw"), u
+        got, want = npy(a), npy(b)
+        assert got.shape == want.shape and np.array_equal(got, want, equal_nan=True), u
+    for url in OFF_GRID:
+        u = url.format(s=scan)
+        a, b = kept.get(u), raw.get(u)
+        assert source(a) == "raw", u
+        assert np.array_equal(npy(a), npy(b), equal_nan=True), u
+
+
+def test_snap_moves_radii_to_the_grid_and_says_so(fronts):
+    kept, raw = fronts
+    scan = SCANS[0]
+    assert kept.get(f"/stxm/{scan}.h5").status == 200
+    a = kept.get(f"/darkfield/{scan}.json?rmin=6.3&rmax=23.6&snap=true")
+    assert source(a) == "reduction"
+    doc = a.json()
+    assert doc["attrs"]["snapped"] == {"rmin": [6.3, 6.0], "rmax": [23.6, 24.0]}
+    assert doc["attrs"]["source"] == "reduction" and doc["attrs"]["darkfield"]["rmin"] == 6.0
+    got = np.array(doc["arrays"]["darkfield"]["data"], dtype=np.float64)
+    want = npy(raw.get(f"/darkfield/{scan}.npy?rmin=6&rmax=24"))
+    assert np.array_equal(got, want, equal_nan=True)
+    # the same snapped answer from the frames where no reduction is kept
+    assert np.array_equal(npy(raw.get(f"/darkfield/{scan}.npy?rmin=6.3&rmax=23.6&snap=true")), want)
+
+
+def test_a_growing_scan_is_answered_from_its_reduction_once_whole(demo_root, tmp_path):
+    """Only complete blocks keep a reduction; a request touching an open block reads the frames, and after the
+    scan is complete (and a new whole-scan request), its reduction answers."""
+    src, live = os.path.join(demo_root, "eiger/u32"), tmp_path / "root" / "run"
+    live.mkdir(parents=True)
+    shutil.copy2(os.path.join(src, "scan_0002_master.h5"), live)
+    shutil.copy2(os.path.join(src, "scan_0002_data_000001.h5"), live)  # frames 0..19 of 48
+    (tmp_path / "raw.toml").write_text("reduction_cells = 0\n")
+    kept = Daemon(["serve", str(tmp_path / "root"), "--block-frames", "8", "--cache-dir", str(tmp_path / "k")])
+    raw = Daemon(["serve", str(tmp_path / "root"), "--block-frames", "8", "--cache-dir", str(tmp_path / "r"),
+                  "--config", str(tmp_path / "raw.toml")])
+    scan = "run/scan_0002"
+    try:
+        assert kept.get(f"/stxm/{scan}.h5").status == 200
+        early = "/darkfield/{s}.npy?vert=0:2&rmin=4&rmax=16"  # frames 0..15: two complete blocks
+        a, b = kept.get(early.format(s=scan)), raw.get(early.format(s=scan))
+        assert source(a) == "reduction" and np.array_equal(npy(a), npy(b), equal_nan=True)
+        whole = "/radial/{s}.npy?rmin=0&rmax=16&nbins=8"
+        a = kept.get(whole.format(s=scan))
+        assert source(a) == "raw"  # its open block has no reduction
+        for k in (2, 3):
+            shutil.copy2(os.path.join(src, f"scan_0002_data_00000{k}.h5"), live)
+        assert kept.get(f"/stxm/{scan}.h5").status == 200
+        for url in (whole, "/azimuthal/{s}.npy?rmin=4&rmax=20&nsectors=8", "/dpc/{s}.npy?rdpc=6&reference=median"):
+            a, b = kept.get(url.format(s=scan)), raw.get(url.format(s=scan))
+            assert source(a) == "reduction", url
+            assert np.array_equal(npy(a), npy(b), equal_nan=True), url
+    finally:
+        kept.stop()
+        raw.stop()
+
+
+# -- records ----------------------------------------------------------------------------------------
+
+
+def _block(rng: np.random.Generator, n: int, nr: int = 5, ns: int = 4) -> dict[str, np.ndarray]:
+    cells = rng.integers(0, 70000, size=(nr, ns, n))
+    k = 6
+    return {"rings": cells.sum(axis=1), "moments": rng.integers(0, 2**40, size=(2, nr, n)), "cells": cells,
+            "saturated": np.stack([rng.integers(0, n, k), rng.integers(0, nr * ns, k), rng.integers(1, 9, k)])}
+
+
+def test_records_round_trip_and_pieces_join_into_the_whole():
+    rng = np.random.default_rng(3)
+    parts = [_block(rng, n) for n in (3, 5)]
+    records = [reduction.block_record(**p) for p in parts]
+    for p, rec in zip(parts, records, strict=True):
+        r = reduction.Record(rec)
+        for name, a in p.items():
+            assert np.array_equal(r[name], a), name
+        assert r["cells"].dtype == np.uint32  # counts above 2**16
+    joined = reduction.Record(reduction.join(records))
+    assert joined.meta["points"] == 8
+    assert np.array_equal(joined["cells"], np.concatenate([p["cells"] for p in parts], axis=2))
+    sat = joined["saturated"]
+    assert np.array_equal(sat[0], np.r_[parts[0]["saturated"][0], parts[1]["saturated"][0] + 3])
+
+
+def test_a_damaged_record_is_an_error_not_numbers():
+    rec = bytearray(reduction.block_record(**_block(np.random.default_rng(1), 4)))
+    rec[-5] ^= 0xFF
+    with pytest.raises(reduction.ReductionError):
+        reduction.Record(bytes(rec))["saturated"]
+    with pytest.raises(reduction.ReductionError):
+        reduction.Record(b"DADP" + bytes(rec[4:]))
