@@ -18,7 +18,7 @@ from dada.stxm.engine import Bulk, Engine
 from dada.stxm.partials import REDUCTION, REDUCTION_GEOMETRY, BlockListener, Pass
 from dada.stxm.pixelmaps import PixelMaps, fuse
 from dada.stxm.reducing import Cells, Rings, block_bytes, geometry_of
-from dada.stxm.reduction import Spec
+from dada.stxm.reduction import Spec, join
 
 if TYPE_CHECKING:
     from dada.stxm.outputs import Outputs
@@ -33,6 +33,7 @@ def pixel_maps(p: Pass) -> PixelMaps:
                                                       [c.accumulators for c, _ in p.channels], p.geo))
 
 
+REDUCE_BYTES = 256 * 2**20  # a node's per-bin arrays of one run of frames, at most, while it also reduces
 SLOT = {"sum": 0, "sx": 1, "sy": 2, "max": 3, "sq": 4}  # where the engine's values hold each accumulator
 
 
@@ -69,16 +70,26 @@ class LocalPartials:
                 ) -> tuple[dict[str, Partial], dict[str, bytes]]:
         """The pass's partials, and in the same pass the frames' polar reduction as records (see
         ``reduction``): the block's, unless a frame is absent or a sum not an integer; with ``geometry`` the
-        per-geometry one too."""
+        per-geometry one too. Frames go through in runs whose per-bin arrays stay within REDUCE_BYTES (the
+        cells are many bins: a block of small frames at once would hold gigabytes)."""
         cells, rings = Cells(spec), Rings(spec)
         full = Pass(p.geo, (*p.channels, (cells, {}), (rings, {})))
         maps = pixel_maps(full)
         n = len(p.channels)
-        bulk = self.engine.run(scan, frames, maps, p.geo, centred=maps.offsets[n])
-        out = per_channel(bulk, maps, [c.name for c, _ in full.channels])
         static = maps.static_valid[maps.offsets[n]:maps.offsets[n + 1]]
-        record = block_bytes(out.pop(cells.name), out.pop(rings.name), static, spec)
-        records = {} if record is None else {REDUCTION: record}
+        run = max(1, REDUCE_BYTES // (maps.offsets[-1] * 8 * (maps.kernel.slots + 2)))
+        parts, records = [], []
+        for lo in range(0, len(frames), run):
+            bulk = self.engine.run(scan, frames[lo:lo + run], maps, p.geo, centred=maps.offsets[n])
+            out = per_channel(bulk, maps, [c.name for c, _ in full.channels])
+            records.append(block_bytes(out.pop(cells.name), out.pop(rings.name), static, spec))
+            parts.append(out)
+        out = parts[0] if len(parts) == 1 else {
+            name: Partial({k: np.concatenate([q[name][k] for q in parts]) for k in parts[0][name].arrays},
+                          np.concatenate([q[name].present for q in parts])) for name in parts[0]}
+        kept = {}
+        if all(r is not None for r in records):
+            kept[REDUCTION] = records[0] if len(records) == 1 else join(records)
         if geometry:
-            records[REDUCTION_GEOMETRY] = geometry_of(p.geo, spec).record()
-        return out, records
+            kept[REDUCTION_GEOMETRY] = geometry_of(p.geo, spec).record()
+        return out, kept
