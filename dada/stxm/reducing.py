@@ -107,15 +107,16 @@ def integral(a: np.ndarray) -> np.ndarray | None:
 
 def block_bytes(cells: Partial, rings: Partial, static: np.ndarray, spec: Spec) -> bytes | None:
     """A block's reduction record from the pass's two maps (moments about pixel (0, 0)) and the cells' valid
-    pixels before per-frame exclusions; None when some frame is absent or a sum is not an integer."""
+    pixels before per-frame exclusions; None when some frame is absent or a sum is not an integer (the radial
+    bins' sums are checked: float frames fail there; the cells hold the same pixels)."""
     if not cells.present.all():
         return None
     n = cells.npoints
     parts = [integral(np.asarray(rings[k]).T) for k in ("sum", "sx", "sy")]
-    cell_sum = integral(np.asarray(cells["sum"]).reshape(n, spec.nr, spec.ns).transpose(1, 2, 0))
-    if cell_sum is None or any(p is None for p in parts):
+    if any(p is None for p in parts):
         return None
-    lost = np.rint(static[None, :] - np.asarray(cells["count"], dtype=np.float64)).astype(np.int64)
-    pos, cell = np.nonzero(lost)
-    saturated = np.stack([pos, cell, lost[pos, cell]]).astype(np.int64)
-    return block_record(parts[0], np.stack(parts[1:]), cell_sum, saturated)
+    count = np.asarray(cells["count"])
+    pos, cell = np.nonzero(count != static[None, :])  # saturated pixels: few
+    lost = np.rint(static[cell] - count[pos, cell]).astype(np.int64)
+    cell_sum = np.asarray(cells["sum"]).reshape(n, spec.nr, spec.ns).transpose(1, 2, 0)
+    return block_record(parts[0], np.stack(parts[1:]), cell_sum, np.stack([pos, cell, lost]).astype(np.int64))

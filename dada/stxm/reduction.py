@@ -145,7 +145,7 @@ class Record:
 def block_record(rings: np.ndarray, moments: np.ndarray, cells: np.ndarray, saturated: np.ndarray) -> bytes:
     """One block's reduction: ``rings`` (nr, n), ``moments`` (2, nr, n) int64, ``cells`` (nr, ns, n) counts,
     ``saturated`` (3, k) int64 rows of (point, cell, pixels)."""
-    top = int(cells.max(initial=0))
+    top = float(cells.max(initial=0))
     narrow = np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.int64
     return encode({"points": int(rings.shape[1])}, {"rings": rings.astype(np.int64),
                                                     "moments": moments.astype(np.int64),
