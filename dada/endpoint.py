@@ -65,6 +65,7 @@ class Result:
     drawing: Drawing | None = None  # an analysis's own png, when a colormap will not do
     plane: np.ndarray | None = None  # the 2-D view png and csv show, when it is not the primary array
     unit: str | None = None  # of the values the 2-D view shows, for the png's legend ("" dimensionless, None unknown)
+    source: str | None = None  # which data answered (STXM: "reduction" or "raw"), for the X-Dada-Source header
 
     @property
     def primary(self) -> np.ndarray:

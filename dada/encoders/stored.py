@@ -1,6 +1,7 @@
 """How the result cache keeps a computed answer: its arrays and attributes, exact, in one buffer.
 
-Layout: u32 header length, a JSON header (the attributes; each array's name, dtype, shape), then each
+Layout: u32 header length, a JSON header (the attributes, which data answered; each array's name, dtype,
+shape), then each
 array's raw bytes in order. No zip container and no per-member CRC: the cache levels checksum
 whole values themselves. ``dada.cache.keys.RESULT_FORMAT`` names this layout in every key.
 """
@@ -20,7 +21,7 @@ LENGTH = struct.Struct("<I")
 def dump(result: Result) -> bytearray:
     """One copy of each array, straight into the buffer (arrays are often views: no contiguous copy first)."""
     arrays = result.arrays
-    head = json.dumps({"attrs": result.attrs,
+    head = json.dumps({"attrs": result.attrs, "source": result.source,
                        "arrays": [[k, a.dtype.str, list(a.shape)] for k, a in arrays.items()]}).encode()
     out = bytearray(LENGTH.size + len(head) + sum(a.nbytes for a in arrays.values()))
     LENGTH.pack_into(out, 0, len(head))
@@ -45,4 +46,4 @@ def load(data: bytes | memoryview) -> Result:
         pos += count * dt.itemsize
     if pos != len(mv):
         raise ValueError(f"a stored result of {len(mv)} bytes holds {pos}")
-    return Result(arrays, head["attrs"])
+    return Result(arrays, head["attrs"], source=head.get("source"))

@@ -255,8 +255,8 @@ class Dispatcher:
                 if result.document is not None and ep.target == "folder":
                     result = replace(result, document=Access.visible(grant, result.document))
                 body, more = await self._work(_encoded, ep.present(result, args), fmt, args, lane=lane)
-                if "source" in result.attrs:  # which data answered: kept with the answer's other headers
-                    more = {**more, SOURCE_HEADER: result.attrs["source"]}
+                if result.source is not None:  # which data answered: kept with the answer's other headers
+                    more = {**more, SOURCE_HEADER: result.source}
                 del result  # its arrays are the body's now (or the cache's): not held while the body is sent
             headers.update(more)
         except DadaError as exc:

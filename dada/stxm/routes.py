@@ -236,8 +236,7 @@ class StxmEndpoint(Endpoint):
         arrays: dict[str, np.ndarray] = {}
         attrs: dict[str, Any] = {**provenance(scan, frames), "beam_center": [p.geo.cx, p.geo.cy],
                                  "vert": [vert.start, vert.stop, vert.step], "horz": [horz.start, horz.stop, horz.step],
-                                 "frames_missing": int((~present).sum()),
-                                 "source": "raw" if reduced is None else "reduction"}
+                                 "frames_missing": int((~present).sum())}
         if moved:
             attrs["snapped"] = moved
         for (c, cargs), context in zip(p.channels, contexts, strict=True):
@@ -247,7 +246,7 @@ class StxmEndpoint(Endpoint):
             prefix = f"{c.name}." if self.multi else ""
             arrays.update({f"{prefix}{k}": np.asarray(v, dtype=np.float64).reshape(shapes[k]) for k, v in out.items()})
             attrs[c.name] = {"version": c.version, **{q.name: cargs[q.name] for q in c.params if not q.presentation}}
-        return Result(arrays, attrs)
+        return Result(arrays, attrs, source="raw" if reduced is None else "reduction")
 
     def present(self, computed: Result, args: dict[str, Any]) -> Result:
         """The answer for this request's output and png settings, from arrays computed once."""
@@ -258,7 +257,7 @@ class StxmEndpoint(Endpoint):
         own = {k[len(prefix):]: v for k, v in computed.arrays.items() if k.startswith(prefix)}
         cargs = self.channel_args(channel, args)
         return Result(arrays, computed.attrs, plane=channel.plane(own, sub, cargs),
-                      drawing=channel.drawing(own, sub, cargs), unit=channel.unit(sub, cargs))
+                      drawing=channel.drawing(own, sub, cargs), unit=channel.unit(sub, cargs), source=computed.source)
 
 
 class _MapListener:
