@@ -1,6 +1,6 @@
 // One scan point's detector frame (log scale), with the route's declared overlays drawn on it
 // (dada.views.Overlay: centre, circle, annulus, sectors). Dragging a ring or the centre sets
-// the parameter it names.
+// the parameter it names; while it moves, each new value is offered for a preview.
 
 import { request } from "./api.js";
 
@@ -13,9 +13,10 @@ function el(name, attrs) {
 }
 
 export class FrameView {
-  constructor(els, onParams) {
+  constructor(els, onParams, onDrag = null) {
     Object.assign(this, els);
     this.onParams = onParams; // ({name: value}) after a drag
+    this.onDrag = onDrag; // ({name: value}) as the pointer moves
     this.shape = null; // [rows, cols] of the frame
   }
 
@@ -113,6 +114,7 @@ export class FrameView {
       const move = (m) => {
         const p = new DOMPoint(m.clientX, m.clientY).matrixTransform(this.svg.getScreenCTM().inverse());
         last = moved(p.x, p.y);
+        this.onDrag?.(last);
       };
       const up = () => {
         handle.removeEventListener("pointermove", move);

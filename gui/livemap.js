@@ -34,6 +34,8 @@ export class LiveMap {
     this.shownUrl = "";
     this.cursor = null;
     this.job = null;
+    this.previewing = null; // {busy, next, generation}: the preview asked for and the latest one waiting
+    this.generation = 0; // each run() starts a new one: a late preview never covers its answer
     this.cancelButton.addEventListener("click", () => this.cancel());
     this.box.addEventListener("mousemove", (e) => this.hover(this.cellAt(e)));
     this.box.addEventListener("mouseleave", () => this.hover(null));
@@ -49,6 +51,8 @@ export class LiveMap {
   /** Ask for `urls.png` (and its values as `urls.csv`), painting blocks as they come. */
   async run(urls, render) {
     this.stop();
+    this.generation += 1;
+    this.previewing = null;
     // a new view starts from an empty map; asking again for the same one (a growing scan) keeps what is shown
     const job = { id: rid(), controller: new AbortController(), urls, render, timer: null, source: null,
       fresh: urls.png !== this.shownUrl };
@@ -81,6 +85,34 @@ export class LiveMap {
     if (this.job === job && this.onSettled && (await this.onSettled(ok)) && this.job === job) {
       job.timer = setTimeout(() => this.job === job && this.run(urls, render), FOLLOW_SECONDS * 1000);
       this.status(1, 1, "following the scan: asking again as frames land", "following");
+    }
+  }
+
+  /** Show the png at `url` (a dragged ring's map, answered from the scan's polar reduction) as soon as it
+   * comes; while one is on its way only the latest of those asked for meanwhile is asked next. */
+  async preview(url) {
+    const generation = this.generation;
+    if (!this.previewing || this.previewing.generation !== generation) this.previewing = { busy: false, next: null, generation };
+    const p = this.previewing;
+    p.next = url;
+    if (p.busy) return;
+    p.busy = true;
+    try {
+      while (p.next && this.generation === generation) {
+        const asked = p.next;
+        p.next = null;
+        const resp = await request(asked);
+        const view = JSON.parse(resp.headers.get("X-Dada-View") || "{}");
+        const blob = await resp.blob();
+        if (this.generation !== generation) return;
+        await this.showImage(blob, view);
+        Object.assign(this.box.dataset, { previews: String(Number(this.box.dataset.previews || 0) + 1),
+          previewSource: resp.headers.get("X-Dada-Source") || "" });
+      }
+    } catch (exc) {
+      if (this.generation === generation) this.error.textContent = exc.message;
+    } finally {
+      p.busy = false;
     }
   }
 

@@ -43,7 +43,7 @@ const results = new ResultView({ grid: $("results-grid"), hoverText: $("results-
   onHover: (cell) => map.markHover(cell),
 });
 const frame = new FrameView({ box: $("frame-box"), hint: $("frame-hint"), img: $("frame-image"), svg: $("overlay"), label: $("frame-label") },
-  (changes) => go({ ...app.view, params: { ...app.view.params, ...changes } }, true, true));
+  (changes) => go({ ...app.view, params: { ...app.view.params, ...changes } }, true, true), preview);
 const region = new RegionView({ select: $("region-endpoint"), fields: $("region-fields"), image: $("region-image"),
   doc: $("region-doc"), showButton: $("region-show"),
   box: $("region-box"), error: $("region-error"), zoomIn: $("zoom-in"), zoomOut: $("zoom-out"), zoomText: $("zoom-text") });
@@ -116,6 +116,16 @@ function showStxm(view, rebuild) {
     results.select(view.at);
   }
   showFrame(view);
+}
+
+/** While a ring is dragged: the map for the radius under the pointer, snapped to the server's polar reduction
+ * where the route offers that (then answered without reading frames); the exact map follows the release. */
+function preview(changes) {
+  const ep = endpoint(app.view.endpoint);
+  const params = { ...app.view.params, ...changes };
+  if (ep.parameters.snap) params.snap = "true";
+  const own = { ...app.view, params: Object.fromEntries(Object.entries(params).filter(([k]) => !PNG_ONLY.includes(k))) };
+  map.preview(resultUrl(own, "png"));
 }
 
 async function showFrame(view) {
