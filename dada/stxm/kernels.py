@@ -9,7 +9,10 @@ block is in L1 cache; blocks outside the pixels any channel needs are skipped, a
 never un-shuffled: their few wanted nonzero pixels are read straight from the bit planes (dense or
 bright blocks, where that would cost more, are un-shuffled).
 
-A pass's pixel maps reach the kernels as a named tuple (``pixelmaps.KernelMaps``). The per-frame
+A pass's pixel maps reach the kernels as a named tuple (``pixelmaps.KernelMaps``). A pass that also computes the
+polar reduction adds its cells beside the classes: each pixel's cell (radial bin x sector) takes its count and
+moments directly, in rows of ``acc`` after the classes, spread into the cells' bins once per frame; fusing them
+into the classes would multiply the classes and the per-frame work of spreading them. The per-frame
 accumulator ``acc`` is (nclasses, 4): Σv, Σv·col, Σv·row and the saturated-pixel count of each class;
 when a channel of the pass takes a maximum or Σv², (nclasses, 7): also the largest count, Σv² and the
 pixels visited (pixels never visited are zeros, which the maximum then includes). Only the classes a
@@ -62,6 +65,16 @@ def _pixel(fv, p, maps, cutoff, acc):
             acc[c, 4] = max(acc[c, 4], fv)
             acc[c, 5] += fv * fv
             acc[c, 6] += 1.0
+    if maps.cells:  # the polar reduction's cells, beside the classes (0 without one: one test)
+        q = maps.cell[p]
+        if q >= 0:
+            k = maps.cell_row + q
+            if fv >= cutoff:
+                acc[k, 3] += 1.0
+            else:
+                acc[k, 0] += fv
+                acc[k, 1] += fv * (p % maps.width)
+                acc[k, 2] += fv * (p // maps.width)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -184,6 +197,16 @@ def _distribute(acc, maps, values, sat):
                 sat[b] += ns
         acc[c, 0] = acc[c, 1] = acc[c, 2] = acc[c, 3] = 0.0
     acc[0, 0] = acc[0, 1] = acc[0, 2] = acc[0, 3] = 0.0
+    for q in range(maps.cells):  # the reduction's cells: Σv, Σv·col, Σv·row about pixel (0, 0), saturated
+        k = maps.cell_row + q
+        if acc[k, 0] == 0.0 and acc[k, 1] == 0.0 and acc[k, 2] == 0.0 and acc[k, 3] == 0.0:
+            continue
+        b = maps.cell_bin + q
+        values[b, 0] += acc[k, 0]
+        values[b, 1] += acc[k, 1]
+        values[b, 2] += acc[k, 2]
+        sat[b] += acc[k, 3]
+        acc[k, 0] = acc[k, 1] = acc[k, 2] = acc[k, 3] = 0.0
 
 
 @numba.njit(nogil=True, cache=True)

@@ -13,11 +13,11 @@ import numpy as np
 
 from dada.memo import Memo
 from dada.sources.scan import Scan
-from dada.stxm.channel import Partial
+from dada.stxm.channel import Bins, Partial
 from dada.stxm.engine import Bulk, Engine
 from dada.stxm.partials import REDUCTION, REDUCTION_GEOMETRY, BlockListener, Pass
-from dada.stxm.pixelmaps import PixelMaps, fuse
-from dada.stxm.reducing import Cells, Rings, block_bytes, geometry_of
+from dada.stxm.pixelmaps import PixelMaps, fuse, with_cells
+from dada.stxm.reducing import block_bytes, cell_bins, geometry_of
 from dada.stxm.reduction import Spec, join
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def pixel_maps(p: Pass) -> PixelMaps:
                                                       [c.accumulators for c, _ in p.channels], p.geo))
 
 
+CELLS = "_polar_cells"  # the reduction's cells among a run's partials
 REDUCE_BYTES = 256 * 2**20  # a node's per-bin arrays of one run of frames, at most, while it also reduces
 SLOT = {"sum": 0, "sx": 1, "sy": 2, "max": 3, "sq": 4}  # where the engine's values hold each accumulator
 
@@ -72,17 +73,17 @@ class LocalPartials:
         ``reduction``): the block's, unless a frame is absent or a sum not an integer; with ``geometry`` the
         per-geometry one too. Frames go through in runs whose per-bin arrays stay within REDUCE_BYTES (the
         cells are many bins: a block of small frames at once would hold gigabytes)."""
-        cells, rings = Cells(spec), Rings(spec)
-        full = Pass(p.geo, (*p.channels, (cells, {}), (rings, {})))
-        maps = pixel_maps(full)
+        maps = MAPS.get((p.geo.key, p.keys, spec),
+                        lambda: with_cells(pixel_maps(p), Bins(cell_bins(p.geo, spec), spec.cells), p.geo))
         n = len(p.channels)
-        static = maps.static_valid[maps.offsets[n]:maps.offsets[n + 1]]
+        static = maps.static_valid[maps.offsets[n]:]
         run = max(1, REDUCE_BYTES // (maps.offsets[-1] * 8 * (maps.kernel.slots + 2)))
+        names = [*(c.name for c, _ in p.channels), CELLS]
         parts, records = [], []
         for lo in range(0, len(frames), run):
             bulk = self.engine.run(scan, frames[lo:lo + run], maps, p.geo, centred=maps.offsets[n])
-            out = per_channel(bulk, maps, [c.name for c, _ in full.channels])
-            records.append(block_bytes(out.pop(cells.name), out.pop(rings.name), static, spec))
+            out = per_channel(bulk, maps, names)
+            records.append(block_bytes(out.pop(CELLS), static, spec))
             parts.append(out)
         out = parts[0] if len(parts) == 1 else {
             name: Partial({k: np.concatenate([q[name][k] for q in parts]) for k in parts[0][name].arrays},

@@ -1,20 +1,18 @@
 """Computing the polar reduction on a node, in the same fused pass as the request's channels.
 
-The reduction joins the pass as two more pixel maps: the cells (radial bin x fine sector, Σv) and the radial
-bins (Σv, Σv·col, Σv·row). A radial bin holds exactly the pixels of its cells, so fusing adds no pixel
-classes beyond the cells themselves; the kernels run as they always do. See ``reduction`` for what is kept.
+The reduction joins the pass as its cells (radial bin x fine sector), each pixel's count and moments added to
+its cell beside the channels' classes (``kernels``); the radial bins' sums and moments are the cells' summed
+over sectors (integers: exact). See ``reduction`` for what is kept.
 """
 
 from __future__ import annotations
-
-from typing import Any, ClassVar
 
 import numpy as np
 
 from dada.memo import Memo
 from dada.stxm import polar
 from dada.stxm.beam import BeamGeometry
-from dada.stxm.channel import Bins, Channel, Partial
+from dada.stxm.channel import Partial
 from dada.stxm.reduction import Geometry, Spec, block_record
 
 GEOMETRIES = Memo(4)
@@ -70,49 +68,20 @@ def geometry_of(geo: BeamGeometry, spec: Spec) -> Geometry:
     return GEOMETRIES.get((geo.key, spec), make)
 
 
-class _Internal(Channel):
-    """A map of the reduction: joins a pass, never a route."""
-
-    params = ()
-    outputs = ()
-
-    def __init__(self, spec: Spec) -> None:
-        self.spec = spec
-        self.version = f"reduction{spec.query()}"
-
-
-class Cells(_Internal):
-    name = "_polar_cells"
-    doc = "Σv per radial bin x fine sector."
-    accumulators: ClassVar[tuple[str, ...]] = ("sum",)
-
-    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
-        return Bins(cell_bins(geo, self.spec), self.spec.cells)
-
-
-class Rings(_Internal):
-    name = "_polar_rings"
-    doc = "Σv, Σv·col, Σv·row per radial bin (moments about pixel (0, 0))."
-    accumulators: ClassVar[tuple[str, ...]] = ("sum", "sx", "sy")
-
-    def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
-        return Bins(radial_bins(geo.radius(), self.spec), self.spec.nr)
-
-
 def integral(a: np.ndarray) -> np.ndarray | None:
     """``a`` as int64 when every value is an integer (integer frames), else None."""
     out = a.astype(np.int64)
     return out if np.array_equal(out, a) else None
 
 
-def block_bytes(cells: Partial, rings: Partial, static: np.ndarray, spec: Spec) -> bytes | None:
-    """A block's reduction record from the pass's two maps (moments about pixel (0, 0)) and the cells' valid
-    pixels before per-frame exclusions; None when some frame is absent or a sum is not an integer (the radial
-    bins' sums are checked: float frames fail there; the cells hold the same pixels)."""
+def block_bytes(cells: Partial, static: np.ndarray, spec: Spec) -> bytes | None:
+    """A block's reduction record from the pass's cells (Σv, Σv·col, Σv·row about pixel (0, 0), valid
+    pixels) and their valid pixels before per-frame exclusions; None when some frame is absent or a sum is not
+    an integer (the radial bins' sums are checked: float frames fail there; the cells hold the same pixels)."""
     if not cells.present.all():
         return None
     n = cells.npoints
-    parts = [integral(np.asarray(rings[k]).T) for k in ("sum", "sx", "sy")]
+    parts = [integral(np.asarray(cells[k]).reshape(n, spec.nr, spec.ns).sum(axis=2).T) for k in ("sum", "sx", "sy")]
     if any(p is None for p in parts):
         return None
     count = np.asarray(cells["count"])
