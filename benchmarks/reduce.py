@@ -120,8 +120,16 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=256)
     ap.add_argument("--frame", type=int, default=128)
     ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--node-only", action="store_true", help="only the in-process node pairs and the sizes")
     a = ap.parse_args()
     from helpers import Daemon
+
+    if a.node_only:
+        folder = os.path.join(a.dir, f"s{a.side}f{a.frame}")
+        os.makedirs(folder, exist_ok=True)
+        eiger_file(folder, "scan", a.side, a.side, a.frame, a.frame, "uint16")
+        sizes(a.dir, folder, a.pairs)
+        return
 
     folder = os.path.join(a.dir, f"s{a.side}f{a.frame}")
     os.makedirs(folder, exist_ok=True)
@@ -192,12 +200,13 @@ def main() -> None:
     finally:
         kept.stop()
         raw.stop()
-    sizes(a.dir, folder)
+    sizes(a.dir, folder, a.pairs)
 
 
-def sizes(root: str, folder: str) -> None:
-    """The reduction's bytes per point, computed in this process as a node does, on the benchmark's scan and on
-    1065×1030 uint32 frames."""
+def sizes(root: str, folder: str, npairs: int) -> None:
+    """The node's pass in this process, the four channels without and with the reduction (interleaved pairs;
+    the partials of both held equal), and the reduction's bytes per point: on the benchmark's scan (its first
+    1024 frames) and on 128 frames of 1065×1030 uint32."""
     from dada.registry import CHANNELS
     from dada.sources.catalog import Catalog
     from dada.sources.handles import HandleCache
@@ -210,20 +219,39 @@ def sizes(root: str, folder: str) -> None:
     big = os.path.join(root, "eiger1m")
     os.makedirs(big, exist_ok=True)
     eiger_file(big, "scan", 8, 16, 1065, 1030, "uint32")
-    print("\n## size")
     local = LocalPartials(Engine(2))
+    ch = {c.name: c for c in CHANNELS}
+    args = {"rmin": RMIN, "rmax": None, "rdpc": 10.0, "nsectors": 16, "nbins": 100, "unit": "px", "reduce": "none",
+            "reference": "beam", "rotation": 0.0, "flip": False}
     for where, n in ((folder, 1024), (big, 128)):
         cat = Catalog({"": where}, HandleCache(8), ("entry/data/data",), 0.0)
         scan = cat.scan("scan")
-        args = {"cx": None, "cy": None, "usermask": None}
-        geo = geometry(scan, args, cat)
+        geo = geometry(scan, {"cx": None, "cy": None, "usermask": None}, cat)
         spec = spec_for(geo.shape, geo.cx, geo.cy, 1, 25000)
-        (c,) = [ch for ch in CHANNELS if ch.name == "darkfield"]
-        p = Pass(geo, ((c, {"rmin": 10.0, "rmax": None}),))
-        _, records = local.reduced(scan, np.arange(n, dtype=np.int64), p, spec, False)
+        p = Pass(geo, tuple((ch[k], args) for k in ("darkfield", "dpc", "azimuthal", "radial")))
+        frames = np.arange(n, dtype=np.int64)
+        got: dict[str, object] = {}
+
+        def plain(_i: int, p=p, frames=frames, scan=scan, got=got) -> float:
+            t, got["plain"] = timed(lambda: local(scan, frames, p))
+            return t
+
+        def reduced(_i: int, p=p, frames=frames, scan=scan, spec=spec, got=got) -> float:
+            t, (got["reduced"], got["records"]) = timed(lambda: local.reduced(scan, frames, p, spec, False))
+            for name, m in got["plain"].items():
+                for k in m.arrays:
+                    assert np.array_equal(m[k], got["reduced"][name][k], equal_nan=True), (name, k)
+            return t
+
+        plain(0)
+        reduced(0)  # warm: pixel maps built
+        pairs(f"## node pass in this process, {n} frames of {scan.frame_shape[0]}×{scan.frame_shape[1]} {scan.dtype}, "
+              "2 threads: four channels (plain), and with the reduction: reduced / plain", npairs, plain, reduced,
+              lambda x, y: y / x)
+        records = got["records"]
         per = len(records[REDUCTION]) / n
-        print(f"{scan.frame_shape[0]}×{scan.frame_shape[1]} {scan.dtype}: {spec.nr} radial bins × {spec.ns} sectors, "
-              f"{per / 1024:.1f} KiB per point; 256×256 points: {per * 65536 / 2**30:.2f} GiB")
+        print(f"size: {spec.nr} radial bins × {spec.ns} sectors, {per / 1024:.1f} KiB per point; 256×256 points: "
+              f"{per * 65536 / 2**30:.2f} GiB")
 
 
 if __name__ == "__main__":
