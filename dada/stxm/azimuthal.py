@@ -62,7 +62,7 @@ class Azimuthal(AnnulusChannel):
     def finalize(self, m: Partial, geo: BeamGeometry, args: dict[str, Any],
                  context: Any = None) -> dict[str, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
-            sectors = np.where(m["count"] > 0, m["sum"] / m["count"], np.nan).T  # (N, npoints)
+            sectors = (m["sum"] / m["count"]).T  # (N, npoints); 0 / 0 (no valid pixel) is NaN
         orientation, anisotropy = harmonic(sectors)
         return {"sectors": sectors, "orientation": orientation, "anisotropy": anisotropy}
 
