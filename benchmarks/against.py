@@ -107,7 +107,8 @@ def over_http(old: str, folder: str, name: str, count: int) -> float:
     with open(config, "w") as f:
         f.write("cache_memory_bytes = 0\ncache_disk_bytes = 0\nanswer_cache_bytes = 0\n")
     args = ["serve", folder, "--max-frames", "10000000", "--config", config]
-    theirs, ours = Daemon(args, env={"PYTHONPATH": old}), Daemon(args, env={"PYTHONPATH": TREE})
+    # PYTHONSAFEPATH: no current directory first on the path, so each daemon imports its own tree
+    theirs, ours = (Daemon(args, env={"PYTHONPATH": tree, "PYTHONSAFEPATH": "1"}) for tree in (old, TREE))
     url = f"/stxm/{name}.h5?channels={','.join(FOUR)}"
     try:
         def ask(d: Daemon) -> tuple[float, dict[str, np.ndarray]]:
