@@ -25,9 +25,11 @@ def noisy_partial(channel, args, geo, n: int, rng: np.random.Generator) -> Parti
     for name in ("count", *channel.accumulators):
         a = rng.poisson(30, size=(n, nbins)).astype(ACCUMULATORS[name].dtype)
         arrays[name] = a
-    arrays["count"][rng.random((n, nbins)) < 0.1] = 0
+    empty = rng.random((n, nbins)) < 0.1
+    for a in arrays.values():  # a bin without valid pixels sums nothing, as the kernels make it
+        a[empty] = 0
     if "max" in arrays:
-        arrays["max"][arrays["count"] == 0] = -np.inf
+        arrays["max"][empty] = -np.inf
     for a in arrays.values():
         a[5] = np.nan  # an absent frame
     return Partial(arrays, ~np.isnan(arrays["count"][:, 0]))

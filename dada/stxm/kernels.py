@@ -25,7 +25,7 @@ import numba
 import numpy as np
 from numba.core import types
 from numba.cpython.unsafe.numbers import trailing_zeros
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from dada.stxm.decode import CORRUPT, END, RAW, START, _untrans, chunk_block, decode_block, lz4_block, next_span
 
@@ -48,10 +48,23 @@ def popcount(typingctx, src):
     return src(src), codegen
 
 
+def _takes_extremes(c: int, ext: tuple[int, int] | None) -> bool:
+    """Whether class ``c`` takes a maximum and Σv² (``ext``: that range of classes, or None)."""
+    return ext is not None and ext[0] <= c < ext[1]
+
+
+@overload(_takes_extremes)
+def _takes_extremes_typed(c, ext):
+    """For the kernels: a constant False when the maps' ``ext`` is None, so the test is compiled out."""
+    if isinstance(ext, types.NoneType):
+        return lambda c, ext: False
+    return lambda c, ext: ext[0] <= c < ext[1]
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _pixel(fv, p, maps, cutoff, acc):
     """One pixel's count into its class: saturated ones are only counted; classes 1..mom_end-1 (those
-    of channels that need centres of mass) also take the count's moments, classes ext_start..ext_end-1
+    of channels that need centres of mass) also take the count's moments, the classes in ``maps.ext``
     (those of channels that need a maximum or Σv²) its maximum, square and a visit."""
     c = maps.cls[p]
     if fv >= cutoff:
@@ -61,7 +74,7 @@ def _pixel(fv, p, maps, cutoff, acc):
         if 0 < c < maps.mom_end:
             acc[c, 1] += fv * (p % maps.width)
             acc[c, 2] += fv * (p // maps.width)
-        if c < maps.ext_end and c >= maps.ext_start:  # ext_end is 0 without such channels: one test
+        if _takes_extremes(c, maps.ext):  # compiled out when no channel takes them
             acc[c, 4] = max(acc[c, 4], fv)
             acc[c, 5] += fv * fv
             acc[c, 6] += 1.0
@@ -175,7 +188,7 @@ def _distribute(acc, maps, values, sat):
     cls_bins = maps.cls_bins
     for c in range(1, cls_bins.shape[0]):
         s0, s1, s2, ns = acc[c, 0], acc[c, 1], acc[c, 2], acc[c, 3]
-        if maps.ext_start <= c < maps.ext_end:
+        if _takes_extremes(c, maps.ext):
             if acc[c, 6] < maps.cls_pixels[c] - ns:  # some valid pixels were zeros, never visited
                 acc[c, 4] = max(acc[c, 4], 0.0)
             for k in range(maps.ext_col_start, maps.ext_col_end):

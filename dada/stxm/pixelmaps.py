@@ -32,8 +32,9 @@ class KernelMaps(NamedTuple):
     first: int  # first flat pixel any channel needs
     last: int  # one past the last
     mom_end: int  # classes 1..mom_end-1 take Σv·x, Σv·y
-    ext_start: int  # classes ext_start..ext_end-1 take max and Σv² (an empty range when no channel needs them)
-    ext_end: int
+    # classes ext[0]..ext[1]-1 take max and Σv²; None when no channel needs them: a type of its own, so numba
+    # compiles the kernels without that per-pixel test (it cost ~5 % on sparse frames)
+    ext: tuple[int, int] | None
     mom_cols: int  # columns 0..mom_cols-1 are channels taking Σv·x, Σv·y
     ext_col_start: int  # columns ext_col_start..ext_col_end-1 are channels taking max and Σv²
     ext_col_end: int
@@ -92,8 +93,9 @@ class Layout(NamedTuple):
     renumber: np.ndarray  # per key seen (in increasing order), its class
     narrow: type  # the class dtype
     combos: np.ndarray  # (nclasses, K) int32 global bin per class and column, or -1
-    bounds: tuple[int, ...]  # mom_end, ext_start, ext_end, mom_cols, ext_col_start, ext_col_end
-    has_ext: bool
+    mom_end: int
+    ext: tuple[int, int] | None  # the classes taking max and Σv², or None
+    cols: tuple[int, int, int]  # mom_cols, ext_col_start, ext_col_end
 
 
 def layout(keys: np.ndarray, counts: np.ndarray, accumulators: Sequence[Sequence[str]]) -> Layout:
@@ -118,22 +120,19 @@ def layout(keys: np.ndarray, counts: np.ndarray, accumulators: Sequence[Sequence
     col_rank = np.where(mom, np.where(ext, 1, 0), np.where(ext, 2, 3))
     counts_of = np.bincount(rank[1:], minlength=4)
     col_counts = np.bincount(col_rank, minlength=4)
-    # without a channel taking max or Σv² their classes are the empty range at 0: the kernels' per-pixel test
-    # (c < ext_end first) then fails at its first comparison
-    has_ext = bool(ext.any())
-    ext_classes = (1 + int(counts_of[0]), 1 + int(counts_of[:3].sum())) if has_ext else (0, 0)
-    bounds = (1 + int(counts_of[:2].sum()), *ext_classes,
-              int(col_counts[:2].sum()), int(col_counts[0]), int(col_counts[:3].sum()))
+    ext_classes = (1 + int(counts_of[0]), 1 + int(counts_of[:3].sum())) if ext.any() else None
+    cols = (int(col_counts[:2].sum()), int(col_counts[0]), int(col_counts[:3].sum()))
     combos = np.ascontiguousarray(combos[order][:, np.argsort(col_rank, kind="stable")])
-    return Layout(renumber, narrow, combos, bounds, has_ext)
+    return Layout(renumber, narrow, combos, 1 + int(counts_of[:2].sum()), ext_classes, cols)
 
 
 def assemble(lay: Layout, cls: np.ndarray, cls_pixels: np.ndarray, static: np.ndarray, want: np.ndarray,
              width: int, first: int, last: int, counts: np.ndarray, accumulators: Sequence[Sequence[str]]
              ) -> PixelMaps:
     """The pixel maps from the per-pixel passes' results and the layout of the classes."""
-    k = KernelMaps(cls, lay.combos, cls_pixels, want, width, first, last, *lay.bounds,
-                   5 if lay.has_ext else 3, 7 if lay.has_ext else 4)
+    has_ext = lay.ext is not None
+    k = KernelMaps(cls, lay.combos, cls_pixels, want, width, first, last, lay.mom_end, lay.ext, *lay.cols,
+                   5 if has_ext else 3, 7 if has_ext else 4)
     offsets = (0, *(int(o) for o in np.cumsum(counts)))
     declared = tuple(("count", *(a for a in ACCUMULATORS if a != "count" and a in set(acc))) for acc in accumulators)
     return PixelMaps(k, static, offsets, declared)

@@ -29,14 +29,12 @@ ROWS = 1024  # points per step: a step's rows and their transposed copy stay in 
 def means_by_bin(total: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Σv / valid pixels, NaN where a bin has none: (npoints, nbins) in, (nbins, npoints) out (the output
     layout), a run of points at a time: dividing straight into the transposed layout walks memory a
-    bin's stride apart, several times slower."""
+    bin's stride apart, several times slower. A bin without valid pixels has nothing summed (0 / 0 is
+    NaN, as is an absent point's NaN), so no mask is needed: masking took 60 % of the time."""
     out = np.empty(total.shape[::-1])
     with np.errstate(invalid="ignore", divide="ignore"):
         for i in range(0, total.shape[0], ROWS):
-            v = valid[i:i + ROWS]
-            q = total[i:i + ROWS] / v
-            q[v <= 0] = np.nan
-            out[:, i:i + ROWS] = q.T
+            out[:, i:i + ROWS] = (total[i:i + ROWS] / valid[i:i + ROWS]).T
     return out
 
 
