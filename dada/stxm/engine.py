@@ -22,7 +22,7 @@ from dada.stxm.channel import Bins
 from dada.stxm.chunkindex import chunk_index
 from dada.stxm.decode import MAX_BLOCK_BYTES, chunk_layout
 from dada.stxm.kernels import BATCH, BATCH_BYTES, accumulate_chunks, accumulate_frame
-from dada.stxm.pixelmaps import PixelMaps, fuse
+from dada.stxm.pixelmaps import PixelMaps, fuse, with_cells
 
 
 class Engine:
@@ -189,7 +189,8 @@ def kernel_buffers(dtype: np.dtype) -> tuple:
 
 def warm_up() -> None:
     """Compile the kernels now, not during a user's first request: frames of the common dtypes, with pixel
-    classes as uint8 (one channel) and as uint16 (channels fused), with and without a maximum and Σv²; and
+    classes as uint8 (one channel) and as uint16 (channels fused), with and without a maximum and Σv², with
+    the polar reduction's cells (a whole-scan /stxm of the four channels); and
     the passes that build a new geometry's pixel maps (radius, azimuth, the built-in bins, fusing them with
     a dense key table and with a sort)."""
     import h5py
@@ -206,8 +207,9 @@ def warm_up() -> None:
     band = np.full(shape, -1, dtype=np.int32)
     band[4:8] = 0
     many = (np.arange(shape[0] * shape[1], dtype=np.int32) % 300).reshape(shape)
-    for maps in (fuse([Bins(band, 1)], [("sum", "sx", "sy")], geo),
-                 fuse([Bins(band, 1), Bins(many, 300)], [("sum", "sx", "sy"), ("sum",)], geo),
+    both = fuse([Bins(band, 1), Bins(many, 300)], [("sum", "sx", "sy"), ("sum",)], geo)
+    cells = with_cells(both, Bins((np.arange(shape[0] * shape[1], dtype=np.int32) % 48).reshape(shape), 48), geo)
+    for maps in (fuse([Bins(band, 1)], [("sum", "sx", "sy")], geo), both, cells,
                  fuse([Bins(band, 1), Bins(many, 300)], [("max", "sq"), ("sum",)], geo)):
         acc, values, sat = maps.new_acc(), maps.new_values(1), np.zeros((1, maps.offsets[-1]))
         for dt in (np.uint16, np.uint32, np.int32, np.float32, np.float64):

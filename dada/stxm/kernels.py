@@ -61,6 +61,19 @@ def _takes_extremes_typed(c, ext):
     return lambda c, ext: ext[0] <= c < ext[1]
 
 
+def _cell_of(p: int, cell: np.ndarray | None) -> int:
+    """Pixel ``p``'s cell of the polar reduction (-1: none; ``cell`` None: no reduction in this pass)."""
+    return -1 if cell is None else int(cell[p])
+
+
+@overload(_cell_of)
+def _cell_of_typed(p, cell):
+    """For the kernels: a constant -1 when the maps' ``cell`` is None, so the reduction's code is compiled out."""
+    if isinstance(cell, types.NoneType):
+        return lambda p, cell: -1
+    return lambda p, cell: cell[p]
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _pixel(fv, p, maps, cutoff, acc):
     """One pixel's count into its class: saturated ones are only counted; classes 1..mom_end-1 (those
@@ -78,16 +91,15 @@ def _pixel(fv, p, maps, cutoff, acc):
             acc[c, 4] = max(acc[c, 4], fv)
             acc[c, 5] += fv * fv
             acc[c, 6] += 1.0
-    if maps.cells:  # the polar reduction's cells, beside the classes (0 without one: one test)
-        q = maps.cell[p]
-        if q >= 0:
-            k = maps.cell_row + q
-            if fv >= cutoff:
-                acc[k, 3] += 1.0
-            else:
-                acc[k, 0] += fv
-                acc[k, 1] += fv * (p % maps.width)
-                acc[k, 2] += fv * (p // maps.width)
+    q = _cell_of(p, maps.cell)  # the polar reduction's cell, beside the classes (compiled out without one)
+    if q >= 0:
+        k = maps.cell_row + q
+        if fv >= cutoff:
+            acc[k, 3] += 1.0
+        else:
+            acc[k, 0] += fv
+            acc[k, 1] += fv * (p % maps.width)
+            acc[k, 2] += fv * (p // maps.width)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")

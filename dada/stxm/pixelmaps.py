@@ -40,7 +40,9 @@ class KernelMaps(NamedTuple):
     ext_col_end: int
     slots: int  # float64 slots per bin of the kernels' values: Σv, Σv·x, Σv·y[, max, Σv²]
     acc_width: int  # columns of the per-class accumulator: Σv, Σv·x, Σv·y, saturated[, max, Σv², visited]
-    cell: np.ndarray = np.empty(0, dtype=np.int32)  # (H*W,) the polar reduction's cell per pixel (-1: none)
+    # (H*W,) the polar reduction's cell per pixel (-1: none); None without a reduction in this pass: a type of its
+    # own, so numba compiles the kernels without it
+    cell: np.ndarray | None = None
     cells: int = 0  # how many cells (0: no reduction in this pass)
     cell_row: int = 0  # the accumulator's row of cell 0 (after the classes)
     cell_bin: int = 0  # the values' bin of cell 0 (after the channels' bins)
