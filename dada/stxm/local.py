@@ -33,7 +33,6 @@ def pixel_maps(p: Pass) -> PixelMaps:
                                                       [c.accumulators for c, _ in p.channels], p.geo))
 
 
-CELLS = "_polar_cells"  # the reduction's cells among a run's partials
 REDUCE_BYTES = 256 * 2**20  # a node's per-bin arrays of one run of frames, at most, while it also reduces
 SLOT = {"sum": 0, "sx": 1, "sy": 2, "max": 3, "sq": 4}  # where the engine's values hold each accumulator
 
@@ -78,13 +77,13 @@ class LocalPartials:
         n = len(p.channels)
         static = maps.static_valid[maps.offsets[n]:]
         run = max(1, REDUCE_BYTES // (maps.offsets[-1] * 8 * (maps.kernel.slots + 2)))
-        names = [*(c.name for c, _ in p.channels), CELLS]
+        names = [c.name for c, _ in p.channels]
+        cut = maps.offsets[n]
         parts, records = [], []
         for lo in range(0, len(frames), run):
-            bulk = self.engine.run(scan, frames[lo:lo + run], maps, p.geo, centred=maps.offsets[n])
-            out = per_channel(bulk, maps, names)
-            records.append(block_bytes(out.pop(CELLS), static, spec))
-            parts.append(out)
+            bulk = self.engine.run(scan, frames[lo:lo + run], maps, p.geo, centred=cut)
+            records.append(block_bytes(bulk.values[:, cut:, :3], bulk.valid[:, cut:], bulk.present, static, spec))
+            parts.append(per_channel(bulk, maps, names))
         out = parts[0] if len(parts) == 1 else {
             name: Partial({k: np.concatenate([q[name][k] for q in parts]) for k in parts[0][name].arrays},
                           np.concatenate([q[name].present for q in parts])) for name in parts[0]}

@@ -12,7 +12,6 @@ import numpy as np
 from dada.memo import Memo
 from dada.stxm import polar
 from dada.stxm.beam import BeamGeometry
-from dada.stxm.channel import Partial
 from dada.stxm.reduction import Geometry, Spec, block_record
 
 GEOMETRIES = Memo(4)
@@ -74,18 +73,22 @@ def integral(a: np.ndarray) -> np.ndarray | None:
     return out if np.array_equal(out, a) else None
 
 
-def block_bytes(cells: Partial, static: np.ndarray, spec: Spec) -> bytes | None:
-    """A block's reduction record from the pass's cells (Σv, Σv·col, Σv·row about pixel (0, 0), valid
-    pixels) and their valid pixels before per-frame exclusions; None when some frame is absent or a sum is not
-    an integer (the radial bins' sums are checked: float frames fail there; the cells hold the same pixels)."""
-    if not cells.present.all():
+def block_bytes(values: np.ndarray, valid: np.ndarray, present: np.ndarray, static: np.ndarray, spec: Spec
+                ) -> bytes | None:
+    """A block's reduction record from the engine's arrays of the cells: ``values`` (n, cells, 3) Σv, Σv·col,
+    Σv·row about pixel (0, 0), ``valid`` (n, cells) valid pixels, and the cells' valid pixels before per-frame
+    exclusions; None when some frame is absent or a sum is not an integer (the radial bins' sums are checked:
+    float frames fail there; the cells hold the same pixels). Each array is read once, in its own layout."""
+    if not present.all():
         return None
-    n = cells.npoints
-    parts = [integral(np.asarray(cells[k]).reshape(n, spec.nr, spec.ns).sum(axis=2).T) for k in ("sum", "sx", "sy")]
-    if any(p is None for p in parts):
+    n = values.shape[0]
+    per_ring = [integral(values[..., k].reshape(n, spec.nr, spec.ns).sum(axis=2).T) for k in range(3)]  # (nr, n)
+    if any(r is None for r in per_ring):
         return None
-    count = np.asarray(cells["count"])
-    pos, cell = np.nonzero(count != static[None, :])  # saturated pixels: few
-    lost = np.rint(static[cell] - count[pos, cell]).astype(np.int64)
-    cell_sum = np.asarray(cells["sum"]).reshape(n, spec.nr, spec.ns).transpose(1, 2, 0)
-    return block_record(parts[0], np.stack(parts[1:]), cell_sum, np.stack([pos, cell, lost]).astype(np.int64))
+    pos, cell = np.nonzero(valid != static[None, :])  # saturated pixels: few
+    lost = np.rint(static[cell] - valid[pos, cell]).astype(np.int64)
+    sums = values[..., 0]
+    top = float(sums.max(initial=0))
+    cells = np.empty((spec.nr, spec.ns, n), dtype=np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.int64)
+    cells[...] = sums.reshape(n, spec.nr, spec.ns).transpose(1, 2, 0)
+    return block_record(per_ring[0], np.stack(per_ring[1:]), cells, np.stack([pos, cell, lost]).astype(np.int64))

@@ -87,9 +87,10 @@ def spec_for(shape: tuple[int, int], cx: float, cy: float, dr: int, max_cells: i
 
 # -- records: named sections, each byte-shuffled and compressed ------------------------------------
 
-def _shuffle(a: np.ndarray) -> bytes:
+def _shuffle(a: np.ndarray) -> np.ndarray:
+    """The array's bytes, byte planes one after another (all first bytes, all second bytes, …)."""
     a = np.ascontiguousarray(a)
-    return np.ascontiguousarray(a.view(np.uint8).reshape(-1, a.itemsize).T).tobytes()
+    return np.ascontiguousarray(a.view(np.uint8).reshape(-1, a.itemsize).T)
 
 
 def _unshuffle(raw: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
@@ -146,11 +147,12 @@ class Record:
 def block_record(rings: np.ndarray, moments: np.ndarray, cells: np.ndarray, saturated: np.ndarray) -> bytes:
     """One block's reduction: ``rings`` (nr, n), ``moments`` (2, nr, n) int64, ``cells`` (nr, ns, n) counts,
     ``saturated`` (3, k) int64 rows of (point, cell, pixels)."""
-    top = float(cells.max(initial=0))
-    narrow = np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.int64
-    return encode({"points": int(rings.shape[1])}, {"rings": rings.astype(np.int64),
-                                                    "moments": moments.astype(np.int64),
-                                                    "cells": cells.astype(narrow), "saturated": saturated})
+    if cells.dtype not in (np.uint16, np.uint32):  # counts in the smallest integer that holds them
+        top = float(cells.max(initial=0))
+        cells = cells.astype(np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.int64)
+    return encode({"points": int(rings.shape[1])}, {"rings": rings.astype(np.int64, copy=False),
+                                                    "moments": moments.astype(np.int64, copy=False),
+                                                    "cells": cells, "saturated": saturated})
 
 
 def join(records: list[bytes]) -> bytes:
