@@ -144,7 +144,7 @@ def main() -> None:
         f.write("reduction_cells = 0\nanswer_cache_bytes = 0\n")
     kept_toml = os.path.join(caches, "kept.toml")
     with open(kept_toml, "w") as f:
-        f.write("answer_cache_bytes = 0\n")
+        f.write("reduction_cells = 25000\nanswer_cache_bytes = 0\n")
     common = ["--max-frames", "10000000", "--block-frames", "1024", "--max-output-bytes", str(2**31)]
     raw = Daemon(["serve", folder, *common, "--cache-dir", os.path.join(caches, "raw"), "--config", raw_toml])
     kept = Daemon(["serve", folder, *common, "--cache-dir", os.path.join(caches, "kept"), "--config", kept_toml])

@@ -25,7 +25,8 @@ def reduced(tmp_path_factory):
     root = tmp_path_factory.mktemp("gui-reduce")
     write_eiger(str(root / "big"), "scan_0001", ScanSpec(128, 128, Detector(40, 44, "uint16"), 4096, seed=5),
                 progress=lambda _m: None)
-    d = Daemon(["serve", str(root), "--cache-dir", str(root / "cache")])
+    (root / "kept.toml").write_text("reduction_cells = 25000\n")  # off by default
+    d = Daemon(["serve", str(root), "--cache-dir", str(root / "cache"), "--config", str(root / "kept.toml")])
     try:
         r = d.get(f"/stxm/{SCAN}.h5", timeout=600)
         assert r.status == 200, r.body[:300]

@@ -40,12 +40,17 @@ def npy(r) -> np.ndarray:
     return np.load(io.BytesIO(r.body))
 
 
+KEPT = "reduction_cells = 25000\n"  # off by default: these fronts keep reductions
+
+
 @pytest.fixture(scope="module")
 def fronts(demo_root, tmp_path_factory):
     """A front keeping reductions (blocks of 16 frames: three per scan) and one that keeps none."""
     tmp = tmp_path_factory.mktemp("reduce")
     (tmp / "raw.toml").write_text("reduction_cells = 0\n")
-    kept = Daemon(["serve", demo_root, "--cache-dir", str(tmp / "kept"), "--block-frames", "16"])
+    (tmp / "kept.toml").write_text(KEPT)
+    kept = Daemon(["serve", demo_root, "--cache-dir", str(tmp / "kept"), "--block-frames", "16",
+                   "--config", str(tmp / "kept.toml")])
     try:
         raw = Daemon(["serve", demo_root, "--cache-dir", str(tmp / "raw"), "--block-frames", "16",
                       "--config", str(tmp / "raw.toml")])
@@ -105,7 +110,9 @@ def test_a_growing_scan_is_answered_from_its_reduction_once_whole(demo_root, tmp
     shutil.copy2(os.path.join(src, "scan_0002_master.h5"), live)
     shutil.copy2(os.path.join(src, "scan_0002_data_000001.h5"), live)  # frames 0..19 of 48
     (tmp_path / "raw.toml").write_text("reduction_cells = 0\n")
-    kept = Daemon(["serve", str(tmp_path / "root"), "--block-frames", "8", "--cache-dir", str(tmp_path / "k")])
+    (tmp_path / "kept.toml").write_text(KEPT)
+    kept = Daemon(["serve", str(tmp_path / "root"), "--block-frames", "8", "--cache-dir", str(tmp_path / "k"),
+                   "--config", str(tmp_path / "kept.toml")])
     raw = Daemon(["serve", str(tmp_path / "root"), "--block-frames", "8", "--cache-dir", str(tmp_path / "r"),
                   "--config", str(tmp_path / "raw.toml")])
     scan = "run/scan_0002"
