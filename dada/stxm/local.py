@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 MAPS = Memo(16)
 
 
-
 def pixel_maps(p: Pass) -> PixelMaps:
     """The fused pixel maps of a pass, built once per geometry and channel parameters."""
     return MAPS.get((p.geo.key, p.keys), lambda: fuse([c.bins(p.geo, a) for c, a in p.channels],
