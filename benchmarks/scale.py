@@ -105,7 +105,7 @@ class Pass:
 
     def per_frame(self, role: str) -> float:
         """CPU seconds per frame of a role (nodes, mounts: all of them together)."""
-        if role in ("node", "mount"):
+        if role in ("node", "mount", "fs"):
             return sum(v for k, v in self.cost.cpu.items() if k.startswith(role)) / self.frames
         return self.cost.cpu.get(role, 0.0) / self.frames
 
@@ -141,7 +141,7 @@ def utilisation(p: Pass, sim: Sim) -> dict[str, float]:
         "node link": max(c.links.nodes) / (wall * node_rate),  # both directions: nearly all of it is towards the node
         "head uplink": c.links.uplink / (wall * up_rate),
         "front CPU": c.cpu.get("front", 0.0) / wall,
-        "dadafs server": c.cpu.get("fs", 0.0) / wall,
+        "dadafs server": max(v for k, v in c.cpu.items() if k.startswith("fs")) / wall,
     }
 
 
@@ -180,6 +180,12 @@ def run_n(n: int, folder: str, scans: list[str], ref: Reference, repeats: int, l
                   f"{p.fps / f:.0f} | {1e6 * p.per_frame('front'):.0f} | {1e3 * p.per_frame('node'):.2f} | "
                   f"{p.cost.links.uplink / 1e6:.1f} | {min(links) / 1e6:.1f}–{max(links) / 1e6:.1f} | "
                   f"{pct(min(sh))}–{pct(max(sh))} | {cores(p):.2f} | {binding(p, sim)} |", flush=True)
+        if sim.servers > 1:
+            for p in row.first:
+                fs = {k: v for k, v in sorted(p.cost.cpu.items()) if k.startswith("fs")}
+                each = ", ".join(f"{k} {v:.2f}" for k, v in fs.items())
+                print(f"\n{p.kind}: {sim.servers} dadafs servers, CPU s {each}; together "
+                      f"{1e3 * sum(fs.values()) / p.frames:.2f} ms per frame fetched")
         if leave and n >= 2:
             leave_and_return(sim, ref, scans[1 + repeats - 1], n)
     return row
@@ -426,9 +432,11 @@ def main() -> None:
     p.add_argument("--scan", default="32x64", help="points of the scan, VxH (default 32x64: 2048 frames)")
     p.add_argument("--block-frames", type=int, help="the front's --block-frames (default: the data's grid)")
     p.add_argument("--fragment", type=int, default=256 << 10, help="dadafs fragment size (default 256 KiB)")
+    p.add_argument("--fs-servers", type=int, default=1,
+                   help="dadafs server processes on the head, the nodes' mounts spread over them (default 1)")
     args = p.parse_args()
     vert, horz = (int(x) for x in args.scan.split("x"))
-    sim = {"balance_factor": args.balance_factor, "fragment": args.fragment,
+    sim = {"balance_factor": args.balance_factor, "fragment": args.fragment, "servers": args.fs_servers,
            "front_flags": ("--block-frames", str(args.block_frames)) if args.block_frames else ()}
     why = usable()
     if why:

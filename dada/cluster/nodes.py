@@ -297,9 +297,9 @@ class NodePool:
 
     async def _hedge(self, pending: dict, hedged: Counter[int], answered: int, total: int) -> None:
         """Duplicate jobs running well past the typical job time: on nodes of our own, once half are
-        answered, one twin each. Through a balancer at any stage and up to ``MAX_TWINS`` each (a twin can
-        land on the laggard too): the stalled try gives its slot back, and the twin is steered to a node
-        that answers at the usual pace (:meth:`_steer`) under a mark of its own (``twin_url``)."""
+        answered, one twin each. Through a balancer also before, when a node lags, and up to ``MAX_TWINS``
+        each (a twin can land on the laggard too): the stalled try gives its slot back, and the twin is
+        steered to a node that answers at the usual pace (:meth:`_steer`) under a mark of its own."""
         if len(self.durations) < 2 or (not self.balancer and (len(self.nodes) < 2 or 2 * answered < total)):
             return
         typical = statistics.median(self.durations[-50:])
@@ -317,6 +317,9 @@ class NodePool:
             k = hedged[p.id]
             node, sent, slot = self.where.get(twin_url(p.url, k), ("", now, -1))
             if k >= (MAX_TWINS if self.balancer else 1) or now - sent <= stalled:
+                continue
+            # before half are in, only when a node lags: busy ones answer now and then, a laggard does not
+            if 2 * answered < total and not self._laggard(sent, stalled):
                 continue
             hedged[p.id] += 1
             self.hedges += 1
@@ -339,12 +342,20 @@ class NodePool:
         server = self.servers[name]
         server.last, server.took, server.lags = time.monotonic(), took, took > self._stall
 
+    def _keen(self, since: float, stall: float) -> set[str]:
+        """The nodes that answered since ``since``, none of them slower than ``stall``."""
+        return {n for n, s in self.servers.items() if s.last >= since and s.took <= stall}
+
+    def _laggard(self, since: float, stall: float) -> bool:
+        """Whether a known node has not answered at the usual pace since ``since`` while others have."""
+        keen = self._keen(since, stall)
+        return bool(keen) and len(keen) < len(self.servers)
+
     def _steer(self, job: Job, since: float, stall: float, skip: int) -> str:
         """The node to ask for a hedged twin by name: of the nodes that answered since the stalled try was
         sent and took no longer than ``stall``, the job's ``skip``-th in ring order (its earlier twins'
         stand-ins are passed over); "" when none is known, and the marked path's hash decides."""
-        keen = [n for n in self._names.order(job.key)
-                if self.servers[n].last >= since and self.servers[n].took <= stall]
+        keen = [n for n in self._names.order(job.key) if n in self._keen(since, stall)]
         if not keen:
             return ""
         for server in self.servers.values():  # the others lag until they answer at the usual pace
