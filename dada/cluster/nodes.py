@@ -65,7 +65,9 @@ class Server:
     name: str
     last: float = 0.0  # when it last answered (monotonic)
     took: float = 0.0  # how long that answer took
-    lags: bool = False  # silent or slow while others answered: jobs are hedged sooner (it may hold them)
+    ok: float = 0.0  # when it last answered a job at the usual pace, or a probe in time
+    probed: float = 0.0  # when it was last probed
+    lags: bool = False  # answered slowly, or a probe found it stuck: jobs are hedged sooner, never sent to it
 
 
 class UserError(DadaError):
@@ -114,6 +116,7 @@ class NodePool:
         self.servers: dict[str, Server] = {}  # through a balancer: the nodes it named in its answers
         self._names = Ring([])  # their names on a ring: a steered block goes to the same stand-in each time
         self._stall = BALANCED_HEDGE_FLOOR  # how long a job ran when it was last called stalled
+        self._probes: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None),
@@ -121,6 +124,8 @@ class NodePool:
         self._probe = asyncio.create_task(self._probe_loop())
 
     async def close(self) -> None:
+        for task in self._probes:
+            task.cancel()
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -313,20 +318,23 @@ class NodePool:
             stalled = max(self.hedge_factor * typical, BALANCED_HEDGE_FLOOR)
         self._stall = stalled
         now = time.monotonic()
+        early = max(LAGGING_HEDGE_FACTOR * typical, LAGGING_HEDGE_FLOOR)
         for p, _ in list(pending.values()):
             k = hedged[p.id]
             node, sent, slot = self.where.get(twin_url(p.url, k), ("", now, -1))
+            if self.balancer and now - sent > early:
+                self._probe_silent(sent, max(stalled - early, LAGGING_HEDGE_FLOOR))
             if k >= (MAX_TWINS if self.balancer else 1) or now - sent <= stalled:
                 continue
-            # before half are in, only when a node lags: busy ones answer now and then, a laggard does not
-            if 2 * answered < total and not self._laggard(sent, stalled):
+            # before half are in, only when a node lags (a busy one answers now and then, a laggard not)
+            if 2 * answered < total and not any(s.lags for s in self.servers.values()):
                 continue
             hedged[p.id] += 1
             self.hedges += 1
             twin = p
             if self.balancer:
                 await self._release(slot)  # it waits in the balancer's queue, not in ours
-                twin = replace(p, url=twin_url(p.url, k + 1), server=self._steer(p, sent, stalled, k))
+                twin = replace(p, url=twin_url(p.url, k + 1), server=self._steer(p, sent, k))
                 self.steered += bool(twin.server)
             pending[asyncio.ensure_future(self.fetch(twin, avoid=(node,)))] = (p, now)  # elsewhere
 
@@ -341,26 +349,42 @@ class NodePool:
             self._names = Ring(sorted(self.servers))
         server = self.servers[name]
         server.last, server.took, server.lags = time.monotonic(), took, took > self._stall
+        if not server.lags:
+            server.ok = server.last
 
-    def _keen(self, since: float, stall: float) -> set[str]:
-        """The nodes that answered since ``since``, none of them slower than ``stall``."""
-        return {n for n, s in self.servers.items() if s.last >= since and s.took <= stall}
+    def _probe_silent(self, since: float, within: float) -> None:
+        """Probe the nodes silent since a job that now runs long was sent: idle, or holding it?"""
+        for server in self.servers.values():
+            if server.ok < since and server.probed < since and not server.lags and (
+                    time.monotonic() - server.probed > within):  # none of its probes is still out
+                server.probed = time.monotonic()
+                task = asyncio.ensure_future(self._probe_one(server, within))
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
 
-    def _laggard(self, since: float, stall: float) -> bool:
-        """Whether a known node has not answered at the usual pace since ``since`` while others have."""
-        keen = self._keen(since, stall)
-        return bool(keen) and len(keen) < len(self.servers)
+    async def _probe_one(self, server: Server, within: float) -> None:
+        """``/healthz`` asked of the node by name waits in the balancer's queue behind the jobs it holds
+        (maxconn): an idle node answers at once, a node stuck on slow jobs not within ``within`` s."""
+        lb = next(iter(self.nodes))
+        try:
+            async with self._session.get(lb + "/healthz", headers={SERVER_HEADER: server.name},
+                                         timeout=aiohttp.ClientTimeout(total=within)) as r:
+                await r.read()
+                if r.status == 200 and r.headers.get(NODE_HEADER) == server.name:
+                    server.ok = time.monotonic()
+                    return
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        if server.ok < server.probed:
+            server.lags = True
+            log.warning("node %s behind the balancer lags: its jobs are hedged elsewhere", server.name)
 
-    def _steer(self, job: Job, since: float, stall: float, skip: int) -> str:
-        """The node to ask for a hedged twin by name: of the nodes that answered since the stalled try was
-        sent and took no longer than ``stall``, the job's ``skip``-th in ring order (its earlier twins'
+    def _steer(self, job: Job, since: float, skip: int) -> str:
+        """The node to ask for a hedged twin by name: of the nodes that answered a job at the usual pace or a
+        probe in time since the stalled try was sent, the job's ``skip``-th in ring order (its earlier twins'
         stand-ins are passed over); "" when none is known, and the marked path's hash decides."""
-        keen = [n for n in self._names.order(job.key) if n in self._keen(since, stall)]
-        if not keen:
-            return ""
-        for server in self.servers.values():  # the others lag until they answer at the usual pace
-            server.lags = server.name not in keen
-        return keen[skip % len(keen)]
+        keen = [n for n in self._names.order(job.key) if self.servers[n].ok >= since and not self.servers[n].lags]
+        return keen[skip % len(keen)] if keen else ""
 
 
 NODE_HEADER = "X-Dada-Node"  # the balancer's name of the node that answered (deploy/haproxy.cfg, nginx.conf)
