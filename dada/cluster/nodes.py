@@ -7,10 +7,11 @@ back via ``/healthz``; a 503 is honoured by waiting its Retry-After; near the en
 slowest jobs get a hedged duplicate on another node, and the first answer wins.
 
 Through a balancer the front cannot see where a job waits, so a slow node would hold the front's slots
-with the quarter (1/N) of the blocks that hash to it. There a job that stalls gives its slot back and gets
-a twin at once, whatever the stage of the request; the twin is asked of a node that answers at the usual
-pace (the balancer names the node of every answer in ``X-Dada-Node``; HAProxy honours ``X-Dada-Server``),
-and its path carries a mark of its own so a balancer that ignores the name hashes it elsewhere.
+with the 1/N of the blocks that hash to it. The balancer names the node of every answer (``X-Dada-Node``),
+and HAProxy takes a name for a request (``X-Dada-Server``): a node silent while a job runs long is probed
+by name, and if it lags, jobs that stall give their slot back and get a twin at once, whatever the stage
+of the request. A twin is asked of a node that answers at the usual pace, and its path carries a mark of
+its own, so a balancer that ignores the name hashes it elsewhere.
 """
 
 from __future__ import annotations
@@ -301,18 +302,20 @@ class NodePool:
                 task.cancel()
 
     async def _hedge(self, pending: dict, hedged: Counter[int], answered: int, total: int) -> None:
-        """Duplicate jobs running well past the typical job time: on nodes of our own, once half are
-        answered, one twin each. Through a balancer also before, when a node lags, and up to ``MAX_TWINS``
-        each (a twin can land on the laggard too): the stalled try gives its slot back, and the twin is
-        steered to a node that answers at the usual pace (:meth:`_steer`) under a mark of its own."""
-        if len(self.durations) < 2 or (not self.balancer and (len(self.nodes) < 2 or 2 * answered < total)):
+        """Duplicate jobs running well past the typical job time, once half are answered, one twin each.
+        Through a balancer the twin is steered to a node that answers at the usual pace (:meth:`_steer`)
+        under a marked path; and while a node lags (:meth:`_probe_one`) also before half are in, sooner,
+        and up to ``MAX_TWINS`` each (a twin can land on the laggard too), the stalled try giving its slot
+        back: a laggard would otherwise hold the front's slots with the 1/N of the blocks it is sent."""
+        if len(self.durations) < 2 or (not self.balancer and len(self.nodes) < 2):
             return
         typical = statistics.median(self.durations[-50:])
+        lagging = any(s.lags for s in self.servers.values())
         # Through a balancer a job's time includes its wait in the balancer's queue, which the front
         # cannot see: wait longer before spending a node on a duplicate, unless a node is known to lag.
         if not self.balancer:
             stalled = max(self.hedge_factor * typical, 0.2)
-        elif any(s.lags for s in self.servers.values()):
+        elif lagging:
             stalled = max(LAGGING_HEDGE_FACTOR * typical, LAGGING_HEDGE_FLOOR)
         else:
             stalled = max(self.hedge_factor * typical, BALANCED_HEDGE_FLOOR)
@@ -324,16 +327,14 @@ class NodePool:
             node, sent, slot = self.where.get(twin_url(p.url, k), ("", now, -1))
             if self.balancer and now - sent > early:
                 self._probe_silent(sent, max(stalled - early, LAGGING_HEDGE_FLOOR))
-            if k >= (MAX_TWINS if self.balancer else 1) or now - sent <= stalled:
-                continue
-            # before half are in, only when a node lags (a busy one answers now and then, a laggard not)
-            if 2 * answered < total and not any(s.lags for s in self.servers.values()):
+            if k >= (MAX_TWINS if lagging else 1) or now - sent <= stalled or (2 * answered < total and not lagging):
                 continue
             hedged[p.id] += 1
             self.hedges += 1
             twin = p
             if self.balancer:
-                await self._release(slot)  # it waits in the balancer's queue, not in ours
+                if lagging:
+                    await self._release(slot)  # it waits in the balancer's queue, not in ours
                 twin = replace(p, url=twin_url(p.url, k + 1), server=self._steer(p, sent, k))
                 self.steered += bool(twin.server)
             pending[asyncio.ensure_future(self.fetch(twin, avoid=(node,)))] = (p, now)  # elsewhere
