@@ -325,8 +325,8 @@ class NodePool:
         for p, _ in list(pending.values()):
             k = hedged[p.id]
             node, sent, slot = self.where.get(twin_url(p.url, k), ("", now, -1))
-            if self.balancer and now - sent > early:
-                self._probe_silent(sent, max(stalled - early, LAGGING_HEDGE_FLOOR))
+            if self.balancer and now - sent > early:  # a busy node answers a probe within a job's time
+                self._probe_silent(sent, max(self.hedge_factor * typical, BALANCED_HEDGE_FLOOR))
             if k >= (MAX_TWINS if lagging else 1) or now - sent <= stalled or (2 * answered < total and not lagging):
                 continue
             hedged[p.id] += 1
