@@ -64,11 +64,9 @@ class Server:
     """A node behind the balancer, known by the name the balancer gives it in ``X-Dada-Node``."""
 
     name: str
-    last: float = 0.0  # when it last answered (monotonic)
-    took: float = 0.0  # how long that answer took
     ok: float = 0.0  # when it last answered a job at the usual pace, or a probe in time
     probed: float = 0.0  # when it was last probed
-    lags: bool = False  # answered slowly, or a probe found it stuck: jobs are hedged sooner, never sent to it
+    lags: bool = False  # answered slowly, or a probe found it stuck: jobs are hedged sooner, no twin asks it
 
 
 class UserError(DadaError):
@@ -349,9 +347,9 @@ class NodePool:
             self.servers[name] = Server(name)
             self._names = Ring(sorted(self.servers))
         server = self.servers[name]
-        server.last, server.took, server.lags = time.monotonic(), took, took > self._stall
+        server.lags = took > self._stall
         if not server.lags:
-            server.ok = server.last
+            server.ok = time.monotonic()
 
     def _probe_silent(self, since: float, within: float) -> None:
         """Probe the nodes silent since a job that now runs long was sent: idle, or holding it?"""
