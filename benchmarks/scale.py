@@ -1,7 +1,7 @@
 """A cluster of N nodes on one machine (network namespaces, tbf-shaped links) and the model for a real one.
 
-    sudo python benchmarks/scale.py [--dir DIR] [--nodes 1,2,4,8,16] [--repeats 3] [--faults 4]
-                                    [--balance-factor N|0] [--no-affinity]
+    sudo python benchmarks/scale.py [--dir DIR] [--nodes 1,2,4,8,16] [--repeats 3] [--faults 4] [--pairs 5]
+                                    [--balance-factor N|0] [--no-leave]
 
 For each N: N ``dada node --threads 1`` processes, each in its own network namespace with its own dadafs
 mount of the head's ``dadafs serve``; the front dispatches through HAProxy configured from
@@ -105,7 +105,7 @@ class Pass:
 
     def per_frame(self, role: str) -> float:
         """CPU seconds per frame of a role (nodes, mounts: all of them together)."""
-        if role in ("node", "mount"):
+        if role in ("node", "mount", "fs"):
             return sum(v for k, v in self.cost.cpu.items() if k.startswith(role)) / self.frames
         return self.cost.cpu.get(role, 0.0) / self.frames
 
@@ -141,7 +141,7 @@ def utilisation(p: Pass, sim: Sim) -> dict[str, float]:
         "node link": max(c.links.nodes) / (wall * node_rate),  # both directions: nearly all of it is towards the node
         "head uplink": c.links.uplink / (wall * up_rate),
         "front CPU": c.cpu.get("front", 0.0) / wall,
-        "dadafs server": c.cpu.get("fs", 0.0) / wall,
+        "dadafs server": max(v for k, v in c.cpu.items() if k.startswith("fs")) / wall,
     }
 
 
@@ -168,17 +168,24 @@ def run_n(n: int, folder: str, scans: list[str], ref: Reference, repeats: int, l
             scan = scans[1 + r]
             row.first.append(ask(sim, ref, scan, qa, f"N={n} first pass"))
             row.again.append(ask(sim, ref, scan, qb, f"N={n} re-analysis"))
-        print(f"\n### N = {n}: time factor {f:.3f} (node links {f:.3f} Gbit/s, uplink {20 * f:.2f} Gbit/s)\n")
+        print(f"\n### N = {n}: time factor {f:.3f} (node links {f:.3f} Gbit/s, uplink {20 * f:.2f} Gbit/s; "
+              f"load average {os.getloadavg()[0]:.1f})\n")
         print("| pass | s | frames/s | scaled (÷f) | front µs/pt | node CPU ms/frame | uplink MB | node link MB "
-              "(min–max) | from own cache (min–max) | binds |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+              "(min–max) | from own cache (min–max) | cores got | binds |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for p in [x for pair in zip(row.first, row.again, strict=True) for x in pair]:
             links = p.cost.links.nodes
             sh = p.shares()
             print(f"| {p.kind.split(' ', 1)[1]} | {p.cost.wall:.2f} | {p.fps:.0f} | "
                   f"{p.fps / f:.0f} | {1e6 * p.per_frame('front'):.0f} | {1e3 * p.per_frame('node'):.2f} | "
                   f"{p.cost.links.uplink / 1e6:.1f} | {min(links) / 1e6:.1f}–{max(links) / 1e6:.1f} | "
-                  f"{pct(min(sh))}–{pct(max(sh))} | {binding(p, sim)} |", flush=True)
+                  f"{pct(min(sh))}–{pct(max(sh))} | {cores(p):.2f} | {binding(p, sim)} |", flush=True)
+        if sim.servers > 1:
+            for p in row.first:
+                fs = {k: v for k, v in sorted(p.cost.cpu.items()) if k.startswith("fs")}
+                each = ", ".join(f"{k} {v:.2f}" for k, v in fs.items())
+                print(f"\n{p.kind}: {sim.servers} dadafs servers, CPU s {each}; together "
+                      f"{1e3 * sum(fs.values()) / p.frames:.2f} ms per frame fetched")
         if leave and n >= 2:
             leave_and_return(sim, ref, scans[1 + repeats - 1], n)
     return row
@@ -206,9 +213,10 @@ def leave_and_return(sim: Sim, ref: Reference, scan: str, n: int) -> None:
 def faults(folder: str, scans: list[str], ref: Reference, n: int, **sim: object) -> None:
     """Each fault on a cold copy with new parameters, against the same kind of request just before, healthy."""
     f = factor(n)
-    print(f"\n## Faults at N = {n} (time factor {f:.3f}); each answer compared with one process's\n")
-    print("| fault | healthy s | with the fault s | ratio | answer |")
-    print("|---|---:|---:|---:|---|")
+    print(f"\n## Faults at N = {n} (time factor {f:.3f}; load average {os.getloadavg()[0]:.1f}); each answer "
+          "compared with one process's\n")
+    print("| fault | healthy s | with the fault s | ratio | twins (asked by name) | answer |")
+    print("|---|---:|---:|---:|---:|---|")
     with Sim(n, folder, factor=f, mount_cache=cache_bytes(folder, n), **sim) as sim:
         left = iter(scans)
         ask(sim, ref, next(left), stxm_query(next(_queries)), "warm-up")
@@ -217,6 +225,7 @@ def faults(folder: str, scans: list[str], ref: Reference, n: int, **sim: object)
         def pair(what: str, fault, heal, during: float = 0.3) -> None:
             healthy = ask(sim, ref, next(left), stxm_query(next(_queries)), f"{what}: healthy")
             timer = threading.Timer(during * healthy.cost.wall, fault)
+            before = twins(sim)
             timer.start()
             try:
                 hit = ask(sim, ref, next(left), stxm_query(next(_queries)), f"{what}: with the fault", timeout=300)
@@ -224,8 +233,10 @@ def faults(folder: str, scans: list[str], ref: Reference, n: int, **sim: object)
                 timer.cancel()
                 timer.join()
                 heal()
+            sent, named = (a - b for a, b in zip(twins(sim), before, strict=True))
             ratio = hit.cost.wall / healthy.cost.wall
-            print(f"| {what} | {healthy.cost.wall:.2f} | {hit.cost.wall:.2f} | {ratio:.2f} | identical |", flush=True)
+            print(f"| {what} | {healthy.cost.wall:.2f} | {hit.cost.wall:.2f} | {ratio:.2f} | {sent} ({named}) | "
+                  "identical |", flush=True)
 
         pair(f"node {k}'s link 50x slower (tbf)", lambda: sim.shape_node(k, sim.node_gbit / 50),
              lambda: sim.shape_node(k, sim.node_gbit), during=0.0)
@@ -242,13 +253,54 @@ def faults(folder: str, scans: list[str], ref: Reference, n: int, **sim: object)
              lambda: (rejoined.wait(60), time.sleep(5)))
         after = ask(sim, ref, next(left), stxm_query(next(_queries)), "after the partition")
         print(f"| (after it rejoined: node {k} carried {after.cost.links.nodes[k - 1] / 1e6:.1f} MB) | | "
-              f"{after.cost.wall:.2f} | | identical |")
+              f"{after.cost.wall:.2f} | | | identical |")
 
         def restart() -> None:
             sim.procs["fs"].stop()
             sim.start_fs()
 
         pair("the head's dadafs server restarted mid-scan", restart, lambda: None)
+
+
+def scaling(folder: str, scans: list[str], ref: Reference, pairs: int, big: int, **sim: object) -> None:
+    """N = 1 and N = ``big`` side by side, their passes interleaved (the order alternating), so that both see
+    the same shared machine; each pair's ratio of scaled frames/s, and the median."""
+    print(f"\n## Scaling, interleaved: N = 1 and N = {big} side by side, {pairs} pairs (load average "
+          f"{os.getloadavg()[0]:.1f} at the start)\n")
+    print(f"| pair | pass | N = 1 frames/s | cores got | N = {big} frames/s | scaled (÷f) | cores got | ratio |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    ratios: dict[str, list[float]] = {"first": [], "re-analysis": []}
+    with (Sim(1, folder, factor=factor(1), mount_cache=cache_bytes(folder, 1), **sim) as one,
+          Sim(big, folder, factor=factor(big), mount_cache=cache_bytes(folder, big), **sim) as many):
+        qa, qb = stxm_query(next(_queries)), stxm_query(next(_queries))
+        for s in (one, many):
+            ask(s, ref, scans[0], qa, "warm-up")
+            ask(s, ref, scans[0], qb, "warm-up")
+        for i in range(pairs):
+            got: dict[int, tuple[Pass, Pass]] = {}
+            for s in ((one, many) if i % 2 == 0 else (many, one)):
+                first = ask(s, ref, scans[1 + i], qa, f"N={s.n} first pass")
+                got[s.n] = first, ask(s, ref, scans[1 + i], qb, f"N={s.n} re-analysis")
+            for j, kind in enumerate(ratios):
+                a, b = got[1][j], got[big][j]
+                ratios[kind].append(b.fps / factor(big) / (a.fps / factor(1)))
+                print(f"| {i + 1} | {kind} | {a.fps:.0f} | {cores(a):.2f} | {b.fps:.0f} | {b.fps / factor(big):.0f} | "
+                      f"{cores(b):.2f} | {ratios[kind][-1]:.2f} |", flush=True)
+    for kind, rs in ratios.items():
+        print(f"\nScaling, {kind}: N = {big} is {statistics.median(rs):.2f}x N = 1 under the time factor (median of "
+              f"{len(rs)} interleaved pairs: {' '.join(f'{r:.2f}' for r in rs)}; goal ≥ 6x)")
+    print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
+
+
+def cores(p: Pass) -> float:
+    """The cores our processes got during a pass: their CPU seconds over the wall time."""
+    return sum(p.cost.cpu.values()) / p.cost.wall
+
+
+def twins(sim: Sim) -> tuple[int, int]:
+    """Hedged twins the front has sent so far, and how many of them it asked of a node by name."""
+    status = sim.ask("/healthz", 10).json()
+    return status["hedges"], status["steered"]
 
 
 # -- the model ---------------------------------------------------------------------------------------
@@ -334,7 +386,7 @@ def report_model(c: Costs, rows: list[Row]) -> None:
     for r in rows:
         for kind, ps, cached in (("first", r.first, False), ("re-analysis", r.again, True)):
             fps = statistics.median(p.fps for p in ps)
-            got = statistics.median(sum(p.cost.cpu.values()) / p.cost.wall for p in ps)
+            got = statistics.median(cores(p) for p in ps)
             mine = replace(c, share=share(r))  # each N with the cache share it measured
             pred, limit = model(mine, r.n, 1, r.f, GBIT * r.f, 20 * GBIT * r.f, None, cached)
             on, _ = model(mine, r.n, 1, r.f, GBIT * r.f, 20 * GBIT * r.f, None, cached, got)
@@ -375,12 +427,16 @@ def main() -> None:
                    help="HAProxy's bounded load with this hash-balance-factor (default none: the shipped one is "
                         "removed, as deploy/README.md says for cache affinity)")
     p.add_argument("--no-leave", action="store_true", help="skip the node leaving and coming back")
+    p.add_argument("--pairs", type=int, default=5,
+                   help="interleaved pairs of N = 1 and N = 8 for the scaling figure (0: none)")
     p.add_argument("--scan", default="32x64", help="points of the scan, VxH (default 32x64: 2048 frames)")
     p.add_argument("--block-frames", type=int, help="the front's --block-frames (default: the data's grid)")
     p.add_argument("--fragment", type=int, default=256 << 10, help="dadafs fragment size (default 256 KiB)")
+    p.add_argument("--fs-servers", type=int, default=1,
+                   help="dadafs server processes on the head, the nodes' mounts spread over them (default 1)")
     args = p.parse_args()
     vert, horz = (int(x) for x in args.scan.split("x"))
-    sim = {"balance_factor": args.balance_factor, "fragment": args.fragment,
+    sim = {"balance_factor": args.balance_factor, "fragment": args.fragment, "servers": args.fs_servers,
            "front_flags": ("--block-frames", str(args.block_frames)) if args.block_frames else ()}
     why = usable()
     if why:
@@ -393,7 +449,7 @@ def main() -> None:
     os.makedirs(folder, exist_ok=True)
     eiger_file(folder, NAME, vert, horz, ROWS, COLS, "uint32")
     ns = [int(x) for x in args.nodes.split(",")]
-    scans = copies(folder, 1 + args.repeats + 12)
+    scans = copies(folder, 1 + max(args.repeats + 12, args.pairs))
     print(f"{vert * horz} Eiger 4M frames ({ROWS}x{COLS} uint32); {CORES} cores; HAProxy from deploy/haproxy.cfg"
           + (f" plus hash-balance-factor {args.balance_factor}" if args.balance_factor else "")
           + f"; blocks of {args.block_frames or 'the data grid (32)'} frames; dadafs fragments of "
@@ -401,8 +457,11 @@ def main() -> None:
     t0 = time.perf_counter()
     ref = Reference(folder, vert * horz)
     try:
+        print(f"(load average {os.getloadavg()[0]:.1f} at the start)")
         rows = [run_n(n, folder, scans, ref, args.repeats, not args.no_leave, **sim) for n in ns]
         report_model(Costs.of(rows), rows)
+        if args.pairs:
+            scaling(folder, scans, ref, args.pairs, 8, **sim)
         if args.faults:
             faults(folder, scans[1 + args.repeats:], ref, args.faults, **sim)
     finally:

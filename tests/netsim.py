@@ -195,6 +195,7 @@ class Sim:
     uplink_gbit: float = 20.0
     fragment: int = 256 << 10  # dadafs fragment size: well under a block's compressed bytes
     mount_cache: int = 256 << 20
+    servers: int = 1  # dadafs server processes on the head (the nodes' mounts spread over them)
     readahead: int = 0
     # HAProxy's bounded load: None or 0 for none (deploy/haproxy.cfg without its hash-balance-factor line, the
     # cache-affinity setting of deploy/README.md), else this factor
@@ -297,17 +298,24 @@ class Sim:
     def _healthy(self, who: str, host: str, port: int) -> bool:
         return self.within(who, lambda: get(host, port, "/healthz", timeout=2).status == 200)
 
-    def start_fs(self) -> Proc:
-        """The storage's dadafs server on the head (started again at the same address after a stop)."""
-        cmd = [sys.executable, "-m", "dadafs.cli", "serve", self.root, "--host", "0.0.0.0", "--port", str(FS_PORT),
-               "--cache-dir", os.path.join(self.dir, "fscache"), "--cache-bytes", str(4 << 30),
+    def fs_port(self, i: int) -> int:
+        return FS_PORT if i == 0 else 8120 + i
+
+    def start_fs(self, i: int = 0) -> Proc:
+        """The storage's ``i``-th dadafs server on the head, ``fs`` (then ``fs2``, ``fs3`` ...; started again at
+        the same address after a stop). Several share the source, each with its own cache and port."""
+        port = self.fs_port(i)
+        cmd = [sys.executable, "-m", "dadafs.cli", "serve", self.root, "--host", "0.0.0.0", "--port", str(port),
+               "--cache-dir", os.path.join(self.dir, f"fscache{i or ''}"), "--cache-bytes", str(4 << 30),
                "--fragment-size", str(self.fragment)]
-        return self._start("fs", "head", cmd, lambda: self._healthy("head", HEAD_IP, FS_PORT))
+        return self._start(f"fs{i + 1 if i else ''}", "head", cmd, lambda: self._healthy("head", HEAD_IP, port))
 
     def start_mount(self, k: int) -> Proc:
+        """Node k's mount, of dadafs server (k - 1) mod ``servers``: the nodes spread over the servers."""
         point = self.mount_point(k)
         os.makedirs(point, exist_ok=True)
-        cmd = [sys.executable, "-m", "dadafs.cli", "mount", f"http://{HEAD_IP}:{FS_PORT}", point, "--foreground",
+        server = f"http://{HEAD_IP}:{self.fs_port((k - 1) % self.servers)}"
+        cmd = [sys.executable, "-m", "dadafs.cli", "mount", server, point, "--foreground",
                "--cache-bytes", str(self.mount_cache), "--readahead", str(self.readahead)]
         return self._start(f"mount{k}", f"n{k}", cmd, lambda: os.path.ismount(point))
 
@@ -343,7 +351,8 @@ class Sim:
         """Network, storage, mounts, nodes, HAProxy (deploy/haproxy.cfg) and the front; removed by ``close``."""
         try:
             self.build_network()
-            self.start_fs()
+            for i in range(self.servers):
+                self.start_fs(i)
             for k in range(1, self.n + 1):
                 self.start_mount(k)
                 self.start_node(k)

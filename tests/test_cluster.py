@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -219,16 +220,21 @@ def test_a_slow_node_is_hedged(demo_root, nodes, reference, tmp_path):
         laggard.stop()
 
 
-def test_a_slow_node_is_hedged_through_haproxy(demo_root, nodes, reference, tmp_path):
-    """Behind a balancer the twin of a slow job carries a marked path (another hash), so it reaches
-    another node, not the laggard again."""
+@pytest.mark.parametrize("bounded", [True, False], ids=["as-shipped", "without-bounded-load"])
+def test_a_slow_node_is_hedged_through_haproxy(demo_root, nodes, reference, tmp_path, bounded):
+    """Behind a balancer the twin of a slow job is asked of a node that answers at the usual pace, by the
+    name HAProxy gives it in X-Dada-Node (X-Dada-Server, use-server), so it never lands on the laggard
+    again; with HAProxy's bounded load (as shipped) and without it (every block on its own node)."""
     laggard = Daemon(["node", demo_root, "--threads", "1"], env={"DADA_TEST_JOB_DELAY": "20"})
-    lb = start_balancer("haproxy", [nodes[0].port, nodes[1].port, laggard.port])
+    lb = start_balancer("haproxy", [nodes[0].port, nodes[1].port, laggard.port],
+                        edit=None if bounded else lambda c: re.sub(r"^\s*hash-balance-factor .*\n", "", c, flags=re.M))
     f = front(demo_root, tmp_path, "--lb", lb.url, "--lb-concurrency", "6")
     try:
+        assert bounded == ("hash-balance-factor" in lb.config.read_text())
         elapsed = answered_in(f, reference)
         assert elapsed < 10, f"{elapsed:.1f} s: the slow node's blocks were not hedged elsewhere"
-        assert f.get("/healthz").json()["hedges"] >= 1
+        status = f.get("/healthz").json()
+        assert status["hedges"] >= 1 and status["steered"] >= 1, status
     finally:
         f.stop()
         lb.stop()

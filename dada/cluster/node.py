@@ -36,8 +36,10 @@ def parse_tail(tail: str) -> tuple[str, int, int]:
     """``a/b/scan/64-128.part`` -> (``a/b/scan``, 64, 128)."""
     head, _, last = tail.strip("/").rpartition("/")
     stem, dot, ext = last.partition(".")
-    first, dash, stop = stem.removesuffix(TWIN_MARK).partition("-")
-    if not head or ext != "part" or not dash or not (first.isdigit() and stop.isdigit()):
+    stem, _, twin = stem.partition(TWIN_MARK)  # a hedged twin: ~hedge, ~hedge2, ...
+    first, dash, stop = stem.partition("-")
+    if not head or ext != "part" or not dash or not (first.isdigit() and stop.isdigit()) or not (
+            twin == "" or twin.isdigit()):
         raise NotFound("a job URL is /_block/{scan}/{first}-{stop}.part")
     a, b = int(first), int(stop)
     if not a < b:

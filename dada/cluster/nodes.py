@@ -5,6 +5,13 @@ node) or one load balancer URL (which does its own hashing). A job that fails is
 next node in ring order; a node that fails ``down_after`` times in a row is taken out and probed
 back via ``/healthz``; a 503 is honoured by waiting its Retry-After; near the end of a request the
 slowest jobs get a hedged duplicate on another node, and the first answer wins.
+
+Through a balancer the front cannot see where a job waits, so a slow node would hold the front's slots
+with the 1/N of the blocks that hash to it. The balancer names the node of every answer (``X-Dada-Node``),
+and HAProxy takes a name for a request (``X-Dada-Server``): a node silent while a job runs long is probed
+by name, and if it lags, jobs that stall give their slot back and get a twin at once, whatever the stage
+of the request. A twin is asked of a node that answers at the usual pace, and its path carries a mark of
+its own, so a balancer that ignores the name hashes it elsewhere.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ class Job:
     url: str  # path and query below the node's base URL
     key: str  # what the ring hashes: the block, not its parameters, so a block's data stay on one node
     request: int = 0  # which request it serves: slots are shared fairly between requests
+    server: str = ""  # through a balancer: the node asked for by name (a hedged twin steered off a laggard)
 
 
 @dataclass
@@ -49,6 +57,16 @@ class Node:
     failures: int = 0
     up: bool = True
     done: int = 0
+
+
+@dataclass
+class Server:
+    """A node behind the balancer, known by the name the balancer gives it in ``X-Dada-Node``."""
+
+    name: str
+    ok: float = 0.0  # when it last answered a job at the usual pace, or a probe in time
+    probed: float = 0.0  # when it was last probed
+    lags: bool = False  # answered slowly, or a probe found it stuck: jobs are hedged sooner, no twin asks it
 
 
 class UserError(DadaError):
@@ -90,7 +108,14 @@ class NodePool:
         self._probe: asyncio.Task | None = None
         self.durations: list[float] = []
         self.hedges = 0  # duplicates sent for slow jobs
-        self.where: dict[str, tuple[str, float]] = {}  # job URL -> node last sent it, when (hedges go elsewhere)
+        self.steered = 0  # of them, asked of a node by name (through a balancer)
+        self.where: dict[str, tuple[str, float, int]] = {}  # job URL -> node last sent it, when, its slot
+        self._slots: dict[int, tuple[Node, int]] = {}  # slots held: id -> (node, request)
+        self._slot_ids = itertools.count()
+        self.servers: dict[str, Server] = {}  # through a balancer: the nodes it named in its answers
+        self._names = Ring([])  # their names on a ring: a steered block goes to the same stand-in each time
+        self._stall = BALANCED_HEDGE_FLOOR  # how long a job ran when it was last called stalled
+        self._probes: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None),
@@ -98,6 +123,8 @@ class NodePool:
         self._probe = asyncio.create_task(self._probe_loop())
 
     async def close(self) -> None:
+        for task in self._probes:
+            task.cancel()
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -110,23 +137,25 @@ class NodePool:
         return next(self._requests)
 
     def status(self) -> dict:
-        return {"hedges": self.hedges,
+        return {"hedges": self.hedges, "steered": self.steered,
                 "nodes": [{"url": n.url, "up": n.up, "load": n.load, "failures": n.failures, "done": n.done}
                           for n in self.nodes.values()]}
 
     # -- one job ------------------------------------------------------------------------------
 
-    async def _once(self, node: Node, job: Job) -> bytes:
+    async def _once(self, node: Node, job: Job, slot: int) -> bytes:
         """One try on a node whose slot :meth:`_acquire` took: the body, a _Retry saying why not, or the
         node's UserError. The slot is given back either way."""
         try:
             t0 = time.monotonic()
-            async with self._session.get(node.url + job.url,
+            named = {SERVER_HEADER: job.server} if job.server else None
+            async with self._session.get(node.url + job.url, headers=named,
                                          timeout=aiohttp.ClientTimeout(total=self.job_timeout)) as r:
                 body = await r.read()
                 if r.status == 200:
                     node.failures, node.done = 0, node.done + 1
                     self.durations.append(time.monotonic() - t0)
+                    self._heard(r.headers.get(NODE_HEADER), time.monotonic() - t0)
                     return body
                 if r.status == 503 or (self.balancer and r.status == 502):
                     # busy (the node said so), or through a balancer every node it tried was busy
@@ -140,12 +169,19 @@ class NodePool:
         except aiohttp.ClientError as exc:
             raise _Retry(f"{node.url}: {type(exc).__name__}: {exc}") from None
         finally:
-            async with self._freed:
-                node.load -= 1
-                self._running[job.request] -= 1
-                if not self._running[job.request]:
-                    del self._running[job.request]
-                self._freed.notify_all()
+            await self._release(slot)
+
+    async def _release(self, slot: int) -> None:
+        """Give a slot back (once: a hedged job's slot may have been given back before it ends)."""
+        if slot not in self._slots:
+            return
+        async with self._freed:
+            node, request = self._slots.pop(slot)
+            node.load -= 1
+            self._running[request] -= 1
+            if not self._running[request]:
+                del self._running[request]
+            self._freed.notify_all()
 
     async def fetch(self, job: Job, avoid: tuple[str, ...] = ()) -> bytes:
         """The job's answer from some node, trying nodes in ring order; NodesFailed when none can.
@@ -159,9 +195,11 @@ class NodePool:
             node = await self._acquire(job, tried)
             if node is None:
                 break
-            self.where[job.url] = (node.url, time.monotonic())
+            slot = next(self._slot_ids)
+            self._slots[slot] = (node, job.request)
+            self.where[job.url] = (node.url, time.monotonic(), slot)
             try:
-                return await self._once(node, job)
+                return await self._once(node, job, slot)
             except _Retry as exc:
                 attempts.errors.append(exc.reason)
                 attempts.timed_out |= exc.timeout
@@ -235,9 +273,9 @@ class NodePool:
     # -- many jobs ---------------------------------------------------------------------------
 
     async def fetch_all(self, jobs: Sequence[Job], on_done: Callable[[Job, bytes], None]) -> None:
-        """Every job, ``on_done`` for each as it arrives; the slowest ones near the end are hedged."""
+        """Every job, ``on_done`` for each as it arrives; the slowest ones are hedged."""
         pending = {asyncio.ensure_future(self.fetch(p)): (p, time.monotonic()) for p in jobs}  # task -> job
-        hedged: set[int] = set()
+        hedged: Counter[int] = Counter()  # twins sent, per job
         answered: set[int] = set()
         try:
             while pending:
@@ -249,48 +287,122 @@ class NodePool:
                         continue
                     body = task.result()  # a failure here ends the request: it names the job and nodes
                     answered.add(job.id)
-                    self.where.pop(job.url, None)
-                    self.where.pop(twin_url(job.url), None)
+                    for k in range(hedged[job.id] + 1):
+                        self.where.pop(twin_url(job.url, k), None)
                     for other, (p, _) in list(pending.items()):  # the hedge's twin is no longer needed
                         if p.id == job.id:
                             other.cancel()
                             pending.pop(other)
                     on_done(job, body)
-                self._hedge(pending, hedged, len(answered), len(jobs))
+                await self._hedge(pending, hedged, len(answered), len(jobs))
         finally:
             for task in pending:
                 task.cancel()
 
-    def _hedge(self, pending: dict, hedged: set[int], answered: int, total: int) -> None:
-        """Duplicate jobs running on a node well past the typical job time, once half are answered.
-        Through a balancer the twin's path is marked (``twin_url``), so the balancer's hash sends it to
-        another node than the first."""
-        if (not self.balancer and len(self.nodes) < 2) or len(self.durations) < 2 or 2 * answered < total:
+    async def _hedge(self, pending: dict, hedged: Counter[int], answered: int, total: int) -> None:
+        """Duplicate jobs running well past the typical job time, once half are answered, one twin each.
+        Through a balancer the twin is steered to a node that answers at the usual pace (:meth:`_steer`)
+        under a marked path; and while a node lags (:meth:`_probe_one`) also before half are in, sooner,
+        and up to ``MAX_TWINS`` each (a twin can land on the laggard too), the stalled try giving its slot
+        back: a laggard would otherwise hold the front's slots with the 1/N of the blocks it is sent."""
+        if len(self.durations) < 2 or (not self.balancer and len(self.nodes) < 2):
             return
         typical = statistics.median(self.durations[-50:])
+        lagging = any(s.lags for s in self.servers.values())
         # Through a balancer a job's time includes its wait in the balancer's queue, which the front
-        # cannot see: wait longer before spending a node on a duplicate.
-        floor = BALANCED_HEDGE_FLOOR if self.balancer else 0.2
+        # cannot see: wait longer before spending a node on a duplicate, unless a node is known to lag.
+        if not self.balancer:
+            stalled = max(self.hedge_factor * typical, 0.2)
+        elif lagging:
+            stalled = max(LAGGING_HEDGE_FACTOR * typical, LAGGING_HEDGE_FLOOR)
+        else:
+            stalled = max(self.hedge_factor * typical, BALANCED_HEDGE_FLOOR)
+        self._stall = stalled
         now = time.monotonic()
+        early = max(LAGGING_HEDGE_FACTOR * typical, LAGGING_HEDGE_FLOOR)
         for p, _ in list(pending.values()):
-            node, sent = self.where.get(p.url, ("", now))
-            if p.id not in hedged and now - sent > max(self.hedge_factor * typical, floor):
-                hedged.add(p.id)
-                self.hedges += 1
-                twin = replace(p, url=twin_url(p.url)) if self.balancer else p
-                pending[asyncio.ensure_future(self.fetch(twin, avoid=(node,)))] = (p, now)  # elsewhere
+            k = hedged[p.id]
+            node, sent, slot = self.where.get(twin_url(p.url, k), ("", now, -1))
+            if self.balancer and now - sent > early:  # a busy node answers a probe within a job's time
+                self._probe_silent(sent, max(self.hedge_factor * typical, BALANCED_HEDGE_FLOOR))
+            if k >= (MAX_TWINS if lagging else 1) or now - sent <= stalled or (2 * answered < total and not lagging):
+                continue
+            hedged[p.id] += 1
+            self.hedges += 1
+            twin = p
+            if self.balancer:
+                if lagging:
+                    await self._release(slot)  # it waits in the balancer's queue, not in ours
+                twin = replace(p, url=twin_url(p.url, k + 1), server=self._steer(p, sent, k))
+                self.steered += bool(twin.server)
+            pending[asyncio.ensure_future(self.fetch(twin, avoid=(node,)))] = (p, now)  # elsewhere
+
+    # -- which node behind the balancer --------------------------------------------------------
+
+    def _heard(self, name: str | None, took: float) -> None:
+        """An answer through the balancer, from the node it names (nginx: its address; none: unknown)."""
+        if not self.balancer or not name:
+            return
+        if name not in self.servers:
+            self.servers[name] = Server(name)
+            self._names = Ring(sorted(self.servers))
+        server = self.servers[name]
+        server.lags = took > self._stall
+        if not server.lags:
+            server.ok = time.monotonic()
+
+    def _probe_silent(self, since: float, within: float) -> None:
+        """Probe the nodes silent since a job that now runs long was sent: idle, or holding it?"""
+        for server in self.servers.values():
+            if server.ok < since and server.probed < since and not server.lags and (
+                    time.monotonic() - server.probed > within):  # none of its probes is still out
+                server.probed = time.monotonic()
+                task = asyncio.ensure_future(self._probe_one(server, within))
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
+
+    async def _probe_one(self, server: Server, within: float) -> None:
+        """``/healthz`` asked of the node by name waits in the balancer's queue behind the jobs it holds
+        (maxconn): an idle node answers at once, a node stuck on slow jobs not within ``within`` s."""
+        lb = next(iter(self.nodes))
+        try:
+            async with self._session.get(lb + "/healthz", headers={SERVER_HEADER: server.name},
+                                         timeout=aiohttp.ClientTimeout(total=within)) as r:
+                await r.read()
+                if r.status == 200 and r.headers.get(NODE_HEADER) == server.name:
+                    server.ok = time.monotonic()
+                    return
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        if server.ok < server.probed:
+            server.lags = True
+            log.warning("node %s behind the balancer lags: its jobs are hedged elsewhere", server.name)
+
+    def _steer(self, job: Job, since: float, skip: int) -> str:
+        """The node to ask for a hedged twin by name: of the nodes that answered a job at the usual pace or a
+        probe in time since the stalled try was sent, the job's ``skip``-th in ring order (its earlier twins'
+        stand-ins are passed over); "" when none is known, and the marked path's hash decides."""
+        keen = [n for n in self._names.order(job.key) if self.servers[n].ok >= since and not self.servers[n].lags]
+        return keen[skip % len(keen)] if keen else ""
 
 
+NODE_HEADER = "X-Dada-Node"  # the balancer's name of the node that answered (deploy/haproxy.cfg, nginx.conf)
+SERVER_HEADER = "X-Dada-Server"  # the front asks the balancer for a node by that name (deploy/haproxy.cfg)
 TWIN_MARK = "~hedge"
+MAX_TWINS = 3  # through a balancer: twins of one job, each under its own mark
 BALANCED_HEDGE_FLOOR = 2.0  # s: through a balancer no job is duplicated sooner
+LAGGING_HEDGE_FACTOR, LAGGING_HEDGE_FLOOR = 1.5, 0.5  # ... unless a node lags: x typical job time, s
 
 
-def twin_url(url: str) -> str:
-    """A hedged twin of a job URL: ``…/{first}-{stop}.part`` becomes ``…/{first}-{stop}~hedge.part``, a
-    different path for the balancers to hash (the node reads the same frames)."""
+def twin_url(url: str, k: int = 1) -> str:
+    """The ``k``-th hedged twin of a job URL (k = 0: the URL itself): ``…/{first}-{stop}.part`` becomes
+    ``…/{first}-{stop}~hedge.part``, then ``~hedge2.part`` …, a different path for the balancers to hash
+    (the node reads the same frames)."""
+    if k == 0:
+        return url
     path, q, query = url.partition("?")
     stem, dot, ext = path.rpartition(".")
-    return f"{stem}{TWIN_MARK}{dot}{ext}{q}{query}"
+    return f"{stem}{TWIN_MARK}{k if k > 1 else ''}{dot}{ext}{q}{query}"
 
 
 class _Retry(Exception):
