@@ -33,3 +33,13 @@ def daemon(demo_root: str):
     d = Daemon(["serve", demo_root])
     yield d
     d.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for a test module's GUI tests (h5web's tests make their own, with WebGL)."""
+    from browser import chromium
+
+    driver = chromium()
+    yield driver
+    driver.quit()

@@ -21,7 +21,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (bitshuffle-LZ4 frames)
 import numpy as np
 import pytest
-from browser import canvas_rgba, chromium, console_errors, decode_png, image_pixels, overflowing, shot, wait
+from browser import canvas_rgba, console_errors, decode_png, image_pixels, overflowing, shot, wait
 from helpers import Daemon
 from selenium.webdriver import ActionChains
 from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
@@ -90,13 +90,6 @@ def gui(gui_root, plugin_path):
                env={"DADA_TEST_JOB_DELAY": "0.3", "PYTHONPATH": plugin_path})
     yield d
     d.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = chromium()
-    yield driver
-    driver.quit()
 
 
 def open_gui(driver, d: Daemon, tail: str = "/") -> None:
@@ -289,12 +282,19 @@ def test_click_a_point_shows_its_frame_with_the_geometry(gui, gui_root, browser)
     readme_shot(browser, "live-map-and-frame")
 
 
+def frame_with_handle(driver, d: Daemon, tail: str, param: str):
+    """The GUI at ``tail``, its map drawn and the ring handle of ``param`` on the frame, scrolled into view: the
+    frame's image element."""
+    open_gui(driver, d, tail)
+    wait_map(driver)
+    wait(lambda: driver.find_elements(By.CSS_SELECTOR, f'#overlay circle.handle[data-param="{param}"]'), 30, "overlays")
+    img = driver.find_element(By.ID, "frame-image")
+    driver.execute_script("arguments[0].scrollIntoView()", img)
+    return img
+
+
 def test_dragging_a_ring_sets_its_radius(gui, browser):
-    open_gui(browser, gui, f"/#/darkfield/{SCAN}.png?rmin=10#at=3,4")
-    wait_map(browser)
-    wait(lambda: browser.find_elements(By.CSS_SELECTOR, '#overlay circle.handle[data-param="rmin"]'), 30, "overlays")
-    img = browser.find_element(By.ID, "frame-image")
-    browser.execute_script("arguments[0].scrollIntoView()", img)
+    img = frame_with_handle(browser, gui, f"/#/darkfield/{SCAN}.png?rmin=10#at=3,4", "rmin")
     px = img.size["width"] / int(img.get_attribute("naturalWidth"))  # screen px per frame pixel
     svg_circle = browser.find_element(By.CSS_SELECTOR, '#overlay circle.handle[data-param="rmin"]')
     cx, cy = float(svg_circle.get_attribute("cx")), float(svg_circle.get_attribute("cy"))

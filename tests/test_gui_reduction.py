@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser import chromium, image_pixels, wait
+from browser import image_pixels, wait
 from helpers import Daemon
 from selenium.webdriver.common.by import By
-from test_gui import open_gui, server_png, shown_url, wait_map
+from test_gui import frame_with_handle, server_png, shown_url, wait_map
 
 from dada.demo.sample import Detector
 from dada.demo.writer import ScanSpec, write_eiger
@@ -35,23 +35,12 @@ def reduced(tmp_path_factory):
         d.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    driver = chromium()
-    yield driver
-    driver.quit()
-
-
 def previews(driver) -> int:
     return int(driver.find_element(By.ID, "map-box").get_attribute("data-previews") or 0)
 
 
 def test_dragging_the_ring_repaints_the_map_from_the_reduction(reduced, browser):
-    open_gui(browser, reduced, f"/#/darkfield/{SCAN}.png?rmin=3&rmax=8#at=3,4")
-    wait_map(browser)
-    wait(lambda: browser.find_elements(By.CSS_SELECTOR, '#overlay circle.handle[data-param="rmax"]'), 30, "overlays")
-    img = browser.find_element(By.ID, "frame-image")
-    browser.execute_script("arguments[0].scrollIntoView()", img)
+    img = frame_with_handle(browser, reduced, f"/#/darkfield/{SCAN}.png?rmin=3&rmax=8#at=3,4", "rmax")
     left, top, width = browser.execute_script(
         "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width];", img)
     px = width / int(img.get_attribute("naturalWidth"))  # screen px per frame pixel
