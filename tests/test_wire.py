@@ -16,7 +16,7 @@ KINDS = {"sums": ("sum",), "moments": ("sum", "sx", "sy"), "max": ("max",), "eve
 
 
 def partial(n: int, nbins: int, names: tuple[str, ...], rng: np.random.Generator) -> Partial:
-    arrays = {k: rng.poisson(50, size=(n, nbins)).astype(np.float64) - 7.25 for k in names}  # negative too
+    arrays = {k: rng.poisson(50, size=(n, nbins)).astype(np.float64) - 7.3 for k in names}  # negative, not float32
     if "max" in arrays:
         arrays["max"][0, 0] = -np.inf  # a bin with no valid pixel
     arrays["count"] = rng.integers(0, 2**20, size=(n, nbins)).astype(np.float64)
@@ -28,9 +28,40 @@ def partial(n: int, nbins: int, names: tuple[str, ...], rng: np.random.Generator
 def same(got: Partial, want: Partial) -> None:
     assert list(got.arrays) != [] and set(got.arrays) == set(want.arrays)
     for k, a in want.arrays.items():
+        assert got[k].shape == a.shape
         np.testing.assert_array_equal(got[k], a)  # counts below 2**24: exact as float32
-    assert got["count"].dtype == np.float32 and all(got[k].dtype == np.float64 for k in got.arrays if k != "count")
+    assert got["count"].dtype == np.float32 and all(got[k].dtype in (np.float32, np.float64) for k in got.arrays)
     np.testing.assert_array_equal(got.present, want.present)
+
+
+def test_equal_rows_travel_once_and_exact_sums_as_float32_and_nothing_else():
+    """What makes records small, each checked against the arrays it must give back bit for bit: counts equal
+    on every point go once; sums float32 holds go as float32; anything float32 would round stays float64."""
+    rng = np.random.default_rng(11)
+    n, nbins = 64, 7
+    counts = np.tile(rng.integers(1, 5000, nbins).astype(np.float64), (n, 1))
+    cases = {
+        "photon sums": rng.poisson(300, (n, nbins)).astype(np.float64),  # float32: exact
+        "just below 2**24": np.full((n, nbins), 2.0**24 - 1),
+        "above 2**24, odd": np.full((n, nbins), 2.0**24 + 1),  # float32 would round it
+        "fractions": rng.normal(0, 1, (n, nbins)),  # Σv·x about a centre between pixels
+        "huge": np.full((n, nbins), 1e300),  # float32 would overflow
+    }
+    small = {"photon sums", "just below 2**24"}
+    for what, sums in cases.items():
+        sums[3, 2] = np.nan  # one NaN (an absent point's sum) does not stop float32
+        m = Partial({"sum": sums, "count": counts}, np.ones(n, dtype=bool))
+        rec = bytes(wire.record(m))
+        got = wire.read(rec)
+        same(got, m)
+        assert got["sum"].dtype == (np.float32 if what in small else np.float64), what
+        assert got["count"].strides[0] == 0, "equal rows are read as one row broadcast"
+        assert len(rec) == wire.HEADER.size + 2 * wire.ENTRY.size + nbins * 4 + got["sum"].nbytes, what
+    uneven = counts.copy()
+    uneven[5, 0] -= 1  # one saturated pixel in one point: every row travels
+    got = wire.read(bytes(wire.record(Partial({"sum": cases["photon sums"], "count": uneven}, np.ones(n, bool)))))
+    assert got["count"].strides[0] != 0
+    np.testing.assert_array_equal(got["count"], uneven)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -58,10 +89,11 @@ def test_damaged_truncated_or_other_layout_records_are_refused():
     flipped[-1] ^= 0x10
     other = bytearray(rec)
     other[4] = wire.FORMAT + 1  # the layout field (little-endian u16 after the magic)
-    entry = wire.HEADER.size  # the first directory entry: b"sum" b"<f8"
+    entry = wire.HEADER.size  # the first directory entry: b"sum" b"<f8" (these sums are not float32's)
     for bad in (bytes(flipped), rec[:-8], rec[:10], b"NOPE" + rec[4:], bytes(other),
                 resealed(rec, entry, b"spam\0\0\0\0"),  # an array this layout does not know
-                resealed(rec, entry + 8, b"<f4\0\0\0\0\0"),  # a known one in another dtype
+                resealed(rec, entry + 8, b"<i8\0\0\0\0\0"),  # a known one in another dtype
+                resealed(rec, entry + 16, struct.pack("<I", 2)),  # rows neither 1 nor the points
                 resealed(rec, entry, b"sx\0\0\0\0\0\0")):  # one array twice
         with pytest.raises(wire.WireError):
             wire.read(bad)

@@ -49,8 +49,9 @@ FRAMES_PREFIX = "/_frames"  # a node's frame reductions (/sum, /composite) over 
 MIN_PIECE = 8  # frames: smaller pieces cost more in round trips than they gain in parallelism
 
 
-def block_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
-    """The human-readable URL of frames first..stop's partial result (a block or a piece) for the pass's channels."""
+def pass_query(p: Pass) -> str:
+    """The query of a pass's block jobs (every block of a request shares it): its channels and their
+    computational parameters, the beam centre and the user mask."""
     query: list[tuple[str, str]] = [("channels", ",".join(c.name for c, _ in p.channels))]
     if not np.isnan(p.geo.cx):  # no centre: no channel of the pass uses one
         query += [("cx", repr(p.geo.cx)), ("cy", repr(p.geo.cy))]
@@ -60,8 +61,12 @@ def block_url(scan: Scan, first: int, stop: int, p: Pass) -> str:
     for c, a in p.channels:
         query += [(f"{c.name}.{q.name}", canon(a[q.name]))
                   for q in c.params if not q.presentation and a[q.name] is not None]
-    path = urllib.parse.quote(f"{BLOCK_PREFIX}/{scan.name}/{first}-{stop}.part")
-    return f"{path}?{urllib.parse.urlencode(query)}"
+    return urllib.parse.urlencode(query)
+
+
+def block_url(scan: Scan, first: int, stop: int, query: str) -> str:
+    """The human-readable URL of frames first..stop's partial result (a block or a piece), ``query`` a pass's."""
+    return f"{urllib.parse.quote(f'{BLOCK_PREFIX}/{scan.name}/{first}-{stop}.part')}?{query}"
 
 
 class ClusterPartials:
@@ -148,12 +153,16 @@ class ClusterPartials:
         pieces = max(1, -(-self.pool.width // len(missing)))
         request = self.pool.request()
         out: list[tuple[Job, int, int]] = []
+        queries: dict[tuple[str, ...], str] = {}  # per set of channels: blocks mostly lack the same ones
         for k, sub in missing.items():
+            names = tuple(c.name for c, _ in sub.channels)
+            if names not in queries:
+                queries[names] = pass_query(sub)
             b = blocks[k]
             n = max(1, min(pieces, (b.stop - b.first) // MIN_PIECE))
             edges = [b.first + (b.stop - b.first) * j // n for j in range(n + 1)]
             for first, stop in zip(edges[:-1], edges[1:], strict=True):
-                url = block_url(scan, first, stop, sub)
+                url = block_url(scan, first, stop, queries[names])
                 if k in reducing and ask is not None:
                     spec, geometry = ask
                     url += f"&{REDUCE}={urllib.parse.quote(spec.query())}"

@@ -38,11 +38,16 @@ def _count(positions: slice | np.ndarray) -> int:
     return positions.stop - positions.start if isinstance(positions, slice) else positions.size
 
 
+def _part(index: slice | np.ndarray, lo: int, hi: int) -> slice | np.ndarray:
+    """Entries lo..hi of a run (slice) or of an index array."""
+    return slice(index.start + lo, index.start + hi) if isinstance(index, slice) else index[lo:hi]
+
+
 class _Stage:
     """One channel's staged rows, each accumulator in its wire dtype, and where in the answer they go."""
 
     def __init__(self, channel: str, partial: Partial, capacity: int) -> None:
-        self.capacity, self.fill, self.segments = capacity, 0, []
+        self.name, self.capacity, self.fill, self.segments = channel, capacity, 0, []
         self.arrays: dict[str, np.ndarray] = {}
         buf, offset = _arena_bytes(channel, capacity * self.row_bytes(partial)), 0
         for name, a in partial.arrays.items():
@@ -82,12 +87,20 @@ class Outputs:
         if stage is None:
             capacity = max(1, min(self.n, STAGE_BYTES // max(1, _Stage.row_bytes(m))))
             stage = self._stages[name] = _Stage(name, m, capacity)
-        if k >= stage.capacity:  # as many rows as a stage: finalised straight from the block's arrays
+        declared = all(v.dtype == ACCUMULATORS[a].dtype for a, v in m.arrays.items())
+        if k >= stage.capacity and declared:  # as many rows as a stage: finalised straight from the block's arrays
             self._finalize(name, Partial({a: v[rows] for a, v in m.arrays.items()}, m.present[rows]),
                            [(positions, 0, k)])
             return
+        for lo in range(0, k, stage.capacity):  # staged (and so cast to the declared dtypes) a stage at a time
+            hi = min(k, lo + stage.capacity)
+            self._stage(stage, _part(positions, lo, hi), _part(rows, lo, hi), hi - lo, m)
+
+    def _stage(self, stage: _Stage, positions: slice | np.ndarray, rows: slice | np.ndarray, k: int,
+               m: Partial) -> None:
+        """``k`` rows into the stage, which is finalised first when they would not fit."""
         if stage.fill + k > stage.capacity:
-            self.flush(name)
+            self.flush(stage.name)
         at = slice(stage.fill, stage.fill + k)
         for a, v in m.arrays.items():
             stage.arrays[a][at] = v[rows]
