@@ -50,13 +50,19 @@ def blocks_of(scan: Scan, frames: np.ndarray, size: int) -> tuple[list[Block], l
     """The blocks holding ``frames`` (flat), and for each block the positions in ``frames`` of its frames
     (in the order ``frames`` gives them)."""
     index = frames // size
-    ids, where = np.unique(index, return_inverse=True)
+    steps = np.diff(index)
+    if (steps >= 0).all():  # frames in scan order (a raster selection): runs, no sort
+        cuts = np.flatnonzero(steps) + 1
+        ids = index[np.concatenate([[0], cuts])] if index.size else index
+        groups = np.split(np.arange(index.size), cuts)
+    else:
+        ids, where = np.unique(index, return_inverse=True)
+        groups = np.split(np.argsort(where, kind="stable"), np.cumsum(np.bincount(where, minlength=ids.size))[:-1])
     total = max(scan.nframes, scan.expected_frames or 0, int(frames.max(initial=-1)) + 1)
     out = []
     for b in ids.tolist():
         first, stop = b * size, min((b + 1) * size, total)
         out.append(Block(b, first, stop, stop <= scan.nframes, block_identity(scan, first, stop)))
-    groups = np.split(np.argsort(where, kind="stable"), np.cumsum(np.bincount(where, minlength=len(out)))[:-1])
     return out, groups
 
 
