@@ -320,9 +320,9 @@ class NodePool:
     async def _hedge(self, pending: dict, hedged: Counter[int], answered: int, total: int) -> None:
         """Duplicate jobs running well past the typical job time, once half are answered, one twin each.
         Through a balancer the twin is steered to a node that answers at the usual pace (:meth:`_steer`)
-        under a marked path; and while a node lags (:meth:`_probe_one`) also before half are in, sooner,
-        and up to ``MAX_TWINS`` each (a twin can land on the laggard too), the stalled try giving its slot
-        back: a laggard would otherwise hold the front's slots with the 1/N of the blocks it is sent."""
+        under a marked path, the stalled try giving its slot back: a slow node would otherwise hold the
+        front's slots with the 1/N of the blocks it is sent; and while a node lags (:meth:`_probe_one`) also
+        before half are in, sooner, and up to ``MAX_TWINS`` each (a twin can land on the laggard too)."""
         if len(self.durations) < 2 or (not self.balancer and len(self.nodes) < 2):
             return
         typical = statistics.median(self.durations[-50:])
