@@ -98,6 +98,7 @@ class Pass:
     kind: str
     cost: Snapshot
     frames: int
+    twins: int = 0  # hedged twins the front sent during the pass
 
     @property
     def fps(self) -> float:
@@ -122,13 +123,14 @@ class Row:
 
 
 def ask(sim: Sim, ref: Reference, scan: str, query: str, what: str, timeout: float = 600) -> Pass:
+    sent = twins(sim)[0]
     before = sim.snapshot()
     r = sim.ask(f"/stxm/{scan}.npy{query}", timeout)
     cost = sim.snapshot() - before
     if r.status != 200:
         raise RuntimeError(f"{what}: {r.status} {r.body[:300]!r}")
     ref.check(query, r.body, what)
-    return Pass(what, cost, ref.frames)
+    return Pass(what, cost, ref.frames, twins(sim)[0] - sent)
 
 
 def utilisation(p: Pass, sim: Sim) -> dict[str, float]:
@@ -171,15 +173,16 @@ def run_n(n: int, folder: str, scans: list[str], ref: Reference, repeats: int, l
         print(f"\n### N = {n}: time factor {f:.3f} (node links {f:.3f} Gbit/s, uplink {20 * f:.2f} Gbit/s; "
               f"load average {os.getloadavg()[0]:.1f})\n")
         print("| pass | s | frames/s | scaled (÷f) | front µs/pt | node CPU ms/frame | uplink MB | node link MB "
-              "(min–max) | from own cache (min–max) | cores got | binds |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+              "(min–max) | nodes read MB | from own cache (min–max) | twins | cores got | binds |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for p in [x for pair in zip(row.first, row.again, strict=True) for x in pair]:
             links = p.cost.links.nodes
             sh = p.shares()
             print(f"| {p.kind.split(' ', 1)[1]} | {p.cost.wall:.2f} | {p.fps:.0f} | "
                   f"{p.fps / f:.0f} | {1e6 * p.per_frame('front'):.0f} | {1e3 * p.per_frame('node'):.2f} | "
                   f"{p.cost.links.uplink / 1e6:.1f} | {min(links) / 1e6:.1f}–{max(links) / 1e6:.1f} | "
-                  f"{pct(min(sh))}–{pct(max(sh))} | {cores(p):.2f} | {binding(p, sim)} |", flush=True)
+                  f"{sum(p.cost.read) / 1e6:.1f} | "
+                  f"{pct(min(sh))}–{pct(max(sh))} | {p.twins} | {cores(p):.2f} | {binding(p, sim)} |", flush=True)
         if sim.servers > 1:
             for p in row.first:
                 fs = {k: v for k, v in sorted(p.cost.cpu.items()) if k.startswith("fs")}

@@ -82,6 +82,9 @@ def test_answers_links_and_cache_affinity(sim, one):
     for k in range(N):
         assert first.links.nodes[k] >= first.fetched[k]
     assert abs(sum(first.links.nodes) - first.links.uplink) <= 0.05 * first.links.uplink
+    # even shares: the front asks for each block's node by name, at most ceil(16 / 3) = 6 blocks each (HAProxy's
+    # own hash of these 16 paths gives one node 10 and another none); blocks are of nearly equal size
+    assert max(first.read) < 0.4 * read, first.read
     _, again = same(sim, one, 2)  # new parameters: the same blocks go to the same nodes
     shares = [again.cached_share(k) for k in range(1, N + 1)]
     assert all(s is not None and s >= 0.9 for s in shares), shares
@@ -96,7 +99,8 @@ def test_a_node_leaves_and_comes_back(sim, one):
         _, away = same(sim, one, 4)
         assert away.read[N - 1] == 0
         moved = sum(away.fetched) / sum(away.read)
-        assert 0 < moved < 0.6, f"consistent hashing moves about 1/N of the blocks, not {moved:.2f}"
+        # only its blocks move, to stand-ins: at most 6 of 16
+        assert 0 < moved < 0.4, f"about 1/N of the blocks move, not {moved:.2f}"
     finally:
         sim.start_node(N)
     time.sleep(4)

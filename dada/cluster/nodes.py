@@ -12,6 +12,12 @@ and HAProxy takes a name for a request (``X-Dada-Server``): a node silent while 
 by name, and if it lags, jobs that stall give their slot back and get a twin at once, whatever the stage
 of the request. A twin is asked of a node that answers at the usual pace, and its path carries a mark of
 its own, so a balancer that ignores the name hashes it elsewhere.
+
+The same names place the blocks (:mod:`dada.cluster.owners`): every job is asked of its block's node by name,
+evenly per scan and the same node every time, so a re-analysis reads its raw bytes from that node's own
+cache. The front learns the names from a census (unnamed requests to many paths, which the balancer hashes
+over every node) and from answers; a named job answered by another node means its node is away (the
+balancer hashed it as usual), until a probe by name finds it back.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field, replace
 
 import aiohttp
 
+from dada.cluster.owners import Owners
 from dada.cluster.ring import Ring
 from dada.errors import DadaError, NodesFailed, NodesTimedOut
 from dada.nodeguard import NODE_SECRET_HEADER
@@ -47,7 +54,7 @@ class Job:
     url: str  # path and query below the node's base URL
     key: str  # what the ring hashes: the block, not its parameters, so a block's data stay on one node
     request: int = 0  # which request it serves: slots are shared fairly between requests
-    server: str = ""  # through a balancer: the node asked for by name (a hedged twin steered off a laggard)
+    server: str = ""  # through a balancer: the node asked for by name (its block's node, or a twin's stand-in)
 
 
 @dataclass
@@ -67,6 +74,7 @@ class Server:
     ok: float = 0.0  # when it last answered a job at the usual pace, or a probe in time
     probed: float = 0.0  # when it was last probed
     lags: bool = False  # answered slowly, or a probe found it stuck: jobs are hedged sooner, no twin asks it
+    away: bool = False  # a job asked of it by name was answered by another node: its blocks go to stand-ins
 
 
 class UserError(DadaError):
@@ -116,6 +124,8 @@ class NodePool:
         self._names = Ring([])  # their names on a ring: a steered block goes to the same stand-in each time
         self._stall = BALANCED_HEDGE_FLOOR  # how long a job ran when it was last called stalled
         self._probes: set[asyncio.Task] = set()
+        self.owners = Owners()  # through a balancer: the node of every block, by name
+        self._census_at = -CENSUS_SECONDS  # when the balancer's nodes were last counted
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None),
@@ -137,7 +147,8 @@ class NodePool:
         return next(self._requests)
 
     def status(self) -> dict:
-        return {"hedges": self.hedges, "steered": self.steered,
+        return {"hedges": self.hedges, "steered": self.steered, "placed": len(self.owners),
+                "servers": {s.name: {"lags": s.lags, "away": s.away} for s in self.servers.values()},
                 "nodes": [{"url": n.url, "up": n.up, "load": n.load, "failures": n.failures, "done": n.done}
                           for n in self.nodes.values()]}
 
@@ -155,7 +166,7 @@ class NodePool:
                 if r.status == 200:
                     node.failures, node.done = 0, node.done + 1
                     self.durations.append(time.monotonic() - t0)
-                    self._heard(r.headers.get(NODE_HEADER), time.monotonic() - t0)
+                    self._heard(r.headers.get(NODE_HEADER), time.monotonic() - t0, job.server)
                     return body
                 if r.status == 503 or (self.balancer and r.status == 502):
                     # busy (the node said so), or through a balancer every node it tried was busy
@@ -254,6 +265,9 @@ class NodePool:
     async def _probe_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            if self.balancer:
+                await self._probe_balanced()
+                continue
             for node in self.nodes.values():
                 if node.up:
                     continue
@@ -274,6 +288,10 @@ class NodePool:
 
     async def fetch_all(self, jobs: Sequence[Job], on_done: Callable[[Job, bytes], None]) -> None:
         """Every job, ``on_done`` for each as it arrives; the slowest ones are hedged."""
+        if self.balancer:
+            if not self.servers and time.monotonic() - self._census_at > CENSUS_SECONDS:
+                await self._census()
+            jobs = self._placed(jobs)
         pending = {asyncio.ensure_future(self.fetch(p)): (p, time.monotonic()) for p in jobs}  # task -> job
         hedged: Counter[int] = Counter()  # twins sent, per job
         answered: set[int] = set()
@@ -302,9 +320,9 @@ class NodePool:
     async def _hedge(self, pending: dict, hedged: Counter[int], answered: int, total: int) -> None:
         """Duplicate jobs running well past the typical job time, once half are answered, one twin each.
         Through a balancer the twin is steered to a node that answers at the usual pace (:meth:`_steer`)
-        under a marked path; and while a node lags (:meth:`_probe_one`) also before half are in, sooner,
-        and up to ``MAX_TWINS`` each (a twin can land on the laggard too), the stalled try giving its slot
-        back: a laggard would otherwise hold the front's slots with the 1/N of the blocks it is sent."""
+        under a marked path, the stalled try giving its slot back: a slow node would otherwise hold the
+        front's slots with the 1/N of the blocks it is sent; and while a node lags (:meth:`_probe_one`) also
+        before half are in, sooner, and up to ``MAX_TWINS`` each (a twin can land on the laggard too)."""
         if len(self.durations) < 2 or (not self.balancer and len(self.nodes) < 2):
             return
         typical = statistics.median(self.durations[-50:])
@@ -331,25 +349,81 @@ class NodePool:
             self.hedges += 1
             twin = p
             if self.balancer:
-                if lagging:
-                    await self._release(slot)  # it waits in the balancer's queue, not in ours
+                # it waits in the balancer's queue or runs on its node, not in ours: held, its slot could keep
+                # its own twin waiting when the stalled jobs are the request's last (they are one node's)
+                await self._release(slot)
                 twin = replace(p, url=twin_url(p.url, k + 1), server=self._steer(p, sent, k))
                 self.steered += bool(twin.server)
             pending[asyncio.ensure_future(self.fetch(twin, avoid=(node,)))] = (p, now)  # elsewhere
 
     # -- which node behind the balancer --------------------------------------------------------
 
-    def _heard(self, name: str | None, took: float) -> None:
-        """An answer through the balancer, from the node it names (nginx: its address; none: unknown)."""
+    def _placed(self, jobs: Sequence[Job]) -> Sequence[Job]:
+        """The jobs, each asked by name of its block's node (:class:`Owners`), in turns: every node's first job,
+        then every node's second..., so that the jobs sent first keep every node busy and none waits in the
+        balancer's queue while another node idles. As they are when no node is known."""
+        placed = self.owners.place([j.key for j in jobs], [n for n, s in self.servers.items() if not s.away])
+        if not placed:
+            return jobs
+        turns: Counter[str] = Counter()
+        named = []
+        for i, job in enumerate(jobs):
+            server = placed[job.key]
+            turns[server] += 1
+            named.append((turns[server], i, replace(job, server=server)))
+        return [job for *_, job in sorted(named)]
+
+    def _learn(self, name: str | None) -> Server | None:
+        """The node the balancer named in an answer (nginx: its address; none: unknown)."""
         if not self.balancer or not name:
-            return
+            return None
         if name not in self.servers:
             self.servers[name] = Server(name)
             self._names = Ring(sorted(self.servers))
-        server = self.servers[name]
+        return self.servers[name]
+
+    def _heard(self, name: str | None, took: float, asked: str = "") -> None:
+        """A job's answer through the balancer, from the node it names; ``asked``: the node it was asked of."""
+        server = self._learn(name)
+        if server is None:
+            return
         server.lags = took > self._stall
         if not server.lags:
             server.ok = time.monotonic()
+        if asked and asked != name and asked in self.servers and not self.servers[asked].away:
+            self.servers[asked].away = True
+            log.warning("node %s behind the balancer is away: its blocks go to stand-ins", asked)
+
+    async def _census(self) -> None:
+        """Learn the balancer's nodes: it hashes ``CENSUS_PATHS`` paths over all of them, and names the node of
+        each answer (a 404: no node has such a route)."""
+        self._census_at = time.monotonic()
+        lb, turns = next(iter(self.nodes)), asyncio.Semaphore(16)
+
+        async def one(i: int) -> None:
+            async with turns:
+                with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+                    async with self._session.get(f"{lb}{CENSUS_PREFIX}/{i}",
+                                                 timeout=aiohttp.ClientTimeout(total=5)) as r:
+                        await r.read()
+                        self._learn(r.headers.get(NODE_HEADER))
+
+        await asyncio.gather(*(one(i) for i in range(CENSUS_PATHS)))
+
+    async def _probe_balanced(self) -> None:
+        """Now and then a census (a node may have joined); away nodes asked ``/healthz`` by name: one that
+        answers itself is back, and its blocks with it."""
+        if time.monotonic() - self._census_at > CENSUS_SECONDS:
+            await self._census()
+        lb = next(iter(self.nodes))
+        for server in [s for s in self.servers.values() if s.away]:
+            with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+                async with self._session.get(lb + "/healthz", headers={SERVER_HEADER: server.name},
+                                             timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    await r.read()
+                    if r.status == 200 and r.headers.get(NODE_HEADER) == server.name:
+                        server.away = False
+                        log.warning("node %s behind the balancer is back", server.name)
 
     def _probe_silent(self, since: float, within: float) -> None:
         """Probe the nodes silent since a job that now runs long was sent: idle, or holding it?"""
@@ -388,6 +462,8 @@ class NodePool:
 
 NODE_HEADER = "X-Dada-Node"  # the balancer's name of the node that answered (deploy/haproxy.cfg, nginx.conf)
 SERVER_HEADER = "X-Dada-Server"  # the front asks the balancer for a node by that name (deploy/haproxy.cfg)
+CENSUS_PREFIX = "/_census"  # paths no node serves, for the balancer to hash over its nodes
+CENSUS_PATHS, CENSUS_SECONDS = 256, 60.0  # a node owning 2 % of the balancer's ring is missed once in 170
 TWIN_MARK = "~hedge"
 MAX_TWINS = 3  # through a balancer: twins of one job, each under its own mark
 BALANCED_HEDGE_FLOOR = 2.0  # s: through a balancer no job is duplicated sooner

@@ -33,3 +33,8 @@ class Ring:
             if len(seen) == len(self.nodes):
                 break
         return list(seen)
+
+
+def rendezvous(key: str, names: Sequence[str]) -> list[str]:
+    """The names in the key's highest-random-weight order: removing a name moves only the keys it led."""
+    return sorted(names, key=lambda n: _hash(f"{n}|{key}"), reverse=True)
