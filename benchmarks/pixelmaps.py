@@ -30,6 +30,7 @@ import maps_reference  # noqa: E402
 
 from dada.registry import CHANNELS  # noqa: E402
 from dada.server.heap import return_freed_memory  # noqa: E402
+from dada.stxm import polarbins  # noqa: E402
 from dada.stxm.beam import BeamGeometry  # noqa: E402
 from dada.stxm.engine import warm_up  # noqa: E402
 from dada.stxm.parts import THREADS  # noqa: E402
@@ -110,6 +111,7 @@ def main() -> None:
     args = p.parse_args()
     return_freed_memory()  # as a daemon runs: every large array its own mapping, its pages touched fresh
     warm_up()
+    polarbins.warm_up()
     shape = (args.rows, args.cols)
     good = mask(shape)
     pairs(FOUR, shape, good, args.pairs, 0)

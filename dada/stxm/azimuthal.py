@@ -10,7 +10,7 @@ from dada.params import Param
 from dada.stxm.annulus import AnnulusChannel
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Partial
-from dada.stxm.polar import sectors
+from dada.stxm.polarbins import sector_bins
 from dada.views import Drawing, HueSaturation, Overlay
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class Azimuthal(AnnulusChannel):
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
-        return Bins(sectors(geo.radius(), geo.cx, geo.cy, rmin, rmax, args["nsectors"]), args["nsectors"])
+        return sector_bins(geo, rmin, rmax, args["nsectors"])
 
     def reduced(self, view: View, geo: BeamGeometry, args: dict[str, Any]) -> Partial | None:
         """The ring's radial bins, and each of their cells' sector by the sectors' own formula
