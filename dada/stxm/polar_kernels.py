@@ -113,14 +113,15 @@ def row_keys(rules, weights, xs, ys, r, k, doubt):
         elif kind == SHELLS:
             n = np.int64(rules[c, 6])
             width = e1 - e0
+            scale = n / width
             for j in range(m):
                 v = r[j]
-                b = math.floor((v - e0) / width * n)
+                t = (v - e0) / width * n
+                b = math.floor(t)
                 k[j] += (np.int64(b) + 1) * w if (e0 <= v) & (v < e1) & (b >= 0) & (b < n) else 0
-                # the bin is monotone in the radius: the same at both ends of its doubt, or in doubt
-                lo = math.floor((v * (1.0 - R_DOUBT) - e0) / width * n)
-                hi = math.floor((v * (1.0 + R_DOUBT) - e0) / width * n)
-                doubt[j] |= (lo != hi) | straddles(v, e0) | straddles(v, e1)
+                # hypot's t differs by at most R_DOUBT · v · n / width from a few ulp of t: within tol of it
+                tol = R_DOUBT * (v * scale + abs(t) + 1.0)
+                doubt[j] |= (math.floor(t - tol) != math.floor(t + tol)) | straddles(v, e0) | straddles(v, e1)
         else:  # SECTORS on the ring e0 <= r < e1
             n = np.int64(rules[c, 6])
             eps, scale = rules[c, 7], n / TWO_PI
@@ -175,17 +176,22 @@ def rule_keys_part(cx, cy, width, rules, weights, base, good, last, seen, key, n
         for j in range(width):
             r[j] = math.sqrt(xs[j] * xs[j] + ys[j] * ys[j])
         row_keys(rules, weights, xs, ys, r, k, doubt)
+        row = i * width
+        some = False
         for j in range(width):
-            p = i * width + j
-            if last and not good[p]:
-                key[p] = 0
-                continue
-            if doubt[j]:
-                near[lo * width + count] = p
-                count += 1
-            elif mark:
-                seen[k[j] + base] = True
-            key[p] = k[j] + base
+            kept = good[row + j] if last else True
+            v = (k[j] + base) * kept
+            key[row + j] = v
+            k[j] = 0 if doubt[j] else v  # what is marked seen: a pixel in doubt's key is not known yet
+            some |= doubt[j] & kept
+        if mark:
+            for j in range(width):
+                seen[k[j]] = True
+        if some:
+            for j in range(width):
+                if doubt[j] and (good[row + j] or not last):
+                    near[lo * width + count] = row + j
+                    count += 1
     return count
 
 
