@@ -1,5 +1,6 @@
 """The numba kernels of ``polar``: radius, the azimuth's wrap, and the ring, sector and shell bins, each over a
-part of the frame (``lo``..``hi``) so that ``parts`` runs them on every core. Same operations in the same order
+part of the frame (``lo``..``hi``) so that ``parts`` runs them on every core; and of ``polarbins``: every rule's
+bin added to the class keys in one pass. Same operations in the same order
 as the numpy formulas they replace (numba does not reassociate or fuse float64 operations unless asked to).
 """
 
