@@ -172,7 +172,7 @@ def test_a_damaged_record_is_an_error_not_numbers():
 
 
 @pytest.mark.parametrize("counts", [300, 30000, 70000])
-def test_a_views_cumulative_cells_are_the_cells_summed_over_r(counts):
+def test_a_views_cumulative_cells_are_the_cells_summed_over_r(counts, monkeypatch):
     """The cells a view holds for sector requests, per point summed over r < k·dr: equal to numpy's cumsum in
     int64, whether they stay in uint16 (small counts) or widen when a later block's sums pass 2**16 (to uint32
     for uint16 cells, to uint64 for uint32 cells); blocks placed through slices and through index arrays
@@ -199,4 +199,7 @@ def test_a_views_cumulative_cells_are_the_cells_summed_over_r(counts):
     got = view.cumulative
     assert got.dtype == (np.uint16 if want.max() < 2**16 else np.uint32 if narrow else np.uint64)
     assert (got.dtype, narrow) == {300: (np.uint16, True), 30000: (np.uint32, True), 70000: (np.uint64, False)}[counts]
+    monkeypatch.setattr(reduction, "CELLS_HELD", got.size * 2)  # room for uint16 only: held only if they fit in it
+    again = reduction.View(view.geometry, view.rings, view.moments, view.saturated, parts, narrow).cumulative
+    assert again is None if counts > 300 else np.array_equal(again, got)
     assert np.array_equal(got.astype(np.int64), want)

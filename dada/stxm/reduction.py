@@ -314,16 +314,16 @@ class View:
     @cached_property
     def cumulative(self) -> np.ndarray | None:
         """The points' cells summed over r < k·dr, (nr + 1, ns, n), when they fit in ``CELLS_HELD``; None when they
-        do not (sector requests then read each block's cells). In uint16 while every sector's sum over the whole
-        reach (the largest of them) stays below 2**16, as it does on frames of modest counts: exact, and half
-        the memory (widened to uint32 when a block's do not); in uint32 when every block's cells are uint16 (no
-        ring's sum then reaches 2**32: differences modulo 2**32 are exact), else uint64. Built when a sector
-        request first needs them (darkfield, dpc and radial never do), a block at a time: its cells summed
-        over r in a small array, then copied in (numpy's cumsum over the first axis of the whole, and copies
-        through index arrays, took seconds on a 256×256 scan)."""
+        do not in the dtype they need (sector requests then read each block's cells). In uint16 while every
+        sector's sum over the whole reach (the largest of them) stays below 2**16, as it does on frames of
+        modest counts: exact, and half the memory; widened when a block's do not, to uint32 when every block's
+        cells are uint16 (no ring's sum then reaches 2**32: differences modulo 2**32 are exact), else uint64.
+        Built when a sector request first needs them (darkfield, dpc and radial never do), a block at a time:
+        its cells summed over r in a small array, then copied in (numpy's cumsum over the first axis of the
+        whole, and copies through index arrays, took seconds on a 256×256 scan)."""
         spec, n = self.geometry.spec, self.npoints
         wide = np.dtype(np.uint32 if self.narrow and spec.nr * 2**16 < 2**32 else np.uint64)
-        if (spec.nr + 1) * spec.ns * n * wide.itemsize > CELLS_HELD:
+        if (spec.nr + 1) * spec.ns * n * 2 > CELLS_HELD:
             return None
         out = np.empty((spec.nr + 1, spec.ns, n), dtype=np.uint16)
         out[0] = 0
@@ -332,6 +332,8 @@ class View:
             for k in range(1, spec.nr):
                 np.add(cells[k], cells[k - 1], out=cells[k])
             if out.dtype == np.uint16 and cells[-1].max(initial=0) >= 2**16:
+                if out.size * wide.itemsize > CELLS_HELD:
+                    return None
                 out = out.astype(wide)  # the rows not yet filled are filled below
             out[1:, :, positions] = cells
         return out
