@@ -56,6 +56,7 @@ from stxm_reference import annulus, reference  # noqa: E402
 
 from dada.registry import CHANNELS  # noqa: E402
 from dada.sources.catalog import Catalog  # noqa: E402
+from dada.stxm import polarbins  # noqa: E402
 from dada.stxm.beam import geometry  # noqa: E402
 from dada.stxm.decode import MAX_BLOCK_BYTES, decode_into  # noqa: E402
 from dada.stxm.engine import Engine, warm_up  # noqa: E402
@@ -528,6 +529,7 @@ def main() -> None:
     p.add_argument("--only", action="append", choices=[c[0] for c in CASES], help="these files only")
     args = p.parse_args()
     warm_up()
+    polarbins.warm_up()
     folder = args.dir or tempfile.mkdtemp(prefix="dada-bench-")
     os.makedirs(folder, exist_ok=True)
     t0 = time.perf_counter()

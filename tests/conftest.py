@@ -16,9 +16,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile the numba kernels once, into numba's on-disk cache, before any daemon starts: the nodes then
     load them instead of each compiling them at once (in a fresh environment that takes longer than a
     daemon is given to come up)."""
+    from dada.stxm import polarbins
     from dada.stxm.engine import warm_up
 
     warm_up()
+    polarbins.warm_up()
 
 
 @pytest.fixture(scope="session")

@@ -130,3 +130,53 @@ def test_no_pixel_in_any_bin():
     got = fuse(bins, [("sum",)], geo)
     assert (got.kernel.first, got.kernel.last, got.nclasses) == (0, 0, 1)
     assert_same(got, reference_fuse(bins, [("sum",)], geo))
+
+
+def test_approximate_azimuth_keeps_within_its_bound():
+    """The polynomial azimuth the fused pass bins sectors by is within ANGLE_TOL / 3 of numpy's arctan2 (wrapped
+    as ``polar.sectors`` wraps it) in every direction about several centres, the axes and diagonals included:
+    pixels it leaves in doubt are redone with numpy's, so this bound is what makes the sectors exact."""
+    from dada.stxm import polar_kernels
+
+    for cx, cy in CENTRES:
+        geo = geometry(cx, cy, 1)
+        phi = reference_polar(geo)[1]
+        y, x = np.indices(SHAPE, dtype=np.float64)
+        approx = np.vectorize(polar_kernels.approx_angle)(x - cx, y - cy)
+        gap = np.abs(approx - phi)
+        gap = np.minimum(gap, 2 * np.pi - gap)  # 0 and 2π are the same direction
+        assert gap.max() < polar_kernels.ANGLE_TOL / 3
+
+
+def test_radii_where_sqrt_and_hypot_differ_bin_as_hypot():
+    """The fused pass takes sqrt(x² + y²) for the radius and redoes with hypot the pixels near an edge: an edge
+    exactly at a pixel's hypot radius, where sqrt's last bit differs, bins that pixel as numpy does."""
+    geo = geometry(133.37, 301.81, 2)
+    y, x = np.indices(SHAPE, dtype=np.float64)
+    x, y = x - geo.cx, y - geo.cy
+    r = np.hypot(x, y)
+    differ = np.flatnonzero((np.sqrt(x * x + y * y) != r).ravel())
+    assert differ.size > 100
+    for e in r.ravel()[differ[::max(1, differ.size // 5)]]:
+        args = fits(geo, {"rmin": float(e), "rmax": float(e) + 40.0, "rdpc": float(e), "nsectors": 8, "nbins": 7})
+        for name in ("darkfield", "dpc", "azimuthal", "radial", "contrast"):
+            np.testing.assert_array_equal(CH[name].bins(geo, args).index, reference_bins(name, geo, args).index,
+                                          err_msg=f"{name} at edge {e!r}")
+        names = ("darkfield", "dpc", "azimuthal", "radial")
+        accumulators = [CH[n].accumulators for n in names]
+        assert_same(fuse([CH[n].bins(geo, args) for n in names], accumulators, geo),
+                    reference_fuse([reference_bins(n, geo, args) for n in names], accumulators, geo))
+
+
+def test_rules_and_plug_in_bins_fused_together():
+    """Built-in channels' bins (rules of the radius, one pass) between plug-in bins (from their index): each
+    channel's digit where its place in the key puts it."""
+    rng = np.random.default_rng(8)
+    geo = geometry(210.5, 194.5, 8)
+    args = fits(geo, VARIANTS[1])
+    plug = Bins(rng.integers(-1, 5, size=SHAPE).astype(np.int32), 5)
+    bins = [CH["azimuthal"].bins(geo, args), plug, CH["dpc"].bins(geo, args), plug, CH["radial"].bins(geo, args)]
+    want = [reference_bins("azimuthal", geo, args), plug, reference_bins("dpc", geo, args), plug,
+            reference_bins("radial", geo, args)]
+    accumulators = [("sum",), ("max",), ("sum", "sx", "sy"), ("sum",), ("sum",)]
+    assert_same(fuse(bins, accumulators, geo), reference_fuse(want, accumulators, geo))

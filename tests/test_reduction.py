@@ -169,3 +169,37 @@ def test_a_damaged_record_is_an_error_not_numbers():
         reduction.Record(bytes(rec))["saturated"]
     with pytest.raises(reduction.ReductionError):
         reduction.Record(b"DADP" + bytes(rec[4:]))
+
+
+@pytest.mark.parametrize("counts", [300, 30000, 70000])
+def test_a_views_cumulative_cells_are_the_cells_summed_over_r(counts, monkeypatch):
+    """The cells a view holds for sector requests, per point summed over r < k·dr: equal to numpy's cumsum in
+    int64, whether they stay in uint16 (small counts) or widen when a later block's sums pass 2**16 (to uint32
+    for uint16 cells, to uint64 for uint32 cells); blocks placed through slices and through index arrays
+    (points in another order)."""
+    rng = np.random.default_rng(counts)
+    nr, ns = 5, 4
+    spec = reduction.Spec(1, nr, ns)
+    geometry = reduction.Geometry(spec, np.ones((nr, ns), dtype=np.int64), *(np.zeros(nr),) * 2,
+                                  *(np.zeros((nr, ns)),) * 2)
+    sizes = (6, 5, 7)
+    blocks = [rng.integers(0, counts if b else 300, size=(nr, ns, n)) for b, n in enumerate(sizes)]
+    records = [reduction.Record(reduction.block_record(c.sum(axis=1), np.zeros((2, nr, c.shape[2])), c,
+                                                       np.zeros((3, 0), dtype=np.int64))) for c in blocks]
+    order = rng.permutation(sizes[2])
+    parts = [(lambda r=records[0]: r, slice(0, 6), slice(0, 6)), (lambda r=records[1]: r, slice(6, 11), slice(0, 5)),
+             (lambda r=records[2]: r, 11 + order, np.arange(sizes[2]))]
+    narrow = all(r.dtype("cells") == np.uint16 for r in records)
+    view = reduction.View(geometry, np.zeros((nr + 1, 18), dtype=np.int64), np.zeros((2, nr + 1, 18)),
+                          np.zeros((3, 0), dtype=np.int64), parts, narrow)
+    cells = np.zeros((nr, ns, 18), dtype=np.int64)
+    cells[:, :, :6], cells[:, :, 6:11] = blocks[0], blocks[1]
+    cells[:, :, 11 + order] = blocks[2]
+    want = np.concatenate([np.zeros((1, ns, 18), dtype=np.int64), np.cumsum(cells, axis=0)])
+    got = view.cumulative
+    assert got.dtype == (np.uint16 if want.max() < 2**16 else np.uint32 if narrow else np.uint64)
+    assert (got.dtype, narrow) == {300: (np.uint16, True), 30000: (np.uint32, True), 70000: (np.uint64, False)}[counts]
+    monkeypatch.setattr(reduction, "CELLS_HELD", got.size * 2)  # room for uint16 only: held only if they fit in it
+    again = reduction.View(view.geometry, view.rings, view.moments, view.saturated, parts, narrow).cumulative
+    assert again is None if counts > 300 else np.array_equal(again, got)
+    assert np.array_equal(got.astype(np.int64), want)

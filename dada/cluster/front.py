@@ -248,26 +248,26 @@ class ClusterPartials:
             n = frames.size
             rings = np.zeros((spec.nr + 1, n), dtype=np.int64)
             moments = np.zeros((2, spec.nr + 1, n), dtype=np.int64)
-            saturated, parts, records = [], [], []
+            saturated, parts, narrow = [], [], True
             for b, key, data, positions in zip(blocks, keys, datas[1:], groups, strict=True):
                 record = reduction.Record(data)
                 rows = frames[positions] - b.first
+                at = np.full(record.meta["points"], -1, dtype=np.int64)
+                at[rows] = positions
+                positions, rows = as_run(positions), as_run(rows)
                 rings[1:, positions] = record["rings"][:, rows]
                 moments[:, 1:, positions] = record["moments"][:, :, rows]
                 sat = record["saturated"]
-                at = np.full(record.meta["points"], -1, dtype=np.int64)
-                at[rows] = positions
                 mine = at[sat[0]] >= 0
                 saturated.append(np.stack([at[sat[0][mine]], sat[1][mine], sat[2][mine]]))
                 parts.append((self._record(key), positions, rows))
-                records.append((record, positions, rows))
-            cumulative = _cumulative(records, spec, n)
+                narrow = narrow and record.dtype("cells") == np.uint16
         except (reduction.ReductionError, KeyError, IndexError, ValueError) as exc:
             log.warning("a kept reduction is unreadable (%s); answering from the frames", exc)
             return None
         np.cumsum(rings, axis=0, out=rings)
         np.cumsum(moments, axis=1, out=moments)
-        return reduction.View(geometry, rings, moments, np.concatenate(saturated, axis=1), parts, cumulative)
+        return reduction.View(geometry, rings, moments, np.concatenate(saturated, axis=1), parts, narrow)
 
     def _record(self, key: str) -> Callable[[], reduction.Record]:
         """A block's reduction record, read from the cache each time asked: its cells (only sector requests
@@ -280,22 +280,6 @@ class ClusterPartials:
             return reduction.Record(data)
 
         return get
-
-
-def _cumulative(records: list[tuple[reduction.Record, np.ndarray, np.ndarray]], spec: reduction.Spec, n: int
-                ) -> np.ndarray | None:
-    """The request's cells summed over r < k·dr, (nr + 1, ns, n), when they fit in ``reduction.CELLS_HELD``: in
-    uint32 when every block's cells are uint16 (no ring's sum then reaches 2**32: differences modulo 2**32 are
-    exact), else uint64; None when they do not fit (sector requests then read each block's cells)."""
-    narrow = all(r["cells"].dtype == np.uint16 for r, _, _ in records) and spec.nr * 2**16 < 2**32
-    dtype = np.dtype(np.uint32 if narrow else np.uint64)
-    if (spec.nr + 1) * spec.ns * n * dtype.itemsize > reduction.CELLS_HELD:
-        return None
-    out = np.zeros((spec.nr + 1, spec.ns, n), dtype=dtype)
-    for record, positions, rows in records:
-        out[1:, :, positions] = record["cells"][:, :, rows]
-    np.cumsum(out, axis=0, out=out)
-    return out
 
 
 class ClusterFrames:

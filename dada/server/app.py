@@ -253,9 +253,11 @@ def local_partials(threads: int) -> Any:
 
 def warm_up_kernels() -> None:
     """Compile (or load the cached) numba kernels: a node, before its first request."""
+    from dada.stxm import polarbins
     from dada.stxm.engine import warm_up
 
     warm_up()
+    polarbins.warm_up()
 
 
 def block_size(config: Config, scan: Scan) -> int:

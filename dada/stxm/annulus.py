@@ -7,7 +7,7 @@ from typing import Any
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Channel
-from dada.stxm.polar import rings
+from dada.stxm.polarbins import ring_bins
 from dada.views import Overlay
 
 
@@ -31,4 +31,4 @@ class AnnulusChannel(Channel):
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
-        return Bins(rings(geo.radius(), (rmin, rmax), (0,)), 1)
+        return ring_bins(geo, (rmin, rmax), (0,))

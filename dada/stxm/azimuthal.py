@@ -10,7 +10,7 @@ from dada.params import Param
 from dada.stxm.annulus import AnnulusChannel
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Partial
-from dada.stxm.polar import sectors
+from dada.stxm.polarbins import sector_bins
 from dada.views import Drawing, HueSaturation, Overlay
 
 if TYPE_CHECKING:
@@ -21,23 +21,30 @@ def harmonic(sectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(orientation deg in [0, 180), anisotropy in [0, 1]) from sector means (N, ...).
 
     c2 = Σ s_k e^{2iφ_k} with φ_k the sector centres; sectors without valid pixels (NaN) are left out.
-    Its real and imaginary parts are sums of real products over each point's sectors (NaN taken as 0),
-    a point's sectors side by side: a third of the time of complex NaN-skipping sums, which the front
-    pays for every point of a map, and each point's sums in the same order however many points are
-    finalised together (a map finalised block by block equals it finalised at once).
+    Its real and imaginary parts are sums of real products, added sector after sector over all points at
+    once (NaN taken as 0): each step a pass over contiguous rows, where sums along each point's sectors walked
+    a transposed copy (a third of an azimuthal answer from the reduction went there); and each point's sums in
+    the same order however many points are finalised together (a map finalised block by block equals it
+    finalised at once).
     """
     n = sectors.shape[0]
     phi = (np.arange(n) + 0.5) * 2 * np.pi / n
-    rows = np.moveaxis(sectors, 0, -1)  # (..., N)
-    valid = ~np.isnan(rows)
-    s = np.where(valid, rows, 0.0)
-    re = (s * np.cos(2 * phi)).sum(axis=-1)
-    im = (s * np.sin(2 * phi)).sum(axis=-1)
-    total = s.sum(axis=-1)
+    cos, sin = np.cos(2 * phi), np.sin(2 * phi)
+    re, im, total = (np.zeros(sectors.shape[1:]) for _ in range(3))
+    valid = np.zeros(sectors.shape[1:], dtype=bool)
+    s = np.empty(sectors.shape[1:])
+    for k in range(n):
+        np.copyto(s, sectors[k])
+        seen = ~np.isnan(s)
+        s[~seen] = 0.0
+        valid |= seen
+        re += s * cos[k]
+        im += s * sin[k]
+        total += s
     with np.errstate(invalid="ignore", divide="ignore"):
         orientation = np.mod(np.degrees(np.arctan2(im, re)) / 2, 180.0)
         anisotropy = np.where(total > 0, np.hypot(re, im) / total, np.nan)
-    orientation[~valid.any(axis=-1)] = np.nan
+    orientation[~valid] = np.nan
     return orientation, anisotropy
 
 
@@ -58,7 +65,7 @@ class Azimuthal(AnnulusChannel):
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
-        return Bins(sectors(geo.radius(), geo.cx, geo.cy, rmin, rmax, args["nsectors"]), args["nsectors"])
+        return sector_bins(geo, rmin, rmax, args["nsectors"])
 
     def reduced(self, view: View, geo: BeamGeometry, args: dict[str, Any]) -> Partial | None:
         """The ring's radial bins, and each of their cells' sector by the sectors' own formula

@@ -7,29 +7,29 @@ every channel's bins, fancy indexing, packbits over a temporary) cost more than 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numba
 import numpy as np
 
+from dada.stxm.channel import Bins
 from dada.stxm.parts import in_parts
+from dada.stxm.polarbins import PolarBins, rule_keys
 
 GROUP = 4  # channels whose digits one pass adds: one pass for the built-in four
 
 
 @numba.njit(nogil=True, cache=True)
-def _digits(i0, i1, i2, i3, radices, key, first, last, good, seen, lo, hi):
-    """Up to four channels' bins as the next mixed-radix digits of every pixel's key (0 for none; a slot
-    whose radix is 1 adds nothing). On the ``last`` group a masked pixel's key becomes 0 ("no bin anywhere")
-    and the keys seen are marked in the dense table ``seen`` (when it has more than one entry; 0 is always
-    marked), without a branch."""
-    r0, r1, r2, r3 = radices[0], radices[1], radices[2], radices[3]
-    u0, u1, u2, u3 = r0 > 1, r1 > 1, r2 > 1, r3 > 1
+def _digits(i0, i1, i2, i3, weights, key, first, last, good, seen, lo, hi):
+    """Up to four channels' bins added to every pixel's key as their mixed-radix digits (bin + 1, 0 for none)
+    times the digits' weights (0 for an unused slot). On the ``last`` pass a masked pixel's key becomes 0
+    ("no bin anywhere") and the keys seen are marked in the dense table ``seen`` (when it has more than one
+    entry; 0 is always marked), without a branch."""
+    w0, w1, w2, w3 = weights[0], weights[1], weights[2], weights[3]
     mark = last and seen.size > 1
     for p in range(lo, hi):
         k = 0 if first else np.int64(key[p])
-        k = k * r0 + (i0[p] + 1) * u0
-        k = k * r1 + (i1[p] + 1) * u1
-        k = k * r2 + (i2[p] + 1) * u2
-        k = k * r3 + (i3[p] + 1) * u3
+        k += (i0[p] + 1) * w0 + (i1[p] + 1) * w1 + (i2[p] + 1) * w2 + (i3[p] + 1) * w3
         if last:
             k *= np.int64(good[p])
         if mark:
@@ -69,23 +69,33 @@ def _classes(code, table, nclasses, cls, want, lo, hi):
     return count
 
 
-def keys(indexes: list[np.ndarray], counts: np.ndarray, good: np.ndarray, seen: np.ndarray
+def keys(bins: Sequence[Bins], counts: np.ndarray, good: np.ndarray, seen: np.ndarray
          ) -> tuple[np.ndarray, int, int]:
     """Per pixel its class key (mixed radix over the channels' bins, digit 0 for none, 0 for masked pixels),
     with the keys seen marked in ``seen`` when it is a dense table; and the first pixel with a nonzero key
-    and one past the last (0, 0 when none)."""
+    and one past the last (0, 0 when none). Bins that are rules of the radius about the pixel maps' centre
+    (``polarbins``) are added in one pass; the others from their index, up to four per pass."""
     n = good.size
     top = np.prod(counts + 1, dtype=np.float64)
     key = np.empty(n, dtype=np.uint16 if top <= 2**16 else np.int32 if top < 2**31 else np.int64)  # less to move
-    if not indexes:
+    weights = np.concatenate([np.cumprod((counts + 1)[:0:-1])[::-1], [1]]).astype(np.int64)
+    centres = {b.centre for b in bins if isinstance(b, PolarBins)}
+    rules = [c for c, b in enumerate(bins) if isinstance(b, PolarBins) and len(centres) == 1]
+    rest = [c for c in range(len(bins)) if c not in rules]
+    if rules:
+        shape, cx, cy = centres.pop()
+        last = not rest
+        rule_keys(shape, cx, cy, [bins[c].rule for c in rules], weights[rules], 0, key, good if last else None,
+                  seen if last else None)
+    elif not rest:
         key[:] = 0
-        return key, 0, 0
-    for g in range(0, len(indexes), GROUP):
-        group = list(indexes[g:g + GROUP])
-        radices = np.ones(GROUP, dtype=np.int64)
-        radices[:len(group)] = counts[g:g + GROUP] + 1
-        group += [group[0]] * (GROUP - len(group))  # radix 1: adds nothing
-        in_parts(_digits, n, *group, radices, key, g == 0, g + GROUP >= len(indexes), good, seen)
+    for g in range(0, len(rest), GROUP):
+        group = rest[g:g + GROUP]
+        flat = [np.ascontiguousarray(bins[c].index, dtype=np.int32).reshape(-1) for c in group]
+        w = np.zeros(GROUP, dtype=np.int64)
+        w[:len(group)] = weights[group]
+        flat += [flat[0]] * (GROUP - len(group))  # weight 0: adds nothing
+        in_parts(_digits, n, *flat, w, key, g == 0 and not rules, g + GROUP >= len(rest), good, seen)
     first, last = _used(key)
     return key, int(first), int(last)
 

@@ -9,7 +9,7 @@ import numpy as np
 from dada.stxm.annulus import AnnulusChannel
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Partial
-from dada.stxm.polar import rings
+from dada.stxm.polarbins import ring_bins
 
 if TYPE_CHECKING:
     from dada.stxm.reduction import View
@@ -27,7 +27,7 @@ class Darkfield(AnnulusChannel):
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         rmin, rmax = ring(geo, args)
-        return Bins(rings(geo.radius(), (-np.inf, rmin, rmax), (1, 0)), 2)
+        return ring_bins(geo, (-np.inf, rmin, rmax), (1, 0))
 
     def reduced(self, view: View, geo: BeamGeometry, args: dict[str, Any]) -> Partial | None:
         rmin, rmax = ring(geo, args)

@@ -11,7 +11,7 @@ from dada.errors import BadParameter
 from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Channel, Partial
-from dada.stxm.polar import rings
+from dada.stxm.polarbins import ring_bins
 from dada.views import Overlay
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Dpc(Channel):
                                "not record", "px")
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
-        return Bins(rings(geo.radius(), (-np.inf, args["rdpc"]), (0,)), 1)
+        return ring_bins(geo, (-np.inf, args["rdpc"]), (0,))
 
     def reduced(self, view: View, geo: BeamGeometry, args: dict[str, Any]) -> Partial | None:
         """The disc's sums and moments; its moments about the beam centre as the engine turns them (Σv·col -

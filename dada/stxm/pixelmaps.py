@@ -167,8 +167,7 @@ def fuse(bins: Sequence[Bins], accumulators: Sequence[Sequence[str]], geo: BeamG
     top = int(np.prod(counts + 1, dtype=np.float64))
     dense = top <= 1 << 26  # a dense table of keys: linear time, no sort
     seen = np.zeros(top if dense else 1, dtype=np.bool_)
-    flat = [np.ascontiguousarray(b.index, dtype=np.int32).reshape(-1) for b in bins]
-    key, first, last = classkeys.keys(flat, counts, np.ascontiguousarray(geo.good).reshape(-1), seen)
+    key, first, last = classkeys.keys(bins, counts, np.ascontiguousarray(geo.good).reshape(-1), seen)
     if dense:
         seen[0] = True  # class 0 is "no bin anywhere", even when every pixel has one
         keys = np.flatnonzero(seen)

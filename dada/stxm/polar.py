@@ -20,7 +20,7 @@ from dada.stxm.parts import in_parts
 BLOCK_ROWS = 16  # rows of azimuth at a time: 16 × 2070 float64 is 265 KiB, in L2 cache
 
 
-def _kernels():
+def kernels():
     """The numba kernels, imported when first needed: a front imports this module (through the channels)
     but never bins pixels, and numba alone is some 60 MB of a process's resident memory."""
     from dada.stxm import polar_kernels
@@ -30,13 +30,13 @@ def _kernels():
 
 def _arctan2_rows(y: np.ndarray, x: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
     np.arctan2(y[lo:hi], x, out=out[lo:hi])
-    _kernels().wrap(out, lo, hi)
+    kernels().wrap(out, lo, hi)
 
 
 def radius(shape: tuple[int, int], cx: float, cy: float) -> np.ndarray:
     """np.hypot(col - cx, row - cy) per pixel, float64 (H, W)."""
     out = np.empty(shape)
-    in_parts(_kernels().radius_part, shape[0], cx, cy, out, per=shape[1])
+    in_parts(kernels().radius_part, shape[0], cx, cy, out, per=shape[1])
     return out
 
 
@@ -55,7 +55,7 @@ def _sector_rows(y, x, r, rmin, rmax, n, out, lo, hi):
     for i in range(lo, hi, BLOCK_ROWS):
         j = min(hi, i + BLOCK_ROWS)
         np.arctan2(y[i:j], x, out=a[:j - i])
-        _kernels().block_sectors(a[:j - i], r[i:j], rmin, rmax, n, out[i:j])
+        kernels().block_sectors(a[:j - i], r[i:j], rmin, rmax, n, out[i:j])
 
 
 def _bins(kernel, first: np.ndarray, *args: object) -> np.ndarray:
@@ -72,12 +72,17 @@ def rings(r: np.ndarray, edges: Sequence[float], labels: Sequence[int]) -> np.nd
     """``labels[k]`` where edges[k] <= r < edges[k + 1] (two or three increasing edges), -1 elsewhere: int32
     like r. The bins of discs and annuli: ``rings(r, (-inf, rmin, rmax), (1, 0))`` is
     ``np.where(r < rmin, 1, np.where(r < rmax, 0, -1))``."""
+    return _bins(kernels().rings_part, r, _flat(r), *ring_edges(edges, labels))
+
+
+def ring_edges(edges: Sequence[float], labels: Sequence[int]) -> tuple[float, float, float, int, int]:
+    """(e0, e1, e2, l0, l1) of :func:`rings`: one ring's upper edge twice."""
     e = [float(x) for x in edges]
     if len(e) not in (2, 3) or len(labels) != len(e) - 1 or not (np.diff(e) > 0).all():
         raise ValueError(f"rings takes two or three increasing edges, one more than labels: {edges}, {labels}")
-    if len(e) == 2:  # one ring: its upper edge twice
+    if len(e) == 2:
         e, labels = [*e, e[1]], [*labels, labels[0]]
-    return _bins(_kernels().rings_part, r, _flat(r), *e, int(labels[0]), int(labels[1]))
+    return e[0], e[1], e[2], int(labels[0]), int(labels[1])
 
 
 def sectors(r: np.ndarray, cx: float, cy: float, rmin: float, rmax: float, n: int) -> np.ndarray:
@@ -93,4 +98,4 @@ def sectors(r: np.ndarray, cx: float, cy: float, rmin: float, rmax: float, n: in
 
 def shells(u: np.ndarray, e0: float, e1: float, n: int) -> np.ndarray:
     """``floor((u - e0) / (e1 - e0) · n)`` where e0 <= u < e1 and it lies in 0..n-1; -1 elsewhere."""
-    return _bins(_kernels().shells_part, u, _flat(u), float(e0), float(e1), int(n))
+    return _bins(kernels().shells_part, u, _flat(u), float(e0), float(e1), int(n))

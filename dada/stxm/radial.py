@@ -11,6 +11,7 @@ from dada.params import Param
 from dada.stxm.beam import BeamGeometry, radius_param, ring
 from dada.stxm.channel import Bins, Channel, Partial
 from dada.stxm.polar import shells
+from dada.stxm.polarbins import shell_bins
 from dada.views import Curve, Drawing, Overlay
 
 if TYPE_CHECKING:
@@ -74,8 +75,9 @@ class Radial(Channel):
 
     def bins(self, geo: BeamGeometry, args: dict[str, Any]) -> Bins:
         edges = self.edges(geo, args)
-        u = geo.radius() if args["unit"] == "px" else q_of_r(geo.radius(), geo)
-        return Bins(shells(u, edges[0], edges[-1], args["nbins"]), args["nbins"])
+        if args["unit"] == "px":
+            return shell_bins(geo, edges[0], edges[-1], args["nbins"])
+        return Bins(shells(q_of_r(geo.radius(), geo), edges[0], edges[-1], args["nbins"]), args["nbins"])
 
     def reduced(self, view: View, geo: BeamGeometry, args: dict[str, Any]) -> Partial | None:
         """In px: each shell's radial bins, by the shells' own formula (``polar.shells``) at each bin's smallest

@@ -28,6 +28,7 @@ import math
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import zstandard
@@ -94,8 +95,14 @@ def _shuffle(a: np.ndarray) -> np.ndarray:
 
 
 def _unshuffle(raw: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """The array whose bytes ``_shuffle`` gave: each byte plane shifted into its place of an unsigned integer of
+    the item's size, then viewed as the dtype (a byte transpose, ``planes.T``, is five times slower)."""
     planes = np.frombuffer(raw, dtype=np.uint8).reshape(dtype.itemsize, -1)
-    return np.ascontiguousarray(planes.T).view(dtype).reshape(shape)
+    unsigned = np.dtype(f"<u{dtype.itemsize}")
+    out = planes[0].astype(unsigned)
+    for k in range(1, dtype.itemsize):
+        out |= planes[k].astype(unsigned) << unsigned.type(8 * k)
+    return out.view(dtype.newbyteorder("<") if dtype.byteorder == "=" else dtype).reshape(shape)
 
 
 def encode(meta: dict, sections: dict[str, np.ndarray]) -> bytes:
@@ -130,6 +137,10 @@ class Record:
             self._where[name] = (np.dtype(dt), tuple(shape), mv[pos:pos + size])
             pos += size
         self._got: dict[str, np.ndarray] = {}
+
+    def dtype(self, name: str) -> np.dtype:
+        """A section's dtype, without reading it."""
+        return self._where[name][0]
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._got:
@@ -211,14 +222,16 @@ class Geometry:
 @dataclass
 class View:
     """A scan's reduction over a request's points (flat, in the request's order), read from its blocks'
-    records: rings and moments as cumulative sums over r (an annulus is two rows), cells per block on demand."""
+    records: rings and moments as cumulative sums over r (an annulus is two rows), cells when a sector request
+    first needs them (``cumulative``)."""
 
     geometry: Geometry
     rings: np.ndarray  # (nr + 1, n) int64: Σv over r < k·dr
     moments: np.ndarray  # (2, nr + 1, n) int64
     saturated: np.ndarray  # (3, k) int64 rows of (position, cell, pixels)
-    blocks: list[tuple[Callable[[], Record], np.ndarray, np.ndarray]]  # (its record, positions, rows)
-    cumulative: np.ndarray | None = None  # (nr + 1, ns, n) cells summed over r < k·dr, when held (``CELLS_HELD``)
+    # per block: its record, and the request's positions and the block's rows of its points (slices when runs)
+    blocks: list[tuple[Callable[[], Record], np.ndarray | slice, np.ndarray | slice]]
+    narrow: bool = False  # every block's cells are uint16
 
     @property
     def npoints(self) -> int:
@@ -297,6 +310,33 @@ class View:
         keep = lab >= 0
         np.subtract.at(count, (pos[keep], lab[keep]), k[keep])
         return {"sum": total.T.astype(np.float64), "count": count}
+
+    @cached_property
+    def cumulative(self) -> np.ndarray | None:
+        """The points' cells summed over r < k·dr, (nr + 1, ns, n), when they fit in ``CELLS_HELD``; None when they
+        do not in the dtype they need (sector requests then read each block's cells). In uint16 while every
+        sector's sum over the whole reach (the largest of them) stays below 2**16, as it does on frames of
+        modest counts: exact, and half the memory; widened when a block's do not, to uint32 when every block's
+        cells are uint16 (no ring's sum then reaches 2**32: differences modulo 2**32 are exact), else uint64.
+        Built when a sector request first needs them (darkfield, dpc and radial never do), a block at a time:
+        its cells summed over r in a small array, then copied in (numpy's cumsum over the first axis of the
+        whole, and copies through index arrays, took seconds on a 256×256 scan)."""
+        spec, n = self.geometry.spec, self.npoints
+        wide = np.dtype(np.uint32 if self.narrow and spec.nr * 2**16 < 2**32 else np.uint64)
+        if (spec.nr + 1) * spec.ns * n * 2 > CELLS_HELD:
+            return None
+        out = np.empty((spec.nr + 1, spec.ns, n), dtype=np.uint16)
+        out[0] = 0
+        for load, positions, rows in self.blocks:
+            cells = load()["cells"][:, :, rows].astype(wide)  # the block's points' (nr, ns, points)
+            for k in range(1, spec.nr):
+                np.add(cells[k], cells[k - 1], out=cells[k])
+            if out.dtype == np.uint16 and cells[-1].max(initial=0) >= 2**16:
+                if out.size * wide.itemsize > CELLS_HELD:
+                    return None
+                out = out.astype(wide)  # the rows not yet filled are filled below
+            out[1:, :, positions] = cells
+        return out
 
     def _cells(self, r0: int, r1: int, ring: bool) -> Iterator[tuple[np.ndarray, np.ndarray | slice]]:
         """The cells of radial bins r0..r1-1, (r1 - r0, ns, points), or with ``ring`` their sum over those

@@ -9,6 +9,7 @@ built once per scan geometry and parameters and kept; whole-scan references
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -27,7 +28,10 @@ from dada.stxm.beam import GEOMETRY, BeamGeometry, geometry
 from dada.stxm.channel import Channel, Partial
 from dada.stxm.outputs import Outputs
 from dada.stxm.partials import Pass
+from dada.stxm.reduction import ReductionError
 from dada.views import Overlay
+
+log = logging.getLogger(__name__)
 
 WHOLE_SCAN = Memo(64)
 SNAP = Param("snap", "Move the radii to the polar reduction's grid (multiples of its radial bin, 1 px by default), "
@@ -189,7 +193,11 @@ class StxmEndpoint(Endpoint):
         if not c.radii:
             return None
         view = ctx.reductions.reduction(scan, frames, p.geo)
-        m = None if view is None else c.reduced(view, p.geo, cargs)
+        try:
+            m = None if view is None else c.reduced(view, p.geo, cargs)
+        except ReductionError as exc:  # a block's cells, read when first needed, left the cache or are damaged
+            log.warning("a kept reduction is unreadable (%s); answering from the frames", exc)
+            return None
         return None if m is None else {c.name: m}
 
     def _whole_from_reduction(self, scan: Scan, p: Pass, ctx: Context) -> list[Any] | None:
