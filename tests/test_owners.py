@@ -56,6 +56,20 @@ def test_a_node_away_moves_only_its_blocks_and_gets_them_back():
     assert owners.place(keys, NAMES) == before  # back: its blocks, whose raw bytes its cache kept
 
 
+def test_a_block_a_twin_computed_stays_with_the_twins_node():
+    """A hedged twin that won read the whole block on its node; the owner's read may have been cancelled."""
+    owners, keys = Owners(), blocks("c3/eiger4m", 32)
+    before = owners.place(keys, NAMES[:8])
+    owner = before[keys[7]]
+    stand_in = next(n for n in NAMES[:8] if n != owner)
+    owners.move(keys[7], stand_in)
+    after = owners.place(keys, NAMES[:8])
+    assert after[keys[7]] == stand_in and {k: after[k] for k in keys if k != keys[7]} == {
+        k: before[k] for k in keys if k != keys[7]}
+    grown = owners.place(blocks("c3/eiger4m", 40), NAMES[:8])  # new blocks see the shares as they are now
+    assert Counter(grown.values())[stand_in] <= math.ceil(40 / 8) + 1
+
+
 def test_scans_are_spread_each_on_its_own_and_the_memory_is_bounded():
     owners = Owners(limit=100)
     a, b = blocks("a/scan", 48), blocks("b/scan", 48)

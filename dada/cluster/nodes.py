@@ -292,7 +292,8 @@ class NodePool:
             if not self.servers and time.monotonic() - self._census_at > CENSUS_SECONDS:
                 await self._census()
             jobs = self._placed(jobs)
-        pending = {asyncio.ensure_future(self.fetch(p)): (p, time.monotonic()) for p in jobs}  # task -> job
+        # task -> (job, when sent, the node it was asked of by name: a twin's stand-in)
+        pending = {asyncio.ensure_future(self.fetch(p)): (p, time.monotonic(), p.server) for p in jobs}
         hedged: Counter[int] = Counter()  # twins sent, per job
         answered: set[int] = set()
         try:
@@ -300,14 +301,17 @@ class NodePool:
                 # wake on the next answer, or now and then to look for jobs to hedge
                 done, _ = await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    job, _ = pending.pop(task)
+                    job, _, asked = pending.pop(task)
                     if job.id in answered:
                         continue
                     body = task.result()  # a failure here ends the request: it names the job and nodes
                     answered.add(job.id)
+                    if asked != job.server and asked and self.balancer:
+                        # a twin won: its node read the whole block, the owner perhaps part of it (cancelled)
+                        self.owners.move(job.key, asked)
                     for k in range(hedged[job.id] + 1):
                         self.where.pop(twin_url(job.url, k), None)
-                    for other, (p, _) in list(pending.items()):  # the hedge's twin is no longer needed
+                    for other, (p, *_) in list(pending.items()):  # the hedge's twin is no longer needed
                         if p.id == job.id:
                             other.cancel()
                             pending.pop(other)
@@ -338,7 +342,7 @@ class NodePool:
         self._stall = stalled
         now = time.monotonic()
         early = max(LAGGING_HEDGE_FACTOR * typical, LAGGING_HEDGE_FLOOR)
-        for p, _ in list(pending.values()):
+        for p, *_ in list(pending.values()):
             k = hedged[p.id]
             node, sent, slot = self.where.get(twin_url(p.url, k), ("", now, -1))
             if self.balancer and now - sent > early:  # a busy node answers a probe within a job's time
@@ -354,7 +358,7 @@ class NodePool:
                 await self._release(slot)
                 twin = replace(p, url=twin_url(p.url, k + 1), server=self._steer(p, sent, k))
                 self.steered += bool(twin.server)
-            pending[asyncio.ensure_future(self.fetch(twin, avoid=(node,)))] = (p, now)  # elsewhere
+            pending[asyncio.ensure_future(self.fetch(twin, avoid=(node,)))] = (p, now, twin.server)  # elsewhere
 
     # -- which node behind the balancer --------------------------------------------------------
 

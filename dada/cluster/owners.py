@@ -57,6 +57,16 @@ class Owners:
                 out[key] = owner
         return out
 
+    def move(self, key: str, owner: str) -> None:
+        """The block is now ``owner``'s: a hedged twin computed it there, so that node's cache holds all its
+        raw bytes, where the first owner's read may have been cancelled half way."""
+        old = self._owner.get(key)
+        if old is None or old == owner:
+            return
+        self._held[scan_of(key)][old] -= 1
+        self._held[scan_of(key)][owner] += 1
+        self._owner[key] = owner
+
     def _remember(self, key: str, owner: str) -> None:
         self._owner[key] = owner
         self._held[scan_of(key)][owner] += 1
