@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 from helpers import Daemon
 
-from dada.stxm import reduction
-
 SCANS = ["eiger/u16/scan_0001", "eiger/u32/scan_0002"]
 # every sector count the 48 fine sectors serve, radii on the grid and off it (a radial bin's pixels all on one
 # side: answered too), per point and summed, every reference of dpc
@@ -134,38 +132,3 @@ def test_a_growing_scan_is_answered_from_its_reduction_once_whole(demo_root, tmp
     finally:
         kept.stop()
         raw.stop()
-
-
-# -- records ----------------------------------------------------------------------------------------
-
-
-def _block(rng: np.random.Generator, n: int, nr: int = 5, ns: int = 4) -> dict[str, np.ndarray]:
-    cells = rng.integers(0, 70000, size=(nr, ns, n))
-    k = 6
-    return {"rings": cells.sum(axis=1), "moments": rng.integers(0, 2**40, size=(2, nr, n)), "cells": cells,
-            "saturated": np.stack([rng.integers(0, n, k), rng.integers(0, nr * ns, k), rng.integers(1, 9, k)])}
-
-
-def test_records_round_trip_and_pieces_join_into_the_whole():
-    rng = np.random.default_rng(3)
-    parts = [_block(rng, n) for n in (3, 5)]
-    records = [reduction.block_record(**p) for p in parts]
-    for p, rec in zip(parts, records, strict=True):
-        r = reduction.Record(rec)
-        for name, a in p.items():
-            assert np.array_equal(r[name], a), name
-        assert r["cells"].dtype == np.uint32  # counts above 2**16
-    joined = reduction.Record(reduction.join(records))
-    assert joined.meta["points"] == 8
-    assert np.array_equal(joined["cells"], np.concatenate([p["cells"] for p in parts], axis=2))
-    sat = joined["saturated"]
-    assert np.array_equal(sat[0], np.r_[parts[0]["saturated"][0], parts[1]["saturated"][0] + 3])
-
-
-def test_a_damaged_record_is_an_error_not_numbers():
-    rec = bytearray(reduction.block_record(**_block(np.random.default_rng(1), 4)))
-    rec[-5] ^= 0xFF
-    with pytest.raises(reduction.ReductionError):
-        reduction.Record(bytes(rec))["saturated"]
-    with pytest.raises(reduction.ReductionError):
-        reduction.Record(b"DADP" + bytes(rec[4:]))
