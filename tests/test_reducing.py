@@ -6,6 +6,9 @@ The channels sharing the pass keep exactly their sums."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import bitshuffle
 import h5py
 import hdf5plugin
 import numpy as np
@@ -149,6 +152,17 @@ def test_records_round_trip_r_major_and_pieces_join_into_the_whole():
     small = _block(rng, 4)
     small.counts %= 2**16
     assert reduction.Record(block_bytes(small, np.ones(4, dtype=bool), spec))["cells"].dtype == np.uint16
+
+
+def test_a_section_compressed_on_two_threads_is_the_whole_stream():
+    rng = np.random.default_rng(4)
+    with ThreadPoolExecutor(1) as pool:
+        for size, dtype in ((3 * reduction.SPLIT + 17, np.uint16), (5 * reduction.SPLIT, np.uint32),
+                            (reduction.SPLIT + 3, np.int64), (100, np.uint16)):
+            a = rng.poisson(2.0, size).astype(dtype)
+            assert reduction.compress(a, pool) == reduction.compress(a)
+            np.testing.assert_array_equal(
+                bitshuffle.decompress_lz4(np.frombuffer(reduction.compress(a, pool), np.uint8), a.shape, a.dtype), a)
 
 
 def test_no_record_for_absent_frames_or_inexact_counts():

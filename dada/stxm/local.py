@@ -79,7 +79,7 @@ class LocalPartials:
         parts, records = [], []
         for lo in range(0, len(frames), run):
             bulk = self.engine.run(scan, frames[lo:lo + run], maps, p.geo, cells)
-            records.append(block_bytes(bulk.reduced, bulk.present, spec))
+            records.append(block_bytes(bulk.reduced, bulk.present, spec, self.engine.pool))
             parts.append(per_channel(bulk, maps, names))
         out = parts[0] if len(parts) == 1 else {
             name: Partial({k: np.concatenate([q[name][k] for q in parts]) for k in parts[0][name].arrays},

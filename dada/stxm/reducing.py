@@ -8,6 +8,7 @@ radial bin (``kernels.Cells``); the block's record is those rows, compressed. Se
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,9 +130,10 @@ def saturated_cells(logs: list[np.ndarray], cells: int) -> np.ndarray:
     return np.stack([keys // cells, keys % cells, counts]).astype(np.int64)
 
 
-def block_bytes(reduced: Reduced, present: np.ndarray, spec: Spec) -> bytes | None:
-    """A run's reduction record; None when some frame is absent or some count was not an exact integer."""
+def block_bytes(reduced: Reduced, present: np.ndarray, spec: Spec, pool: Executor | None = None) -> bytes | None:
+    """A run's reduction record (compressed two threads at a time with ``pool``); None when some frame is absent
+    or some count was not an exact integer."""
     if not present.all() or not reduced.exact:
         return None
     n = reduced.counts.shape[0]
-    return block_record(reduced.counts.reshape(n, spec.nr, spec.ns), reduced.radial, reduced.saturated)
+    return block_record(reduced.counts.reshape(n, spec.nr, spec.ns), reduced.radial, reduced.saturated, pool)
