@@ -87,7 +87,6 @@ class _Point(NamedTuple):
     table: int
     shift: int
     ns: int
-    width: int
     inv_width: float
     counts: int  # the point's row: (cells,) uint32
     radial: int  # the point's row: (nr, 3) int64
@@ -160,8 +159,9 @@ def _add_i64(typingctx, addr, i, v):
 
 
 @numba.njit(nogil=True, cache=True)
-def _log_saturated(log, state, row, q):
-    """A saturated pixel of cell ``q`` at point ``row`` into the log (called, not inlined: it is rare)."""
+def _log_saturated(log, state, row, t, shift, ns):
+    """A saturated pixel of table entry ``t`` at point ``row`` into the log (called, not inlined: it is rare)."""
+    q = (t >> shift) * ns + (t & ((1 << shift) - 1))
     n = _i64(state, 0)
     _set(log, 2 * n, row, 32)
     _set(log, 2 * n + 1, q, 32)
@@ -173,11 +173,60 @@ def _inexact(state):
     _set(state, 1, 1, 64)
 
 
+def _cell_of(p: int, pt: _Point | None) -> int:
+    """Pixel ``p``'s entry in the reduction's table: radial bin << shift | sector, -1 if none (always, without)."""
+    return -1
+
+
+@overload(_cell_of)
+def _cell_of_typed(p, pt):
+    if isinstance(pt, types.NoneType):
+        return lambda p, pt: -1
+    return lambda p, pt: _i32(pt.table, p)
+
+
+def _saturated(t: int, pt: _Point | None, width: int, acc: np.ndarray) -> None:
+    """A saturated pixel of table entry ``t`` into the log (a call: it is rare). ``width`` and ``acc`` are unused,
+    here and in ``_to_cell``: taking them keeps numba's pruning of reference counts working in ``_pixel`` of a pass
+    without a reduction (without them, that pass measured 8x slower: the maps and ``acc`` counted per pixel)."""
+
+
+@overload(_saturated)
+def _saturated_typed(t, pt, width, acc):
+    if isinstance(pt, types.NoneType):
+        return lambda t, pt, width, acc: None
+    return lambda t, pt, width, acc: _log_saturated(pt.log, pt.state, pt.row, t, pt.shift, pt.ns)
+
+
+def _to_cell(fv: float, p: int, t: int, pt: _Point | None, width: int, acc: np.ndarray) -> None:
+    """An unsaturated pixel's count into its cell and radial bin (table entry ``t``; ``width``: the frame's). A
+    count that is not a non-negative integer, or a cell's sum beyond uint32, marks the state (no record is kept)."""
+
+
+@overload(_to_cell, inline="always")
+def _to_cell_typed(fv, p, t, pt, width, acc):
+    if isinstance(pt, types.NoneType):
+        return lambda fv, p, t, pt, width, acc: None
+
+    def impl(fv, p, t, pt, width, acc):
+        r = t >> pt.shift
+        v = np.int64(fv)
+        s = _add_u32(pt.counts, r * pt.ns + (t & ((1 << pt.shift) - 1)), v)
+        y = np.int64((p + 0.5) * pt.inv_width)  # never within 0.5 / width of an integer: exact
+        _add_i64(pt.radial, 3 * r, v)
+        _add_i64(pt.radial, 3 * r + 1, v * (p - y * width))
+        _add_i64(pt.radial, 3 * r + 2, v * y)
+        if v != fv or np.uint64(s) > U32:
+            _inexact(pt.state)
+
+    return impl
+
+
 def _point(cells: Cells | None, row: int) -> _Point | None:
     """The reduction's rows of point ``row`` (None without a reduction)."""
     if cells is None:
         return None
-    return _Point(cells.table.ctypes.data, cells.shift, cells.ns, cells.width, cells.inv_width,
+    return _Point(cells.table.ctypes.data, cells.shift, cells.ns, cells.inv_width,
                   cells.counts[row].ctypes.data, cells.radial[row].ctypes.data, cells.log.ctypes.data,
                   cells.state.ctypes.data, row)
 
@@ -187,7 +236,7 @@ def _point_typed(cells, row):
     if isinstance(cells, types.NoneType):
         return lambda cells, row: None
     return lambda cells, row: _Point(
-        np.int64(cells.table.ctypes.data), cells.shift, cells.ns, cells.width, cells.inv_width,
+        np.int64(cells.table.ctypes.data), cells.shift, cells.ns, cells.inv_width,
         np.int64(cells.counts[row].ctypes.data), np.int64(cells.radial[row].ctypes.data),
         np.int64(cells.log.ctypes.data), np.int64(cells.state.ctypes.data), np.int64(row))
 
@@ -222,25 +271,12 @@ def _pixel(fv, p, maps, cutoff, acc, pt):
             acc[c, 4] = max(acc[c, 4], fv)
             acc[c, 5] += fv * fv
             acc[c, 6] += 1.0
-    # The polar reduction (pruned when ``pt`` is None): the pixel's count into its cell and radial bin, if it has
-    # one; a saturated pixel adds nothing there and goes to the log. A count that is not a non-negative integer,
-    # or a cell's sum beyond uint32, marks the state (no record is kept).
-    if pt is not None:
-        t = _i32(pt.table, p)
-        if t >= 0:
-            r = t >> pt.shift
-            q = r * pt.ns + (t & ((1 << pt.shift) - 1))
-            saturated = fv >= cutoff
-            v = np.int64(0.0 if saturated else fv)
-            s = _add_u32(pt.counts, q, v)
-            y = np.int64((p + 0.5) * pt.inv_width)  # never within 0.5 / width of an integer: exact
-            _add_i64(pt.radial, 3 * r, v)
-            _add_i64(pt.radial, 3 * r + 1, v * (p - y * pt.width))
-            _add_i64(pt.radial, 3 * r + 2, v * y)
-            if saturated:
-                _log_saturated(pt.log, pt.state, pt.row, q)
-            elif v != fv or np.uint64(s) > U32:
-                _inexact(pt.state)
+    t = _cell_of(p, pt)  # the polar reduction's part: none when ``pt`` is None (a constant -1: compiled out)
+    if t >= 0:
+        if fv >= cutoff:
+            _saturated(t, pt, maps.width, acc)
+        else:
+            _to_cell(fv, p, t, pt, maps.width, acc)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
