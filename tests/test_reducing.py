@@ -57,18 +57,20 @@ def tiny_log(share: CellShare) -> None:
     share.cells = share.cells._replace(log=np.empty((share.cells.room, 2), dtype=np.int32))
 
 
-@pytest.mark.parametrize(("dtype", "shape", "dr", "background"), [
-    ("uint16", (48, 100), 1, 0.2), ("uint32", (64, 64), 1, 0.2), ("uint32", (64, 64), 2, 40.0),
-    ("uint8", (45, 47), 1, 0.5), ("uint16", (37, 53), 3, 3.0)])
-def test_cells_match_numpy(tmp_path, dtype, shape, dr, background):
+@pytest.mark.parametrize(("dtype", "shape", "dr", "background", "nr"), [
+    ("uint16", (48, 100), 1, 0.2, None), ("uint32", (64, 64), 1, 0.2, None), ("uint32", (64, 64), 2, 40.0, None),
+    ("uint8", (45, 47), 1, 0.5, None), ("uint16", (37, 53), 3, 3.0, None),
+    ("uint16", (48, 100), 1, 0.2, 1100)])  # entries beyond uint16: an int32 table
+def test_cells_match_numpy(tmp_path, dtype, shape, dr, background, nr):
     rng = np.random.default_rng(7)
     frames = frames_of(dtype, shape, 6, rng, background)
     good = rng.random(shape) > 0.05
     geo = BeamGeometry(shape, shape[1] / 2 - 2.3, shape[0] / 2 + 1.6, good, None, None, None)
-    spec = Spec(dr, int(min(shape) / 2 / dr))
+    spec = Spec(dr, nr or int(min(shape) / 2 / dr))
     cutoff = float(np.iinfo(dtype).max)  # the masked-or-saturated pixels of frames_of
     bins = bins_of(shape, rng)
     cm = cell_map(geo, spec)
+    assert cm.table.dtype == (np.int32 if nr else np.uint16)
     maps = with_cells(fuse(bins, DECLARED["sums"], geo), cm)
     want = cells_reference(frames, geo, spec, cutoff)
     assert want.saturated.shape[1] > 0 and want.counts.max() > 255
@@ -106,7 +108,7 @@ def test_counts_that_are_not_exact_uint32_sums_mark_the_run(dtype, value, exact)
     spec = Spec(1, 7)
     cm = cell_map(geo, spec)
     frame = np.zeros(shape, dtype=dtype)
-    cell, pixels = np.unique(cm.table[cm.table >= 0], return_counts=True)
+    cell, pixels = np.unique(cm.table[cm.inside()], return_counts=True)
     frame.ravel()[np.flatnonzero(cm.table == cell[np.argmax(pixels)])[:2]] = value
     frame[12, 8] = 1
     maps = with_cells(fuse(bins_of(shape, np.random.default_rng(1)), DECLARED["sums"], geo), cm)

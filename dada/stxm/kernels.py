@@ -68,7 +68,8 @@ class Cells(NamedTuple):
     """The polar reduction's part of a pass as the kernels take it, one per thread (its own log and state; the
     rows of ``counts`` and ``radial`` it writes are its own points')."""
 
-    table: np.ndarray  # (H*W,) int32: radial bin << shift | sector of each pixel in the reduction, else -1
+    table: np.ndarray  # (H*W,) radial bin << shift | sector of each pixel in the reduction, else -1 (int32) or
+    # 0xFFFF (uint16: half the bytes a visited pixel brings into cache, wherever the entries fit)
     shift: int
     ns: int  # sectors: a pixel's cell is radial bin x ns + sector
     width: int  # frame columns
@@ -85,6 +86,7 @@ class _Point(NamedTuple):
     per-pixel code binds costs reference counting per pixel (measured ~10x the reduction's own work)."""
 
     table: int
+    wide: bool  # the table is int32 (else uint16)
     shift: int
     ns: int
     inv_width: float
@@ -107,6 +109,15 @@ def _i32(typingctx, addr, i):
     """Element ``i`` of the int32 array at ``addr``, as int64."""
     def codegen(context, builder, signature, args):
         return builder.sext(builder.load(_element(builder, args[0], args[1], 32)), ir.IntType(64))
+
+    return types.int64(types.int64, types.int64), codegen
+
+
+@intrinsic
+def _u16(typingctx, addr, i):
+    """Element ``i`` of the uint16 array at ``addr``, as int64."""
+    def codegen(context, builder, signature, args):
+        return builder.zext(builder.load(_element(builder, args[0], args[1], 16)), ir.IntType(64))
 
     return types.int64(types.int64, types.int64), codegen
 
@@ -182,7 +193,12 @@ def _cell_of(p: int, pt: _Point | None) -> int:
 def _cell_of_typed(p, pt):
     if isinstance(pt, types.NoneType):
         return lambda p, pt: -1
-    return lambda p, pt: _i32(pt.table, p)
+    return lambda p, pt: _i32(pt.table, p) if pt.wide else _narrow_entry(_u16(pt.table, p))
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _narrow_entry(t):
+    return -1 if t == 0xFFFF else t
 
 
 def _saturated(t: int, pt: _Point | None, width: int, acc: np.ndarray) -> None:
@@ -226,7 +242,7 @@ def _point(cells: Cells | None, row: int) -> _Point | None:
     """The reduction's rows of point ``row`` (None without a reduction)."""
     if cells is None:
         return None
-    return _Point(cells.table.ctypes.data, cells.shift, cells.ns, cells.inv_width,
+    return _Point(cells.table.ctypes.data, cells.table.itemsize == 4, cells.shift, cells.ns, cells.inv_width,
                   cells.counts[row].ctypes.data, cells.radial[row].ctypes.data, cells.log.ctypes.data,
                   cells.state.ctypes.data, row)
 
@@ -236,7 +252,7 @@ def _point_typed(cells, row):
     if isinstance(cells, types.NoneType):
         return lambda cells, row: None
     return lambda cells, row: _Point(
-        np.int64(cells.table.ctypes.data), cells.shift, cells.ns, cells.inv_width,
+        np.int64(cells.table.ctypes.data), cells.table.itemsize == 4, cells.shift, cells.ns, cells.inv_width,
         np.int64(cells.counts[row].ctypes.data), np.int64(cells.radial[row].ctypes.data),
         np.int64(cells.log.ctypes.data), np.int64(cells.state.ctypes.data), np.int64(row))
 

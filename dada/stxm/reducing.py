@@ -76,12 +76,17 @@ def geometry_of(geo: BeamGeometry, spec: Spec) -> Geometry:
 @dataclass(frozen=True)
 class CellMap:
     """A reduction's cells as the kernels take them (``kernels.Cells``): per pixel in the reduction (valid, within
-    its reach) ``radial bin << shift | sector``, -1 elsewhere."""
+    its reach) ``radial bin << shift | sector``, elsewhere 0xFFFF as uint16 where every entry fits below it, else
+    -1 as int32."""
 
     spec: Spec
-    table: np.ndarray  # (H*W,) int32
+    table: np.ndarray  # (H*W,) uint16 or int32
     shift: int  # bits of the sector
     pixels: int  # pixels in the reduction: the most a frame can log as saturated
+
+    def inside(self) -> np.ndarray:
+        """(H*W,) bool: the pixels in the reduction."""
+        return self.table != (0xFFFF if self.table.dtype == np.uint16 else -1)
 
 
 def cell_map(geo: BeamGeometry, spec: Spec) -> CellMap:
@@ -92,7 +97,8 @@ def cell_map(geo: BeamGeometry, spec: Spec) -> CellMap:
         inside = (cell >= 0) & geo.good.reshape(-1)
         shift = int(spec.ns - 1).bit_length()
         k, s = np.divmod(cell, spec.ns)
-        table = np.where(inside, (k << shift) | s, -1).astype(np.int32)
+        narrow = spec.nr << shift <= 0xFFFF
+        table = np.where(inside, (k << shift) | s, 0xFFFF if narrow else -1).astype(np.uint16 if narrow else np.int32)
         return CellMap(spec, table, shift, int(np.count_nonzero(inside)))
 
     return CELL_MAPS.get((geo.key, spec), make)
@@ -102,7 +108,7 @@ def with_cells(maps: PixelMaps, cells: CellMap) -> PixelMaps:
     """A pass's maps widened to the reduction's pixels: the kernels then visit them too (those no channel
     needs are in class 0, which feeds no bin)."""
     k = maps.kernel
-    has = cells.table >= 0
+    has = cells.inside()
     if not has.any():
         return maps
     want = k.want | np.packbits(np.pad(has, (0, (-has.size) % 64)), bitorder="little").view(np.uint64)
