@@ -245,9 +245,11 @@ def sizes(root: str, folder: str, npairs: int) -> None:
 
         plain(0)
         reduced(0)  # warm: pixel maps built
+        print(f"\nload average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         pairs(f"## node pass in this process, {n} frames of {scan.frame_shape[0]}×{scan.frame_shape[1]} {scan.dtype}, "
               "2 threads: four channels (plain), and with the reduction: reduced / plain", npairs, plain, reduced,
               lambda x, y: y / x)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         records = got["records"]
         per = len(records[REDUCTION]) / n
         print(f"size: {spec.nr} radial bins × {spec.ns} sectors, {per / 1024:.1f} KiB per point; 256×256 points: "

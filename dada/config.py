@@ -54,8 +54,8 @@ class Config:
     block_frames: int | None = None  # frames per block; default from the frame size (dada.cluster.blocks)
     # the polar reduction a whole-scan /stxm request keeps per block (dada.stxm.reduction): radial bins of
     # reduction_dr px (an integer) x 48 sectors, out to the largest circle inside the frame, at most
-    # reduction_cells cells per point (0: none kept, the default: the pass that also reduces still costs several
-    # times the channels' alone, benchmarks/README.md). 25000 covers 1065x1030 frames (515 px, 24720 cells).
+    # reduction_cells cells per point (0: none kept, the default: the pass that also reduces still costs about
+    # 1.4-1.5x the channels' alone, benchmarks/README.md). 25000 covers 1065x1030 frames (515 px, 24720 cells).
     reduction_dr: int = 1
     reduction_cells: int = 0
     # result cache: memory, then disk (embedded default), then Aerospike when named ("host:port,…")

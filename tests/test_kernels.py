@@ -138,7 +138,7 @@ def test_chunks_match_numpy(tmp_path, dtype, shape, nelems, background, declared
 
     values, sat = maps.new_values(len(frames)), np.zeros((len(frames), nb))
     bad = accumulate_chunks(np.concatenate(chunks), *spans([c.size for c in chunks]), np.arange(len(frames)),
-                            kernel_buffers(np.dtype(dtype)), maps.kernel, cutoff, maps.new_acc(), values, sat)
+                            kernel_buffers(np.dtype(dtype)), maps.kernel, cutoff, maps.new_acc(), values, sat, None)
     assert bad == -1
     same(values, want_values)
     np.testing.assert_array_equal(sat, want_sat)
@@ -146,7 +146,7 @@ def test_chunks_match_numpy(tmp_path, dtype, shape, nelems, background, declared
     decoded = maps.new_values(len(frames)), np.zeros_like(sat)  # the path for frames h5py decodes
     acc = maps.new_acc()
     for i, fr in enumerate(frames):
-        accumulate_frame(fr.ravel(), maps.kernel, cutoff, acc, decoded[0][i], decoded[1][i])
+        assert accumulate_frame(fr.ravel(), maps.kernel, cutoff, acc, decoded[0][i], decoded[1][i], None, i)
     same(decoded[0], want_values)
     np.testing.assert_array_equal(decoded[1], want_sat)
 
@@ -184,7 +184,7 @@ def test_corrupt_chunk_is_reported(tmp_path):
         got = accumulate_chunks(np.concatenate([chunks[0], chunks[broken]]),
                                 *spans([chunks[0].size, chunks[broken].size]), np.arange(2),
                                 kernel_buffers(np.dtype("uint32")), maps.kernel, np.inf,
-                                maps.new_acc(), maps.new_values(2), np.zeros((2, nb)))
+                                maps.new_acc(), maps.new_values(2), np.zeros((2, nb)), None)
         assert got == 1
 
 
@@ -203,7 +203,7 @@ def test_many_bin_combinations(tmp_path):
     values, sat = maps.new_values(3), np.zeros((3, 1500))
     assert accumulate_chunks(np.concatenate(chunks), *spans([c.size for c in chunks]), np.arange(3),
                              kernel_buffers(np.dtype("uint16")), maps.kernel, 30000.0, maps.new_acc(), values,
-                             sat) == -1
+                             sat, None) == -1
     want_values, want_sat = reference(frames, bins, DECLARED["mixed"], good, 30000.0)
     same(values, want_values)
     np.testing.assert_array_equal(sat, want_sat)

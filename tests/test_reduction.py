@@ -136,41 +136,6 @@ def test_a_growing_scan_is_answered_from_its_reduction_once_whole(demo_root, tmp
         raw.stop()
 
 
-# -- records ----------------------------------------------------------------------------------------
-
-
-def _block(rng: np.random.Generator, n: int, nr: int = 5, ns: int = 4) -> dict[str, np.ndarray]:
-    cells = rng.integers(0, 70000, size=(nr, ns, n))
-    k = 6
-    return {"rings": cells.sum(axis=1), "moments": rng.integers(0, 2**40, size=(2, nr, n)), "cells": cells,
-            "saturated": np.stack([rng.integers(0, n, k), rng.integers(0, nr * ns, k), rng.integers(1, 9, k)])}
-
-
-def test_records_round_trip_and_pieces_join_into_the_whole():
-    rng = np.random.default_rng(3)
-    parts = [_block(rng, n) for n in (3, 5)]
-    records = [reduction.block_record(**p) for p in parts]
-    for p, rec in zip(parts, records, strict=True):
-        r = reduction.Record(rec)
-        for name, a in p.items():
-            assert np.array_equal(r[name], a), name
-        assert r["cells"].dtype == np.uint32  # counts above 2**16
-    joined = reduction.Record(reduction.join(records))
-    assert joined.meta["points"] == 8
-    assert np.array_equal(joined["cells"], np.concatenate([p["cells"] for p in parts], axis=2))
-    sat = joined["saturated"]
-    assert np.array_equal(sat[0], np.r_[parts[0]["saturated"][0], parts[1]["saturated"][0] + 3])
-
-
-def test_a_damaged_record_is_an_error_not_numbers():
-    rec = bytearray(reduction.block_record(**_block(np.random.default_rng(1), 4)))
-    rec[-5] ^= 0xFF
-    with pytest.raises(reduction.ReductionError):
-        reduction.Record(bytes(rec))["saturated"]
-    with pytest.raises(reduction.ReductionError):
-        reduction.Record(b"DADP" + bytes(rec[4:]))
-
-
 @pytest.mark.parametrize("counts", [300, 30000, 70000])
 def test_a_views_cumulative_cells_are_the_cells_summed_over_r(counts, monkeypatch):
     """The cells a view holds for sector requests, per point summed over r < k·dr: equal to numpy's cumsum in
@@ -184,7 +149,7 @@ def test_a_views_cumulative_cells_are_the_cells_summed_over_r(counts, monkeypatc
                                   *(np.zeros((nr, ns)),) * 2)
     sizes = (6, 5, 7)
     blocks = [rng.integers(0, counts if b else 300, size=(nr, ns, n)) for b, n in enumerate(sizes)]
-    records = [reduction.Record(reduction.block_record(c.sum(axis=1), np.zeros((2, nr, c.shape[2])), c,
+    records = [reduction.Record(reduction.block_record(c.transpose(2, 0, 1), np.zeros((c.shape[2], nr, 3)),
                                                        np.zeros((3, 0), dtype=np.int64))) for c in blocks]
     order = rng.permutation(sizes[2])
     parts = [(lambda r=records[0]: r, slice(0, 6), slice(0, 6)), (lambda r=records[1]: r, slice(6, 11), slice(0, 5)),

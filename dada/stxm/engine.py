@@ -3,7 +3,8 @@
 Frames stored one per bitshuffle-LZ4 chunk take the direct path: raw chunk reads, decoded inside
 the kernel — a batch of chunks read at once where the file's chunk index is known
 (``chunkindex``), else one by one through HDF5. Other layouts go through h5py. Points are split
-between threads; each writes only its own points' rows (no shared accumulators).
+between threads; each writes only its own points' rows (no shared accumulators), the polar reduction's
+too when the run computes it (each thread logs its saturated pixels apart).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from dada.stxm.beam import BeamGeometry
 from dada.stxm.channel import Bins
 from dada.stxm.chunkindex import chunk_index
 from dada.stxm.decode import MAX_BLOCK_BYTES, chunk_layout
-from dada.stxm.kernels import BATCH, BATCH_BYTES, accumulate_chunks, accumulate_frame
-from dada.stxm.pixelmaps import PixelMaps, fuse, with_cells
+from dada.stxm.kernels import BATCH, BATCH_BYTES, Cells, accumulate_chunks, accumulate_frame
+from dada.stxm.pixelmaps import PixelMaps, fuse
+from dada.stxm.reducing import CellMap, Reduced, cell_map, saturated_cells, with_cells
+from dada.stxm.reduction import Spec
 
 
 class Engine:
@@ -44,9 +47,9 @@ class Engine:
         return held[1], held[2]
 
     def run(self, scan: Scan, frames: np.ndarray, maps: PixelMaps, geo: BeamGeometry,
-            centred: int | None = None) -> Bulk:
+            cells: CellMap | None = None) -> Bulk:
         """Every bin's accumulators for every frame number in ``frames`` (flat); unwritten frames are NaN rows.
-        Moments of bins from ``centred`` on stay about pixel (0, 0) (the polar reduction's: integers)."""
+        With ``cells`` (the maps widened to them: ``reducing.with_cells``) the frames' polar reduction too."""
         frames = np.asarray(frames, dtype=np.int64).ravel()
         nb = maps.offsets[-1]
         values = maps.new_values(frames.size)
@@ -54,26 +57,29 @@ class Engine:
         present = frames < scan.nframes
         cutoff = scan.geometry.saturation
         cutoff = np.inf if cutoff is None else cutoff
+        reduced = None if cells is None else new_reduced(frames.size, cells)
         # Datasets and chunk indexes resolved once: an h5py lookup per frame costs as much as a tenth of
         # the frame's decoding, a chunk read through HDF5 as much as a small frame's whole analysis.
         files = _Files(scan)
         nthreads = min(self.threads, max(1, frames.size))
-        shares = [self.pool.submit(self._work, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat)
-                for t in range(nthreads)]
-        for share in shares:
-            share.result()
+        shares = [self.pool.submit(self._work, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat,
+                                   CellShare(cells, reduced, geo.shape[1]))
+                  for t in range(nthreads)]
+        done = [share.result() for share in shares]
         valid = maps.static_valid[None, :] - sat
         # The kernels sum v, v·col and v·row: integers for integer frames, so exact whatever the order of
         # addition (threads, blocks, which channels share the pass). Moments about the beam centre follow.
         if maps.kernel.mom_cols:
-            about = values[:, :centred]
-            about[..., 1] -= geo.cx * about[..., 0]
-            about[..., 2] -= geo.cy * about[..., 0]
+            values[..., 1] -= geo.cx * values[..., 0]
+            values[..., 2] -= geo.cy * values[..., 0]
         values[~present] = np.nan
         valid[~present] = np.nan
-        return Bulk(values, valid, present)
+        if reduced is not None:
+            reduced.saturated = saturated_cells([s.log() for s in done], cells.spec.cells)
+            reduced.exact = not any(s.cells.state[1] for s in done)
+        return Bulk(values, valid, present, reduced)
 
-    def _work(self, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat) -> None:
+    def _work(self, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat, share) -> CellShare:
         """Thread ``t``'s share: a contiguous run of points, segment by segment, in batches that each take
         one kernel call (and, where the chunk index allows, one read)."""
         frame_buf, bufs = self._buffers(scan.frame_shape, scan.dtype)
@@ -81,7 +87,7 @@ class Engine:
         lo, hi = frames.size * t // nthreads, frames.size * (t + 1) // nthreads
         rows = lo + np.flatnonzero(present[lo:hi])
         if not rows.size:
-            return
+            return share
         firsts = np.array([seg.first for seg in scan.segments], dtype=np.int64)
         seg = np.searchsorted(firsts, frames[rows], side="right") - 1
         cuts = np.flatnonzero(np.diff(seg)) + 1
@@ -90,16 +96,18 @@ class Engine:
             r = rows[run]
             local = frames[r] - f.seg.first
             if f.index is not None and (f.index.offsets[local] >= 0).all():
-                self._batches(scan, f, r, local, bufs, maps, cutoff, acc, values, sat)
+                self._batches(scan, f, r, local, bufs, maps, cutoff, acc, values, sat, share)
             elif f.direct:
-                self._one_by_one(scan, f, r, local, bufs, maps, cutoff, acc, values, sat)
+                self._one_by_one(scan, f, r, local, bufs, maps, cutoff, acc, values, sat, share)
             else:
                 flat = frame_buf.reshape(-1)
                 for j, n in zip(r.tolist(), frames[r].tolist(), strict=True):
                     scan.read_frame(n, frame_buf)
-                    accumulate_frame(flat, maps.kernel, cutoff, acc, values[j], sat[j])
+                    while not accumulate_frame(flat, maps.kernel, cutoff, acc, values[j], sat[j], share.cells, j):
+                        share.grow()
+        return share
 
-    def _batches(self, scan, f, rows, local, bufs, maps, cutoff, acc, values, sat) -> None:
+    def _batches(self, scan, f, rows, local, bufs, maps, cutoff, acc, values, sat, share) -> None:
         """Frames whose chunks the index places: read in runs of about BATCH_BYTES, one kernel call each.
         Frames are taken in file order (a snake scan's lines run backwards), so runs stay runs."""
         order = np.argsort(local, kind="stable")
@@ -112,8 +120,7 @@ class Engine:
             except OSError as exc:
                 n = int(local[part[0]] + f.seg.first)
                 raise Unprocessable(f"frames from {n} cannot be read: {exc}", frame=n) from None
-            bad = accumulate_chunks(self._local.raw, starts, stops, rows[part], bufs, maps.kernel, cutoff, acc,
-                                    values, sat)
+            bad = share.chunks(self._local.raw, starts, stops, rows[part], bufs, maps.kernel, cutoff, acc, values, sat)
             if bad >= 0:
                 _corrupt(int(local[part[bad]] + f.seg.first))
 
@@ -121,7 +128,7 @@ class Engine:
         raw = getattr(self._local, "raw", None)
         return raw if raw is not None else np.empty(BATCH_BYTES, dtype=np.uint8)
 
-    def _one_by_one(self, scan, f, rows, local, bufs, maps, cutoff, acc, values, sat) -> None:
+    def _one_by_one(self, scan, f, rows, local, bufs, maps, cutoff, acc, values, sat, share) -> None:
         """Chunks asked of HDF5 one at a time (no usable index), decoded BATCH at a time."""
         for part in np.split(np.arange(rows.size), np.arange(BATCH, rows.size, BATCH)):
             raws = []
@@ -134,7 +141,7 @@ class Engine:
             sizes = np.array([len(raw) for raw in raws], dtype=np.int64)
             ends = np.cumsum(sizes)
             buf = np.frombuffer(b"".join(raws), dtype=np.uint8)
-            bad = accumulate_chunks(buf, ends - sizes, ends, rows[part], bufs, maps.kernel, cutoff, acc, values, sat)
+            bad = share.chunks(buf, ends - sizes, ends, rows[part], bufs, maps.kernel, cutoff, acc, values, sat)
             if bad >= 0:
                 _corrupt(int(local[part[bad]] + f.seg.first))
 
@@ -147,6 +154,43 @@ class Bulk:
     values: np.ndarray  # (npoints, nbins, slots) float64
     valid: np.ndarray  # (npoints, nbins) float64
     present: np.ndarray  # (npoints,) bool
+    reduced: Reduced | None = None  # the polar reduction, when the run computed it
+
+
+def new_reduced(n: int, cells: CellMap) -> Reduced:
+    """Zeroed reduction arrays for ``n`` points (the kernels add into them)."""
+    spec = cells.spec
+    return Reduced(np.zeros((n, spec.cells), dtype=np.uint32), np.zeros((n, spec.nr, 3), dtype=np.int64),
+                   np.zeros((3, 0), dtype=np.int64), True)
+
+
+class CellShare:
+    """A thread's part of the reduction: the kernels' ``Cells`` with its own log of saturated pixels (grown
+    when a frame might not fit), or None when the run does not reduce."""
+
+    def __init__(self, cells: CellMap | None, reduced: Reduced | None, width: int) -> None:
+        self.cells = None if cells is None else Cells(
+            cells.table, cells.shift, cells.spec.ns, width, 1.0 / width, reduced.counts, reduced.radial,
+            np.empty((max(2 * cells.pixels, 4096), 2), dtype=np.int32), np.zeros(2, dtype=np.int64), cells.pixels)
+
+    def grow(self) -> None:
+        old = self.cells.log
+        log = np.empty((2 * old.shape[0] + self.cells.room, 2), dtype=np.int32)
+        log[:old.shape[0]] = old
+        self.cells = self.cells._replace(log=log)
+
+    def log(self) -> np.ndarray:
+        return self.cells.log[:self.cells.state[0]]
+
+    def chunks(self, buf, starts, stops, rows, *args) -> int:
+        """``accumulate_chunks`` through, the log grown whenever it lacks room: the first corrupt chunk, or -1."""
+        done = 0
+        while True:
+            got = accumulate_chunks(buf, starts[done:], stops[done:], rows[done:], *args, self.cells)
+            if got >= -1:
+                return got + done if got >= 0 else -1
+            done += -2 - got
+            self.grow()
 
 
 class _Files:
@@ -190,9 +234,8 @@ def kernel_buffers(dtype: np.dtype) -> tuple:
 def warm_up() -> None:
     """Compile the kernels now, not during a user's first request: frames of the common dtypes, with pixel
     classes as uint8 (one channel) and as uint16 (channels fused), with and without a maximum and Σv², with
-    the polar reduction's cells (a whole-scan /stxm of the four channels); and
-    the passes that build a new geometry's pixel maps (radius, azimuth, the built-in bins, fusing them with
-    a dense key table and with a sort)."""
+    the polar reduction (a whole-scan /stxm of the four channels); and the passes that build a new geometry's
+    pixel maps (radius, azimuth, the built-in bins, fusing them with a dense key table and with a sort)."""
     import h5py
     import hdf5plugin
 
@@ -208,17 +251,19 @@ def warm_up() -> None:
     band[4:8] = 0
     many = (np.arange(shape[0] * shape[1], dtype=np.int32) % 300).reshape(shape)
     both = fuse([Bins(band, 1), Bins(many, 300)], [("sum", "sx", "sy"), ("sum",)], geo)
-    cells = with_cells(both, Bins((np.arange(shape[0] * shape[1], dtype=np.int32) % 48).reshape(shape), 48), geo)
-    for maps in (fuse([Bins(band, 1)], [("sum", "sx", "sy")], geo), both, cells,
-                 fuse([Bins(band, 1), Bins(many, 300)], [("max", "sq"), ("sum",)], geo)):
+    cells = cell_map(geo, Spec(1, 15))
+    for maps, reducing in ((fuse([Bins(band, 1)], [("sum", "sx", "sy")], geo), None), (both, None),
+                           (with_cells(both, cells), cells),
+                           (fuse([Bins(band, 1), Bins(many, 300)], [("max", "sq"), ("sum",)], geo), None)):
         acc, values, sat = maps.new_acc(), maps.new_values(1), np.zeros((1, maps.offsets[-1]))
+        share = CellShare(reducing, None if reducing is None else new_reduced(1, reducing), shape[1])
         for dt in (np.uint16, np.uint32, np.int32, np.float32, np.float64):
             frame = (np.arange(shape[0] * shape[1]) % 7).astype(dt)
-            accumulate_frame(frame, maps.kernel, 1e9, acc, values[0], sat[0])
+            accumulate_frame(frame, maps.kernel, 1e9, acc, values[0], sat[0], share.cells, 0)
             if dt in (np.uint16, np.uint32):
                 with h5py.File("warm.h5", "w", driver="core", backing_store=False) as f:
                     d = f.create_dataset("d", data=frame.reshape(1, *shape), chunks=(1, *shape),
                                          **hdf5plugin.Bitshuffle(cname="lz4"))
                     raw = np.frombuffer(d.id.read_direct_chunk((0, 0, 0))[1], dtype=np.uint8)
-                accumulate_chunks(raw, np.array([0]), np.array([raw.size]), np.array([0]), kernel_buffers(np.dtype(dt)),
-                                  maps.kernel, 1e9, acc, values, sat)
+                share.chunks(raw, np.array([0]), np.array([raw.size]), np.array([0]), kernel_buffers(np.dtype(dt)),
+                             maps.kernel, 1e9, acc, values, sat)

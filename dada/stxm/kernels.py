@@ -10,19 +10,22 @@ never un-shuffled: their few wanted nonzero pixels are read straight from the bi
 bright blocks, where that would cost more, are un-shuffled).
 
 A pass's pixel maps reach the kernels as a named tuple (``pixelmaps.KernelMaps``). A pass that also computes the
-polar reduction adds its cells beside the classes: each pixel's cell (radial bin x sector) takes its count and
-moments directly, in rows of ``acc`` after the classes, spread into the cells' bins once per frame; fusing them
-into the classes would multiply the classes and the per-frame work of spreading them. The per-frame
-accumulator ``acc`` is (nclasses, 4): Σv, Σv·col, Σv·row and the saturated-pixel count of each class;
-when a channel of the pass takes a maximum or Σv², (nclasses, 7): also the largest count, Σv² and the
-pixels visited (pixels never visited are zeros, which the maximum then includes). Only the classes a
-channel feeds take what it declares (``KernelMaps`` orders them so that is two bound tests).
+polar reduction passes its ``Cells`` too (else None, and its code is compiled out): each pixel in the reduction
+adds its count straight into its point's row of integer counts per cell (radial bin x sector) and its count and
+moments into its point's radial bin, so nothing of the reduction is kept or spread per frame; a saturated pixel
+is only logged, as (point, cell). The per-frame accumulator ``acc`` is (nclasses, 4): Σv, Σv·col, Σv·row and the
+saturated-pixel count of each class; when a channel of the pass takes a maximum or Σv², (nclasses, 7): also the
+largest count, Σv² and the pixels visited (pixels never visited are zeros, which the maximum then includes).
+Only the classes a channel feeds take what it declares (``KernelMaps`` orders them so that is two bound tests).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
+from llvmlite import ir
 from numba.core import types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic, overload
@@ -61,24 +64,217 @@ def _takes_extremes_typed(c, ext):
     return lambda c, ext: ext[0] <= c < ext[1]
 
 
-def _cell_of(p: int, cell: np.ndarray | None) -> int:
-    """Pixel ``p``'s cell of the polar reduction (-1: none; ``cell`` None: no reduction in this pass)."""
-    return -1 if cell is None else int(cell[p])
+class Cells(NamedTuple):
+    """The polar reduction's part of a pass as the kernels take it, one per thread (its own log and state; the
+    rows of ``counts`` and ``radial`` it writes are its own points')."""
+
+    table: np.ndarray  # (H*W,) radial bin << shift | sector of each pixel in the reduction, else -1 (int32) or
+    # 0xFFFF (uint16: half the bytes a visited pixel brings into cache, wherever the entries fit)
+    shift: int
+    ns: int  # sectors: a pixel's cell is radial bin x ns + sector
+    width: int  # frame columns
+    inv_width: float  # 1 / width: a pixel's row without an integer division
+    counts: np.ndarray  # (npoints, cells) uint32: Σv of each cell's valid unsaturated pixels
+    radial: np.ndarray  # (npoints, nr, 3) int64: Σv, Σv·col, Σv·row of each radial bin's (about pixel (0, 0))
+    log: np.ndarray  # (capacity, 2) int32: (point, cell) of each saturated pixel in the reduction
+    state: np.ndarray  # (2,) int64: log entries used; nonzero when a count was not an integer or a sum overflowed
+    room: int  # pixels in the reduction: the log must have this much room before a frame
+
+
+class _Point(NamedTuple):
+    """``Cells`` at one point, its arrays as addresses (their owner, ``Cells``, outlives it): an array in what the
+    per-pixel code binds costs reference counting per pixel (measured ~10x the reduction's own work)."""
+
+    table: int
+    wide: bool  # the table is int32 (else uint16)
+    shift: int
+    ns: int
+    inv_width: float
+    counts: int  # the point's row: (cells,) uint32
+    radial: int  # the point's row: (nr, 3) int64
+    log: int
+    state: int
+    row: int
+
+
+U32 = np.uint64(0xFFFFFFFF)
+
+
+def _element(builder, addr, i, bits):
+    return builder.gep(builder.inttoptr(addr, ir.IntType(bits).as_pointer()), [i])
+
+
+@intrinsic
+def _i32(typingctx, addr, i):
+    """Element ``i`` of the int32 array at ``addr``, as int64."""
+    def codegen(context, builder, signature, args):
+        return builder.sext(builder.load(_element(builder, args[0], args[1], 32)), ir.IntType(64))
+
+    return types.int64(types.int64, types.int64), codegen
+
+
+@intrinsic
+def _u16(typingctx, addr, i):
+    """Element ``i`` of the uint16 array at ``addr``, as int64."""
+    def codegen(context, builder, signature, args):
+        return builder.zext(builder.load(_element(builder, args[0], args[1], 16)), ir.IntType(64))
+
+    return types.int64(types.int64, types.int64), codegen
+
+
+@intrinsic
+def _i64(typingctx, addr, i):
+    """Element ``i`` of the int64 array at ``addr``."""
+    def codegen(context, builder, signature, args):
+        return builder.load(_element(builder, args[0], args[1], 64))
+
+    return types.int64(types.int64, types.int64), codegen
+
+
+@intrinsic
+def _set(typingctx, addr, i, v, bits):
+    """Element ``i`` of the int32 or int64 (``bits``, a literal) array at ``addr`` = v."""
+    if not isinstance(bits, types.IntegerLiteral):
+        return None
+    width = bits.literal_value
+
+    def codegen(context, builder, signature, args):
+        builder.store(builder.trunc(args[2], ir.IntType(width)) if width < 64 else args[2],
+                      _element(builder, args[0], args[1], width))
+        return context.get_dummy_value()
+
+    return types.none(types.int64, types.int64, types.int64, bits), codegen
+
+
+@intrinsic
+def _add_u32(typingctx, addr, i, v):
+    """Element ``i`` of the uint32 array at ``addr`` += v (modulo 2**32); the sum before that cut, as int64."""
+    def codegen(context, builder, signature, args):
+        at = _element(builder, args[0], args[1], 32)
+        total = builder.add(builder.zext(builder.load(at), ir.IntType(64)), args[2])
+        builder.store(builder.trunc(total, ir.IntType(32)), at)
+        return total
+
+    return types.int64(types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def _add_i64(typingctx, addr, i, v):
+    """Element ``i`` of the int64 array at ``addr`` += v."""
+    def codegen(context, builder, signature, args):
+        at = _element(builder, args[0], args[1], 64)
+        builder.store(builder.add(builder.load(at), args[2]), at)
+        return context.get_dummy_value()
+
+    return types.none(types.int64, types.int64, types.int64), codegen
+
+
+@numba.njit(nogil=True, cache=True)
+def _log_saturated(log, state, row, t, shift, ns):
+    """A saturated pixel of table entry ``t`` at point ``row`` into the log (called, not inlined: it is rare)."""
+    q = (t >> shift) * ns + (t & ((1 << shift) - 1))
+    n = _i64(state, 0)
+    _set(log, 2 * n, row, 32)
+    _set(log, 2 * n + 1, q, 32)
+    _set(state, 0, n + 1, 64)
+
+
+@numba.njit(nogil=True, cache=True)
+def _inexact(state):
+    _set(state, 1, 1, 64)
+
+
+def _cell_of(p: int, pt: _Point | None) -> int:
+    """Pixel ``p``'s entry in the reduction's table: radial bin << shift | sector, -1 if none (always, without)."""
+    return -1
 
 
 @overload(_cell_of)
-def _cell_of_typed(p, cell):
-    """For the kernels: a constant -1 when the maps' ``cell`` is None, so the reduction's code is compiled out."""
-    if isinstance(cell, types.NoneType):
-        return lambda p, cell: -1
-    return lambda p, cell: cell[p]
+def _cell_of_typed(p, pt):
+    if isinstance(pt, types.NoneType):
+        return lambda p, pt: -1
+    return lambda p, pt: _i32(pt.table, p) if pt.wide else _narrow_entry(_u16(pt.table, p))
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _pixel(fv, p, maps, cutoff, acc):
+def _narrow_entry(t):
+    return -1 if t == 0xFFFF else t
+
+
+def _saturated(t: int, pt: _Point | None, width: int, acc: np.ndarray) -> None:
+    """A saturated pixel of table entry ``t`` into the log (a call: it is rare). ``width`` and ``acc`` are unused,
+    here and in ``_to_cell``: taking them keeps numba's pruning of reference counts working in ``_pixel`` of a pass
+    without a reduction (without them, that pass measured 8x slower: the maps and ``acc`` counted per pixel)."""
+
+
+@overload(_saturated)
+def _saturated_typed(t, pt, width, acc):
+    if isinstance(pt, types.NoneType):
+        return lambda t, pt, width, acc: None
+    return lambda t, pt, width, acc: _log_saturated(pt.log, pt.state, pt.row, t, pt.shift, pt.ns)
+
+
+def _to_cell(fv: float, p: int, t: int, pt: _Point | None, width: int, acc: np.ndarray) -> None:
+    """An unsaturated pixel's count into its cell and radial bin (table entry ``t``; ``width``: the frame's). A
+    count that is not a non-negative integer, or a cell's sum beyond uint32, marks the state (no record is kept)."""
+
+
+@overload(_to_cell, inline="always")
+def _to_cell_typed(fv, p, t, pt, width, acc):
+    if isinstance(pt, types.NoneType):
+        return lambda fv, p, t, pt, width, acc: None
+
+    def impl(fv, p, t, pt, width, acc):
+        r = t >> pt.shift
+        v = np.int64(fv)
+        s = _add_u32(pt.counts, r * pt.ns + (t & ((1 << pt.shift) - 1)), v)
+        y = np.int64((p + 0.5) * pt.inv_width)  # never within 0.5 / width of an integer: exact
+        _add_i64(pt.radial, 3 * r, v)
+        _add_i64(pt.radial, 3 * r + 1, v * (p - y * width))
+        _add_i64(pt.radial, 3 * r + 2, v * y)
+        if v != fv or np.uint64(s) > U32:
+            _inexact(pt.state)
+
+    return impl
+
+
+def _point(cells: Cells | None, row: int) -> _Point | None:
+    """The reduction's rows of point ``row`` (None without a reduction)."""
+    if cells is None:
+        return None
+    return _Point(cells.table.ctypes.data, cells.table.itemsize == 4, cells.shift, cells.ns, cells.inv_width,
+                  cells.counts[row].ctypes.data, cells.radial[row].ctypes.data, cells.log.ctypes.data,
+                  cells.state.ctypes.data, row)
+
+
+@overload(_point)
+def _point_typed(cells, row):
+    if isinstance(cells, types.NoneType):
+        return lambda cells, row: None
+    return lambda cells, row: _Point(
+        np.int64(cells.table.ctypes.data), cells.table.itemsize == 4, cells.shift, cells.ns, cells.inv_width,
+        np.int64(cells.counts[row].ctypes.data), np.int64(cells.radial[row].ctypes.data),
+        np.int64(cells.log.ctypes.data), np.int64(cells.state.ctypes.data), np.int64(row))
+
+
+def _has_room(cells: Cells | None) -> bool:
+    """Whether the log holds another frame's saturated pixels (always, without a reduction)."""
+    return cells is None or cells.state[0] + cells.room <= cells.log.shape[0]
+
+
+@overload(_has_room)
+def _has_room_typed(cells):
+    if isinstance(cells, types.NoneType):
+        return lambda cells: True
+    return lambda cells: cells.state[0] + cells.room <= cells.log.shape[0]
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _pixel(fv, p, maps, cutoff, acc, pt):
     """One pixel's count into its class: saturated ones are only counted; classes 1..mom_end-1 (those
     of channels that need centres of mass) also take the count's moments, the classes in ``maps.ext``
-    (those of channels that need a maximum or Σv²) its maximum, square and a visit."""
+    (those of channels that need a maximum or Σv²) its maximum, square and a visit; and into the
+    reduction's cell at point ``pt`` (None: no reduction)."""
     c = maps.cls[p]
     if fv >= cutoff:
         acc[c, 3] += 1.0
@@ -91,43 +287,40 @@ def _pixel(fv, p, maps, cutoff, acc):
             acc[c, 4] = max(acc[c, 4], fv)
             acc[c, 5] += fv * fv
             acc[c, 6] += 1.0
-    q = _cell_of(p, maps.cell)  # the polar reduction's cell, beside the classes (compiled out without one)
-    if q >= 0:
-        k = maps.cell_row + q
+    t = _cell_of(p, pt)  # the polar reduction's part: none when ``pt`` is None (a constant -1: compiled out)
+    if t >= 0:
         if fv >= cutoff:
-            acc[k, 3] += 1.0
+            _saturated(t, pt, maps.width, acc)
         else:
-            acc[k, 0] += fv
-            acc[k, 1] += fv * (p % maps.width)
-            acc[k, 2] += fv * (p // maps.width)
+            _to_cell(fv, p, t, pt, maps.width, acc)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _run(frame, e0, e1, base, maps, cutoff, acc):
+def _run(frame, e0, e1, base, maps, cutoff, acc, pt):
     """Pixels e0..e1, zeros included (they add nothing; a branch each costs more)."""
     for e in range(e0, e1):
-        _pixel(np.float64(frame[e]), base + e, maps, cutoff, acc)
+        _pixel(np.float64(frame[e]), base + e, maps, cutoff, acc, pt)
 
 
 @numba.njit(nogil=True, cache=True)
-def _add_pixels(frame, e0, e1, base, maps, cutoff, acc):
+def _add_pixels(frame, e0, e1, base, maps, cutoff, acc, pt):
     """Accumulate pixels e0..e1 of a decoded frame span whose first element is pixel ``base``.
 
     Sparse frames are mostly zeros: runs of 32 zero bytes are skipped with one test.
     """
     per = 8 // frame.itemsize  # pixels per 64-bit word
     if per < 1 or frame.size % per or (frame.ctypes.data % 8) or e1 - e0 < 8 * per:
-        _run(frame, e0, e1, base, maps, cutoff, acc)
+        _run(frame, e0, e1, base, maps, cutoff, acc, pt)
         return
     words = frame.view(np.uint64)
     w = (e0 + per - 1) // per
     w1 = e1 // per
-    _run(frame, e0, w * per, base, maps, cutoff, acc)
+    _run(frame, e0, w * per, base, maps, cutoff, acc, pt)
     while w + 4 <= w1:
         if (words[w] | words[w + 1] | words[w + 2] | words[w + 3]) != 0:
-            _run(frame, w * per, (w + 4) * per, base, maps, cutoff, acc)
+            _run(frame, w * per, (w + 4) * per, base, maps, cutoff, acc, pt)
         w += 4
-    _run(frame, w * per, e1, base, maps, cutoff, acc)
+    _run(frame, w * per, e1, base, maps, cutoff, acc, pt)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -150,7 +343,7 @@ def _or_planes(planes, lw, j0, j1, out):
 
 
 @numba.njit(nogil=True, cache=True)
-def _sparse_block(planes, lw, nplanes, e, maps, cutoff, low, high, block_buf, acc):
+def _sparse_block(planes, lw, nplanes, e, maps, cutoff, low, high, block_buf, acc, pt):
     """A block still in bit planes (``lw`` words each): only its wanted nonzero pixels are visited.
 
     Bitshuffle stores plane after plane, bit t of word k of plane j being bit j of element 64k+t, so
@@ -190,7 +383,7 @@ def _sparse_block(planes, lw, nplanes, e, maps, cutoff, low, high, block_buf, ac
                 fv = np.float64(block_buf[0])
             else:  # a constant trip count: unrolled
                 fv = np.float64(np.int64(_gather(planes, lw, k, t, LOW_PLANES)))
-            _pixel(fv, base + np.int64(t), maps, cutoff, acc)
+            _pixel(fv, base + np.int64(t), maps, cutoff, acc, pt)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -222,33 +415,28 @@ def _distribute(acc, maps, values, sat):
                 sat[b] += ns
         acc[c, 0] = acc[c, 1] = acc[c, 2] = acc[c, 3] = 0.0
     acc[0, 0] = acc[0, 1] = acc[0, 2] = acc[0, 3] = 0.0
-    for q in range(maps.cells):  # the reduction's cells: Σv, Σv·col, Σv·row about pixel (0, 0), saturated
-        k = maps.cell_row + q
-        if acc[k, 0] == 0.0 and acc[k, 1] == 0.0 and acc[k, 2] == 0.0 and acc[k, 3] == 0.0:
-            continue
-        b = maps.cell_bin + q
-        values[b, 0] += acc[k, 0]
-        values[b, 1] += acc[k, 1]
-        values[b, 2] += acc[k, 2]
-        sat[b] += acc[k, 3]
-        acc[k, 0] = acc[k, 1] = acc[k, 2] = acc[k, 3] = 0.0
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_frame(frame, maps, cutoff, acc, values, sat):
-    """A decoded frame (flat) into one point's bins."""
-    _add_pixels(frame, maps.first, maps.last, 0, maps, cutoff, acc)
+def accumulate_frame(frame, maps, cutoff, acc, values, sat, cells, row):
+    """A decoded frame (flat) into one point's bins (and its reduction's row ``row``). Returns False, having
+    done nothing, when the reduction's log lacks room for it."""
+    if not _has_room(cells):
+        return False
+    _add_pixels(frame, maps.first, maps.last, 0, maps, cutoff, acc, _point(cells, row))
     _distribute(acc, maps, values, sat)
+    return True
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_chunk(chunk, bufs, maps, cutoff, acc, values, sat):
+def accumulate_chunk(chunk, bufs, maps, cutoff, acc, values, sat, pt):
     """A bitshuffle-LZ4 chunk into one point's bins, block by block while each is in cache.
 
     Only blocks overlapping pixels [first, last) are decompressed, and their wanted nonzero pixels
     are read from the bit planes; blocks not aligned to 64 elements (other writers' block sizes)
     are un-shuffled and walked instead. ``bufs`` = (one block of the frame's dtype, LZ4 scratch,
-    two words per 64 elements of a block). Returns False if the chunk is corrupt.
+    two words per 64 elements of a block); ``pt``: the reduction at this point, or None. Returns False if the
+    chunk is corrupt.
     """
     block_buf, scratch, low, high = bufs
     first, last = maps.first, maps.last
@@ -270,30 +458,35 @@ def accumulate_chunk(chunk, bufs, maps, cutoff, acc, values, sat):
             if at + m * itemsize > chunk.size:
                 return False
             out_bytes[: m * itemsize] = chunk[at:at + m * itemsize]
-            _add_pixels(block_buf, max(first - e, 0), min(last - e, m), e, maps, cutoff, acc)
+            _add_pixels(block_buf, max(first - e, 0), min(last - e, m), e, maps, cutoff, acc, pt)
         elif e + m > first:
             if m % 64 == 0 and e % 64 == 0:
                 if not lz4_block(chunk, at, clen, m * itemsize, scratch):
                     return False
-                _sparse_block(planes, m // 64, 8 * itemsize, e, maps, cutoff, low, high, block_buf, acc)
+                _sparse_block(planes, m // 64, 8 * itemsize, e, maps, cutoff, low, high, block_buf, acc, pt)
             else:
                 if not decode_block(chunk, at, clen, m * itemsize, scratch, out_bytes, itemsize):
                     return False
-                _add_pixels(block_buf, max(first - e, 0), min(last - e, m), e, maps, cutoff, acc)
+                _add_pixels(block_buf, max(first - e, 0), min(last - e, m), e, maps, cutoff, acc, pt)
         e += m
     _distribute(acc, maps, values, sat)
     return True
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_chunks(buf, starts, ends, rows, bufs, maps, cutoff, acc, values, sat):
-    """Several chunks (chunk b at ``buf[starts[b]:ends[b]]``) into rows ``rows`` of values/sat.
+def accumulate_chunks(buf, starts, ends, rows, bufs, maps, cutoff, acc, values, sat, cells):
+    """Several chunks (chunk b at ``buf[starts[b]:ends[b]]``) into rows ``rows`` of values/sat (and of the
+    reduction's ``cells``, or None).
 
     One call per batch keeps the interpreter and the GIL out of the per-frame path. Returns the
-    position in the batch of the first corrupt chunk, or -1.
+    position in the batch of the first corrupt chunk, -2 - b when the reduction's log lacks room
+    for chunk b (chunks before it are done), or -1.
     """
     for b in range(ends.size):
-        if not accumulate_chunk(buf[starts[b]:ends[b]], bufs, maps, cutoff, acc, values[rows[b]], sat[rows[b]]):
+        if not _has_room(cells):
+            return -2 - b
+        if not accumulate_chunk(buf[starts[b]:ends[b]], bufs, maps, cutoff, acc, values[rows[b]], sat[rows[b]],
+                                _point(cells, rows[b])):
             return b
     return -1
 

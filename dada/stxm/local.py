@@ -13,11 +13,11 @@ import numpy as np
 
 from dada.memo import Memo
 from dada.sources.scan import Scan
-from dada.stxm.channel import Bins, Partial
+from dada.stxm.channel import Partial
 from dada.stxm.engine import Bulk, Engine
 from dada.stxm.partials import REDUCTION, REDUCTION_GEOMETRY, BlockListener, Pass
-from dada.stxm.pixelmaps import PixelMaps, fuse, with_cells
-from dada.stxm.reducing import block_bytes, cell_bins, geometry_of
+from dada.stxm.pixelmaps import PixelMaps, fuse
+from dada.stxm.reducing import block_bytes, cell_map, geometry_of, with_cells
 from dada.stxm.reduction import Spec, join
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def pixel_maps(p: Pass) -> PixelMaps:
                                                       [c.accumulators for c, _ in p.channels], p.geo))
 
 
-REDUCE_BYTES = 256 * 2**20  # a node's per-bin arrays of one run of frames, at most, while it also reduces
+REDUCE_BYTES = 256 * 2**20  # a node's per-point arrays of one run of frames, at most, while it also reduces
 SLOT = {"sum": 0, "sx": 1, "sy": 2, "max": 3, "sq": 4}  # where the engine's values hold each accumulator
 
 
@@ -69,19 +69,17 @@ class LocalPartials:
                 ) -> tuple[dict[str, Partial], dict[str, bytes]]:
         """The pass's partials, and in the same pass the frames' polar reduction as records (see
         ``reduction``): the block's, unless a frame is absent or a sum not an integer; with ``geometry`` the
-        per-geometry one too. Frames go through in runs whose per-bin arrays stay within REDUCE_BYTES (the
-        cells are many bins: a block of small frames at once would hold gigabytes)."""
-        maps = MAPS.get((p.geo.key, p.keys, spec),
-                        lambda: with_cells(pixel_maps(p), Bins(cell_bins(p.geo, spec), spec.cells), p.geo))
-        n = len(p.channels)
-        static = maps.static_valid[maps.offsets[n]:]
-        run = max(1, REDUCE_BYTES // (maps.offsets[-1] * 8 * (maps.kernel.slots + 2)))
+        per-geometry one too. Frames go through in runs whose per-point arrays stay within REDUCE_BYTES (the
+        cells are many: a block of small frames at once could hold gigabytes)."""
+        cells = cell_map(p.geo, spec)
+        maps = MAPS.get((p.geo.key, p.keys, spec), lambda: with_cells(pixel_maps(p), cells))
+        per_point = spec.cells * 4 + spec.nr * 24 + maps.offsets[-1] * 8 * (maps.kernel.slots + 2)
+        run = max(1, REDUCE_BYTES // per_point)
         names = [c.name for c, _ in p.channels]
-        cut = maps.offsets[n]
         parts, records = [], []
         for lo in range(0, len(frames), run):
-            bulk = self.engine.run(scan, frames[lo:lo + run], maps, p.geo, centred=cut)
-            records.append(block_bytes(bulk.values[:, cut:, :3], bulk.valid[:, cut:], bulk.present, static, spec))
+            bulk = self.engine.run(scan, frames[lo:lo + run], maps, p.geo, cells)
+            records.append(block_bytes(bulk.reduced, bulk.present, spec, self.engine.pool))
             parts.append(per_channel(bulk, maps, names))
         out = parts[0] if len(parts) == 1 else {
             name: Partial({k: np.concatenate([q[name][k] for q in parts]) for k in parts[0][name].arrays},

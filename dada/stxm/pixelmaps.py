@@ -40,12 +40,6 @@ class KernelMaps(NamedTuple):
     ext_col_end: int
     slots: int  # float64 slots per bin of the kernels' values: Σv, Σv·x, Σv·y[, max, Σv²]
     acc_width: int  # columns of the per-class accumulator: Σv, Σv·x, Σv·y, saturated[, max, Σv², visited]
-    # (H*W,) the polar reduction's cell per pixel (-1: none); None without a reduction in this pass: a type of its
-    # own, so numba compiles the kernels without it
-    cell: np.ndarray | None = None
-    cells: int = 0  # how many cells (0: no reduction in this pass)
-    cell_row: int = 0  # the accumulator's row of cell 0 (after the classes)
-    cell_bin: int = 0  # the values' bin of cell 0 (after the channels' bins)
 
 
 @dataclass(frozen=True)
@@ -67,9 +61,8 @@ class PixelMaps:
         return self.kernel.cls_bins.shape[0]
 
     def new_acc(self) -> np.ndarray:
-        """A thread's per-class accumulator (then per reduction cell), cleared (the kernels clear it again after
-        every frame)."""
-        acc = np.zeros((self.nclasses + self.kernel.cells, self.kernel.acc_width))
+        """A thread's per-class accumulator, cleared (the kernels clear it again after every frame)."""
+        acc = np.zeros((self.nclasses, self.kernel.acc_width))
         if self.kernel.acc_width > 4:
             acc[:, 4] = -np.inf
         return acc
@@ -138,26 +131,6 @@ def assemble(lay: Layout, cls: np.ndarray, cls_pixels: np.ndarray, static: np.nd
     offsets = (0, *(int(o) for o in np.cumsum(counts)))
     declared = tuple(("count", *(a for a in ACCUMULATORS if a != "count" and a in set(acc))) for acc in accumulators)
     return PixelMaps(k, static, offsets, declared)
-
-
-def with_cells(maps: PixelMaps, cells: Bins, geo: BeamGeometry) -> PixelMaps:
-    """The pass's maps with the polar reduction's cells beside its classes (``kernels``): its bins come after
-    the channels', as a last "channel" taking Σv, Σv·x, Σv·y (about pixel (0, 0): the engine leaves them)."""
-    k = maps.kernel
-    cell = np.where(geo.good.reshape(-1), np.asarray(cells.index, dtype=np.int32).reshape(-1), -1).astype(np.int32)
-    has = cell >= 0
-    want = k.want | np.packbits(np.pad(has, (0, (-has.size) % 64)), bitorder="little").view(np.uint64)
-    where = np.flatnonzero(has)
-    first = min(k.first, int(where[0])) if where.size else k.first
-    last = max(k.last, int(where[-1]) + 1) if where.size else k.last
-    if k.first == k.last:  # no channel pixel at all
-        first, last = (int(where[0]), int(where[-1]) + 1) if where.size else (0, 0)
-    static = np.bincount(cell[has], minlength=cells.count).astype(np.float64)
-    kernel = k._replace(want=want, first=first, last=last, cell=cell, cells=cells.count, cell_row=maps.nclasses,
-                        cell_bin=maps.offsets[-1], slots=max(k.slots, 3))
-    return PixelMaps(kernel, np.concatenate([maps.static_valid, static]),
-                     (*maps.offsets, maps.offsets[-1] + cells.count),
-                     (*maps.accumulators, ("count", "sum", "sx", "sy")))
 
 
 def fuse(bins: Sequence[Bins], accumulators: Sequence[Sequence[str]], geo: BeamGeometry) -> PixelMaps:

@@ -1,20 +1,26 @@
 """Computing the polar reduction on a node, in the same fused pass as the request's channels.
 
-The reduction joins the pass as its cells (radial bin x fine sector), each pixel's count and moments added to
-its cell beside the channels' classes (``kernels``); the radial bins' sums and moments are the cells' summed
-over sectors (integers: exact). See ``reduction`` for what is kept.
+The reduction joins the pass as its ``CellMap``: each pixel's cell (radial bin x fine sector), which the kernels
+add its count into, straight into its point's row of integer counts, and its count and moments into its point's
+radial bin (``kernels.Cells``); the block's record is those rows, compressed. See ``reduction`` for what is kept.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import numpy as np
 
 from dada.memo import Memo
 from dada.stxm import polar
 from dada.stxm.beam import BeamGeometry
+from dada.stxm.pixelmaps import PixelMaps
 from dada.stxm.reduction import Geometry, Spec, block_record
 
 GEOMETRIES = Memo(4)
+CELL_MAPS = Memo(4)
 
 
 def radial_bins(r: np.ndarray, spec: Spec) -> np.ndarray:
@@ -67,28 +73,73 @@ def geometry_of(geo: BeamGeometry, spec: Spec) -> Geometry:
     return GEOMETRIES.get((geo.key, spec), make)
 
 
-def integral(a: np.ndarray) -> np.ndarray | None:
-    """``a`` as int64 when every value is an integer (integer frames), else None."""
-    out = a.astype(np.int64)
-    return out if np.array_equal(out, a) else None
+@dataclass(frozen=True)
+class CellMap:
+    """A reduction's cells as the kernels take them (``kernels.Cells``): per pixel in the reduction (valid, within
+    its reach) ``radial bin << shift | sector``, elsewhere 0xFFFF as uint16 where every entry fits below it, else
+    -1 as int32."""
+
+    spec: Spec
+    table: np.ndarray  # (H*W,) uint16 or int32
+    shift: int  # bits of the sector
+    pixels: int  # pixels in the reduction: the most a frame can log as saturated
+
+    def inside(self) -> np.ndarray:
+        """(H*W,) bool: the pixels in the reduction."""
+        return self.table != (0xFFFF if self.table.dtype == np.uint16 else -1)
 
 
-def block_bytes(values: np.ndarray, valid: np.ndarray, present: np.ndarray, static: np.ndarray, spec: Spec
-                ) -> bytes | None:
-    """A block's reduction record from the engine's arrays of the cells: ``values`` (n, cells, 3) Σv, Σv·col,
-    Σv·row about pixel (0, 0), ``valid`` (n, cells) valid pixels, and the cells' valid pixels before per-frame
-    exclusions; None when some frame is absent or a sum is not an integer (the radial bins' sums are checked:
-    float frames fail there; the cells hold the same pixels). Each array is read once, in its own layout."""
-    if not present.all():
+def cell_map(geo: BeamGeometry, spec: Spec) -> CellMap:
+    """The reduction's cells of a geometry (once per geometry and grid)."""
+
+    def make() -> CellMap:
+        cell = cell_bins(geo, spec).reshape(-1)
+        inside = (cell >= 0) & geo.good.reshape(-1)
+        shift = int(spec.ns - 1).bit_length()
+        k, s = np.divmod(cell, spec.ns)
+        narrow = spec.nr << shift <= 0xFFFF
+        table = np.where(inside, (k << shift) | s, 0xFFFF if narrow else -1).astype(np.uint16 if narrow else np.int32)
+        return CellMap(spec, table, shift, int(np.count_nonzero(inside)))
+
+    return CELL_MAPS.get((geo.key, spec), make)
+
+
+def with_cells(maps: PixelMaps, cells: CellMap) -> PixelMaps:
+    """A pass's maps widened to the reduction's pixels: the kernels then visit them too (those no channel
+    needs are in class 0, which feeds no bin)."""
+    k = maps.kernel
+    has = cells.inside()
+    if not has.any():
+        return maps
+    want = k.want | np.packbits(np.pad(has, (0, (-has.size) % 64)), bitorder="little").view(np.uint64)
+    where = np.flatnonzero(has)
+    first, last = int(where[0]), int(where[-1]) + 1
+    if k.first < k.last:  # some channel's pixels too
+        first, last = min(first, k.first), max(last, k.last)
+    return dataclasses.replace(maps, kernel=k._replace(want=want, first=first, last=last))
+
+
+@dataclass
+class Reduced:
+    """What a run of the engine computed of the reduction, per point of the run (see ``kernels.Cells``)."""
+
+    counts: np.ndarray  # (n, cells) uint32
+    radial: np.ndarray  # (n, nr, 3) int64: Σv, Σv·col, Σv·row about pixel (0, 0)
+    saturated: np.ndarray  # (3, k) int64 rows of (point, cell, pixels)
+    exact: bool  # every count a non-negative integer and every cell's sum within uint32
+
+
+def saturated_cells(logs: list[np.ndarray], cells: int) -> np.ndarray:
+    """(point, cell, pixels) rows from the kernels' logs of (point, cell), one entry per saturated pixel."""
+    log = np.concatenate(logs) if logs else np.zeros((0, 2), dtype=np.int32)
+    keys, counts = np.unique(log[:, 0].astype(np.int64) * cells + log[:, 1], return_counts=True)
+    return np.stack([keys // cells, keys % cells, counts]).astype(np.int64)
+
+
+def block_bytes(reduced: Reduced, present: np.ndarray, spec: Spec, pool: Executor | None = None) -> bytes | None:
+    """A run's reduction record (compressed two threads at a time with ``pool``); None when some frame is absent
+    or some count was not an exact integer."""
+    if not present.all() or not reduced.exact:
         return None
-    n = values.shape[0]
-    per_ring = [integral(values[..., k].reshape(n, spec.nr, spec.ns).sum(axis=2).T) for k in range(3)]  # (nr, n)
-    if any(r is None for r in per_ring):
-        return None
-    pos, cell = np.nonzero(valid != static[None, :])  # saturated pixels: few
-    lost = np.rint(static[cell] - valid[pos, cell]).astype(np.int64)
-    sums = values[..., 0]
-    top = float(sums.max(initial=0))
-    cells = np.empty((spec.nr, spec.ns, n), dtype=np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.int64)
-    cells[...] = sums.reshape(n, spec.nr, spec.ns).transpose(1, 2, 0)
-    return block_record(per_ring[0], np.stack(per_ring[1:]), cells, np.stack([pos, cell, lost]).astype(np.int64))
+    n = reduced.counts.shape[0]
+    return block_record(reduced.counts.reshape(n, spec.nr, spec.ns), reduced.radial, reduced.saturated, pool)

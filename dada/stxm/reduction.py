@@ -3,10 +3,11 @@ later darkfield, radial, azimuthal and dpc requests on its grid are answered wit
 
 What is kept (integer frames only; float frames have no exact sums and are never reduced):
 
-* per point and block, r-major: Σv per radial bin (``rings``, int64), Σv·col and Σv·row per radial bin
-  (``moments``, int64, about pixel (0, 0): integers, so the disc's centre of mass comes out as the kernels
-  give it), Σv per radial bin x fine sector (``cells``, uint16 or uint32, the smallest holding the block),
-  and the saturated pixels per cell, sparse (point, cell, count): they are few;
+* per point and block, point-major as the kernels write them: Σv per radial bin x fine sector (``counts``, uint16
+  or uint32, the smallest holding the block), Σv, Σv·col and Σv·row per radial bin (``radial``, int64, about pixel
+  (0, 0): integers, so the disc's centre of mass comes out as the kernels give it), and the saturated pixels per
+  cell, sparse (point, cell, count): they are few. Read r-major (views, no copy): ``cells`` (nr, ns, points),
+  ``rings`` (nr, points) and ``moments`` (2, nr, points);
 * once per scan geometry: each cell's valid pixels (``static``), and the smallest and largest radius of the
   valid pixels of each radial bin and angle of each cell (``rlo``/``rhi``, ``alo``/``ahi``).
 
@@ -17,8 +18,9 @@ angle), so then every pixel of the cell falls in that bin, and the bins' sums ar
 added exactly in any order, so the answer equals the raw pass's bit for bit (while sums stay below 2**53).
 Radii on the grid (multiples of dr) always pass; many others do too, as pixel radii are discrete.
 
-Each section is byte-shuffled and compressed with zstd (fast, and far better than zlib on shuffled integer
-planes): counts' high bytes are mostly zero and compress to almost nothing.
+Each section is bit-shuffled and LZ4-compressed (bitshuffle, the frames' own codec: several times faster than
+zstd on these counts, and smaller), with a checksum of its bytes: counts' high bits are mostly zero and compress
+to almost nothing.
 """
 
 from __future__ import annotations
@@ -27,18 +29,19 @@ import json
 import math
 import struct
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import cached_property
 
+import bitshuffle
 import numpy as np
-import zstandard
+import xxhash
 
 from dada.stxm.channel import Partial
 
 MAGIC = b"DADR"
-FORMAT = 1  # enters every key of these records: bump when their meaning changes
+FORMAT = 2  # enters every key of these records: bump when their meaning changes
 HEAD = struct.Struct("<4sHI")  # magic, format, header length
-LEVEL = 1  # zstd level: on these shuffled planes no larger than level 3 (measured), and 1.5x faster
 CELLS_HELD = 1 << 30  # bytes: a view holds its points' cumulative cells up to this (else each block's are read)
 SECTORS = 48  # fine sectors: 1, 2, 3, 4, 6, 8, 12, 16, 24 and 48 sectors are unions of them
 
@@ -86,32 +89,39 @@ def spec_for(shape: tuple[int, int], cx: float, cy: float, dr: int, max_cells: i
     return Spec(dr, nr) if nr >= 1 else None
 
 
-# -- records: named sections, each byte-shuffled and compressed ------------------------------------
+# -- records: named sections, each bit-shuffled and compressed ---------------------------------------
 
-def _shuffle(a: np.ndarray) -> np.ndarray:
-    """The array's bytes, byte planes one after another (all first bytes, all second bytes, …)."""
-    a = np.ascontiguousarray(a)
-    return np.ascontiguousarray(a.view(np.uint8).reshape(-1, a.itemsize).T)
+SPLIT = 8192  # elements: a multiple of bitshuffle's default block at every item size (8 KiB / item size)
 
 
-def _unshuffle(raw: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """The array whose bytes ``_shuffle`` gave: each byte plane shifted into its place of an unsigned integer of
-    the item's size, then viewed as the dtype (a byte transpose, ``planes.T``, is five times slower)."""
-    planes = np.frombuffer(raw, dtype=np.uint8).reshape(dtype.itemsize, -1)
-    unsigned = np.dtype(f"<u{dtype.itemsize}")
-    out = planes[0].astype(unsigned)
-    for k in range(1, dtype.itemsize):
-        out |= planes[k].astype(unsigned) << unsigned.type(8 * k)
-    return out.view(dtype.newbyteorder("<") if dtype.byteorder == "=" else dtype).reshape(shape)
+def compress(a: np.ndarray, pool: Executor | None = None) -> bytes:
+    """``a`` bit-shuffled and LZ4-compressed; with ``pool``, its second half on another thread: bitshuffle
+    compresses block by block, so two pieces cut at a multiple of its block are the whole's stream, byte for
+    byte."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    cut = flat.size // 2 // SPLIT * SPLIT
+    if pool is None or cut == 0:
+        return bitshuffle.compress_lz4(flat).tobytes()
+    later = pool.submit(bitshuffle.compress_lz4, flat[cut:])
+    return bitshuffle.compress_lz4(flat[:cut]).tobytes() + later.result().tobytes()
 
 
-def encode(meta: dict, sections: dict[str, np.ndarray]) -> bytes:
-    """A record: header (JSON: ``meta`` and each section's dtype, shape and compressed length), then sections."""
-    cctx = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True)
-    parts = {k: cctx.compress(_shuffle(a)) for k, a in sections.items()}
-    head = json.dumps({"meta": meta, "sections": [[k, a.dtype.str, list(a.shape), len(parts[k])]
+def encode(meta: dict, sections: dict[str, np.ndarray], pool: Executor | None = None) -> bytes:
+    """A record: header (JSON: ``meta`` and each section's dtype, shape, compressed length and checksum), then
+    the sections (compressed two threads at a time with ``pool``)."""
+    parts = {k: compress(a, pool) for k, a in sections.items()}
+    head = json.dumps({"meta": meta, "sections": [[k, a.dtype.str, list(a.shape), len(parts[k]),
+                                                   xxhash.xxh3_64_hexdigest(parts[k])]
                                                   for k, a in sections.items()]}).encode()
     return b"".join([HEAD.pack(MAGIC, FORMAT, len(head)), head, *parts.values()])
+
+
+# names a block record is read by, r-major: views of its point-major sections
+VIEWS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
+    "cells": ("counts", lambda a: a.transpose(1, 2, 0)),  # (nr, ns, n)
+    "rings": ("radial", lambda a: a[..., 0].T),  # (nr, n)
+    "moments": ("radial", lambda a: a[..., 1:].transpose(2, 1, 0)),  # (2, nr, n)
+}
 
 
 class Record:
@@ -129,41 +139,50 @@ class Record:
         except ValueError:
             raise ReductionError("a reduction record's header is not JSON") from None
         self.meta = head["meta"]
-        self._where: dict[str, tuple[np.dtype, tuple[int, ...], memoryview]] = {}
+        self._where: dict[str, tuple[np.dtype, tuple[int, ...], memoryview, str]] = {}
         pos = HEAD.size + n
-        for name, dt, shape, size in head["sections"]:
+        for name, dt, shape, size, digest in head["sections"]:
             if pos + size > len(mv):
                 raise ReductionError(f"a reduction record ends inside its section {name!r}")
-            self._where[name] = (np.dtype(dt), tuple(shape), mv[pos:pos + size])
+            self._where[name] = (np.dtype(dt), tuple(shape), mv[pos:pos + size], digest)
             pos += size
         self._got: dict[str, np.ndarray] = {}
 
     def dtype(self, name: str) -> np.dtype:
-        """A section's dtype, without reading it."""
+        """A section's dtype (or the dtype of the section a view reads), without reading it."""
+        if name in VIEWS and name not in self._where:
+            name = VIEWS[name][0]
         return self._where[name][0]
 
     def __getitem__(self, name: str) -> np.ndarray:
+        if name in VIEWS and name not in self._where:
+            base, view = VIEWS[name]
+            return view(self[base])
         if name not in self._got:
-            dt, shape, raw = self._where[name]
+            dt, shape, raw, digest = self._where[name]
+            if xxhash.xxh3_64_hexdigest(raw) != digest:
+                raise ReductionError(f"a reduction record's section {name!r} fails its checksum")
             try:
-                plain = zstandard.ZstdDecompressor().decompress(raw)
-            except zstandard.ZstdError as exc:
+                self._got[name] = bitshuffle.decompress_lz4(np.frombuffer(raw, dtype=np.uint8), shape, dt)
+            except (RuntimeError, ValueError) as exc:
                 raise ReductionError(f"a reduction record's section {name!r} does not decompress: {exc}") from None
-            if len(plain) != dt.itemsize * math.prod(shape):
-                raise ReductionError(f"a reduction record's section {name!r} has {len(plain)} bytes")
-            self._got[name] = _unshuffle(plain, dt, shape)
         return self._got[name]
 
 
-def block_record(rings: np.ndarray, moments: np.ndarray, cells: np.ndarray, saturated: np.ndarray) -> bytes:
-    """One block's reduction: ``rings`` (nr, n), ``moments`` (2, nr, n) int64, ``cells`` (nr, ns, n) counts,
-    ``saturated`` (3, k) int64 rows of (point, cell, pixels)."""
-    if cells.dtype not in (np.uint16, np.uint32):  # counts in the smallest integer that holds them
-        top = float(cells.max(initial=0))
-        cells = cells.astype(np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.int64)
-    return encode({"points": int(rings.shape[1])}, {"rings": rings.astype(np.int64, copy=False),
-                                                    "moments": moments.astype(np.int64, copy=False),
-                                                    "cells": cells, "saturated": saturated})
+def narrow(counts: np.ndarray) -> np.ndarray:
+    """Counts in the smallest unsigned integer that holds them (uint16 or uint32)."""
+    top = int(counts.max(initial=0))
+    return counts.astype(np.uint16 if top < 2**16 else np.uint32, copy=False)
+
+
+def block_record(counts: np.ndarray, radial: np.ndarray, saturated: np.ndarray, pool: Executor | None = None
+                 ) -> bytes:
+    """One block's reduction: ``counts`` (n, nr, ns) Σv per cell (non-negative integers below 2**32),
+    ``radial`` (n, nr, 3) int64 Σv, Σv·col, Σv·row per radial bin, ``saturated`` (3, k) int64 rows of
+    (point, cell, pixels)."""
+    return encode({"points": int(counts.shape[0])}, {"counts": narrow(counts),
+                                                     "radial": radial.astype(np.int64, copy=False),
+                                                     "saturated": saturated.astype(np.int64, copy=False)}, pool)
 
 
 def join(records: list[bytes]) -> bytes:
@@ -171,9 +190,8 @@ def join(records: list[bytes]) -> bytes:
     rs = [Record(r) for r in records]
     offsets = np.cumsum([0] + [r.meta["points"] for r in rs])
     sat = [r["saturated"] + np.array([[o], [0], [0]]) for r, o in zip(rs, offsets[:-1].tolist(), strict=True)]
-    return block_record(np.concatenate([r["rings"] for r in rs], axis=1),
-                        np.concatenate([r["moments"] for r in rs], axis=2),
-                        np.concatenate([r["cells"] for r in rs], axis=2), np.concatenate(sat, axis=1))
+    counts = np.concatenate([r["counts"].astype(np.uint32, copy=False) for r in rs])
+    return block_record(counts, np.concatenate([r["radial"] for r in rs]), np.concatenate(sat, axis=1))
 
 
 # -- answering from it -----------------------------------------------------------------------------
