@@ -120,3 +120,38 @@ def test_a_large_answer_goes_out_whole_from_its_own_buffer():
 
     assert asyncio.run(main()) == bytes(body)
     assert max(buffered) <= 2 * SEND_PIECE, max(buffered)
+
+
+PAGES = """
+import sys
+import numpy as np
+from dada.server.heap import small_pages
+
+switched = small_pages() if sys.argv[1] == "small" else None
+a = np.empty(64 * 2**20 // 8)
+a[:] = 1.0  # touched: every page mapped
+start, stop = a.ctypes.data, a.ctypes.data + a.nbytes
+with open("/proc/self/smaps") as f:
+    lines = f.read().splitlines()
+huge = 0
+for i, line in enumerate(lines):  # the advice splits the array's mapping: every piece it overlaps
+    head = line.split()[0]
+    if "-" in head and ":" not in head:
+        lo, hi = (int(x, 16) for x in head.split("-"))
+        if lo < stop and hi > start:
+            huge += next(int(x.split()[1]) for x in lines[i + 1:] if x.startswith("AnonHugePages:"))
+print(switched, huge)
+"""
+
+
+def test_the_front_asks_for_small_pages_for_its_answers():
+    """Without numpy's huge-page advice an answer's fresh array is backed by 4 KiB pages (the front's CPU per
+    point no longer alternates with the kernel's huge-page faults); with it, where the kernel honours the
+    advice, by 2 MiB pages."""
+    small = subprocess.run([sys.executable, "-c", PAGES, "small"], capture_output=True, text=True, check=True)
+    default = subprocess.run([sys.executable, "-c", PAGES, "default"], capture_output=True, text=True, check=True)
+    switched, huge = small.stdout.split()
+    assert switched == "True" and huge == "0", small.stdout
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+        honoured = "[never]" not in f.read()
+    assert (int(default.stdout.split()[1]) > 0) == honoured, default.stdout  # the advice is what small_pages stops

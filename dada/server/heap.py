@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 LARGE = 16 * 2**20  # bytes: above a node's answer for a block (8192 points of about 1 KiB)
@@ -26,3 +27,19 @@ def return_freed_memory() -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, LARGE))
     except (OSError, AttributeError):
         return False
+
+
+def small_pages() -> bool:
+    """Stop numpy advising the kernel to back new arrays of 4 MiB and more with 2 MiB pages; False where this
+    numpy has no such switch. A front writes every answer into fresh memory (the result cache keeps it), and
+    on a machine whose memory is mostly page cache (the scans' files) a huge-page fault is sometimes cheap and
+    sometimes much dearer: the front's CPU per point on 36 864 points of 64×64 frames alternated between 1.8
+    and 3.0 µs with the advice, and stayed at 1.9–2.2 µs without (benchmarks/README.md, cluster section)."""
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):  # numpy 2, numpy 1
+        try:
+            setter = importlib.import_module(module)._set_madvise_hugepage
+        except (ImportError, AttributeError):
+            continue
+        setter(False)
+        return True
+    return False
