@@ -52,8 +52,9 @@ def _layout(m: Partial) -> list[tuple[str, np.dtype, np.ndarray]]:
     for name, a in m.arrays.items():
         rows = a[:1] if a.shape[0] > 1 and bool((a == a[:1]).all()) else a  # NaN never equals: absent rows stay
         dt = np.dtype(ACCUMULATORS[name].dtype)
-        if dt == F8 and np.array_equal(rows.astype(F4), rows, equal_nan=True):
-            dt = F4
+        with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf: unequal, so float64
+            if dt == F8 and np.array_equal(rows.astype(F4), rows, equal_nan=True):
+                dt = F4
         out.append((name, dt, rows))
     order = list(ACCUMULATORS)
     return sorted(out, key=lambda e: (-e[1].itemsize, order.index(e[0])))
