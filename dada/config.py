@@ -55,7 +55,7 @@ class Config:
     # the polar reduction a whole-scan /stxm request keeps per block (dada.stxm.reduction): radial bins of
     # reduction_dr px (an integer) x 48 sectors, out to the largest circle inside the frame, at most
     # reduction_cells cells per point (0: none kept, the default: the pass that also reduces still costs about
-    # 1.4-1.5x the channels' alone, benchmarks/README.md). 25000 covers 1065x1030 frames (515 px, 24720 cells).
+    # 1.4-1.8x the channels' alone, benchmarks/README.md). 25000 covers 1065x1030 frames (515 px, 24720 cells).
     reduction_dr: int = 1
     reduction_cells: int = 0
     # result cache: memory, then disk (embedded default), then Aerospike when named ("host:port,…")
