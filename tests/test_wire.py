@@ -56,12 +56,41 @@ def test_equal_rows_travel_once_and_exact_sums_as_float32_and_nothing_else():
         same(got, m)
         assert got["sum"].dtype == (np.float32 if what in small else np.float64), what
         assert got["count"].strides[0] == 0, "equal rows are read as one row broadcast"
-        assert len(rec) == wire.HEADER.size + 2 * wire.ENTRY.size + nbins * 4 + got["sum"].nbytes, what
-    uneven = counts.copy()
-    uneven[5, 0] -= 1  # one saturated pixel in one point: every row travels
-    got = wire.read(bytes(wire.record(Partial({"sum": cases["photon sums"], "count": uneven}, np.ones(n, bool)))))
+        isz = got["sum"].dtype.itemsize
+        # rows equal but for the NaN: one row and one patch (value + u32 index, padded to 8 bytes)
+        varied = what in ("photon sums", "fractions")
+        sums_bytes = got["sum"].nbytes if varied else nbins * isz + 8 * -(-(isz + 4) // 8)
+        assert len(rec) == wire.HEADER.size + 2 * wire.ENTRY.size + nbins * 4 + sums_bytes, what
+
+
+def test_rows_differing_in_a_few_values_travel_as_one_row_and_patches_bit_for_bit():
+    """Counts of a block whose frames saturate a few pixels: one row and the values that differ, read back
+    exactly (NaN of an absent point and -0.0 included); rows differing everywhere travel whole."""
+    rng = np.random.default_rng(12)
+    n, nbins = 256, 64
+    counts = np.tile(rng.integers(100, 5000, nbins).astype(np.float64), (n, 1))
+    saturated = rng.integers(0, n * nbins, 200)
+    counts.reshape(-1)[saturated] -= rng.integers(1, 4, saturated.size)
+    counts[7] = np.nan  # an absent frame
+    sx = np.tile(rng.normal(0, 50, nbins), (n, 1))
+    sx[3, 5], sx[9, 1] = -0.0, 0.0  # a sign of zero a comparison by value would lose
+    sx[:, 1] = 0.0
+    m = Partial({"count": counts, "sum": rng.poisson(300, (n, nbins)).astype(np.float64), "sx": sx},
+                ~np.isnan(counts[:, 0]))
+    rec = bytes(wire.record(m))
+    got = wire.read(rec)
+    same(got, m)
+    for k in m.arrays:
+        assert _bits(got[k]).tolist() == _bits(m[k].astype(got[k].dtype)).tolist(), k
+    assert len(rec) < wire.HEADER.size + 3 * wire.ENTRY.size + n * nbins * (4 + 4) + 2 * nbins * 8 + 2000 * 16
+    uneven = rng.integers(0, 100, (n, nbins)).astype(np.float64)  # every row different: all travel
+    got = wire.read(bytes(wire.record(Partial({"count": uneven, "sum": uneven}, np.ones(n, bool)))))
     assert got["count"].strides[0] != 0
     np.testing.assert_array_equal(got["count"], uneven)
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).view(f"<u{a.dtype.itemsize}")
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -94,6 +123,7 @@ def test_damaged_truncated_or_other_layout_records_are_refused():
                 resealed(rec, entry, b"spam\0\0\0\0"),  # an array this layout does not know
                 resealed(rec, entry + 8, b"<i8\0\0\0\0\0"),  # a known one in another dtype
                 resealed(rec, entry + 16, struct.pack("<I", 2)),  # rows neither 1 nor the points
+                resealed(rec, entry + 20, struct.pack("<I", 1)),  # patches of an array sent whole
                 resealed(rec, entry, b"sx\0\0\0\0\0\0")):  # one array twice
         with pytest.raises(wire.WireError):
             wire.read(bad)

@@ -9,6 +9,7 @@ when the cache is slower than the answers.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,8 @@ from typing import Any
 
 from dada.cache.memory import nbytes
 from dada.cache.tiered import ResultCache
+
+log = logging.getLogger("dada.cache")
 
 Encode = Callable[[Any], bytes | bytearray]
 
@@ -42,18 +45,31 @@ class CacheWriter:
     def put(self, key: str, value: Any, encode: Encode | None = None) -> None:
         """Keep ``value`` (a buffer, or an object with ``nbytes`` and its ``encode``) after the answer. The
         value is handed over: never written again by the caller."""
-        if self.empty:
+        self.put_all({key: value}, encode)
+
+    def put_all(self, values: dict[str, Any], encode: Encode | None = None) -> None:
+        """Keep several values (a block's channels) as :meth:`put` does, in one hand-over to the writer."""
+        if self.empty or not values:
             return
-        size = nbytes(value)
+        sizes = {key: nbytes(value) for key, value in values.items()}
+        total = sum(sizes.values())
         with self._lock:
-            inline = self.bytes + size > self.limit
+            inline = self.bytes + total > self.limit
             if not inline:
-                self.pending[key] = (value, size)
-                self.bytes += size
+                self.pending.update({key: (value, sizes[key]) for key, value in values.items()})
+                self.bytes += total
         if inline:
-            self._write(key, value, encode, size, queued=False)
+            for key, value in values.items():
+                self._write(key, value, encode, sizes[key], queued=False)
         else:
-            self._thread.submit(self._write, key, value, encode, size)
+            self._thread.submit(self._write_all, values, encode, sizes)
+
+    def _write_all(self, values: dict[str, Any], encode: Encode | None, sizes: dict[str, int]) -> None:
+        for key, value in values.items():
+            try:
+                self._write(key, value, encode, sizes[key])
+            except Exception:  # one level failing must not leave the others' values waiting for ever
+                log.exception("a cache write failed (%s)", key[:16])
 
     def _write(self, key: str, value: Any, encode: Encode | None, size: int, queued: bool = True) -> None:
         try:

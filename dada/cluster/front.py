@@ -207,9 +207,8 @@ class ClusterPartials:
                     continue
                 records = _joined(pieces.pop(k))
             if self.cache is not None and not self.cache.empty and block.complete:
-                for i, (c, _) in enumerate(p.channels):
-                    if c.name in records:
-                        self.cache.put(self._key(block, size, p, i), records[c.name])
+                self.cache.put_all({self._key(block, size, p, i): records[c.name]
+                                    for i, (c, _) in enumerate(p.channels) if c.name in records})
             done(k)
 
 

@@ -29,7 +29,7 @@ import json
 import logging
 import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -114,7 +114,7 @@ class NodePool:
         self.busy_seconds = busy_seconds
         self._session: aiohttp.ClientSession | None = None
         self._probe: asyncio.Task | None = None
-        self.durations: list[float] = []
+        self.durations: deque[float] = deque(maxlen=50)  # the last jobs' times: what is typical
         self.hedges = 0  # duplicates sent for slow jobs
         self.steered = 0  # of them, asked of a node by name (through a balancer)
         self.where: dict[str, tuple[str, float, int]] = {}  # job URL -> node last sent it, when, its slot
@@ -287,20 +287,50 @@ class NodePool:
     # -- many jobs ---------------------------------------------------------------------------
 
     async def fetch_all(self, jobs: Sequence[Job], on_done: Callable[[Job, bytes], None]) -> None:
-        """Every job, ``on_done`` for each as it arrives; the slowest ones are hedged."""
+        """Every job, ``on_done`` for each as it arrives; the slowest ones are hedged.
+
+        At most as many jobs wait for a slot as the nodes have slots (the rest are sent as answers come,
+        in order), and answers are taken from a queue: the pool's work per request grows with its jobs,
+        never with their square."""
         if self.balancer:
             if not self.servers and time.monotonic() - self._census_at > CENSUS_SECONDS:
                 await self._census()
             jobs = self._placed(jobs)
+        loop = asyncio.get_running_loop()
+        waiting = iter(jobs)
         # task -> (job, when sent, the node it was asked of by name: a twin's stand-in)
-        pending = {asyncio.ensure_future(self.fetch(p)): (p, time.monotonic(), p.server) for p in jobs}
+        pending: dict[asyncio.Future, tuple[Job, float, str]] = {}
+        arrived: deque[asyncio.Future] = deque()
+        wake: list[asyncio.Future] = [loop.create_future()]
+
+        def finished(task: asyncio.Future) -> None:
+            arrived.append(task)
+            if not wake[0].done():
+                wake[0].set_result(None)
+
+        def send(job: Job, twin: Job | None = None, avoid: tuple[str, ...] = ()) -> None:
+            task = asyncio.ensure_future(self.fetch(twin or job, avoid))
+            pending[task] = (job, time.monotonic(), (twin or job).server)
+            task.add_done_callback(finished)
+
+        def top_up() -> None:
+            for job in itertools.islice(waiting, max(0, self.slots - len(pending))):
+                send(job)
+
         hedged: Counter[int] = Counter()  # twins sent, per job
         answered: set[int] = set()
+        top_up()
         try:
             while pending:
-                # wake on the next answer, or now and then to look for jobs to hedge
-                done, _ = await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                if not arrived:  # wake on the next answer, or now and then to look for jobs to hedge
+                    wake[0] = loop.create_future()
+                    timer = loop.call_later(0.25, lambda f=wake[0]: f.done() or f.set_result(None))
+                    await wake[0]
+                    timer.cancel()
+                while arrived:
+                    task = arrived.popleft()
+                    if task not in pending:  # a twin cancelled when its job was answered
+                        continue
                     job, _, asked = pending.pop(task)
                     if job.id in answered:
                         continue
@@ -311,17 +341,24 @@ class NodePool:
                         self.owners.move(job.key, asked)
                     for k in range(hedged[job.id] + 1):
                         self.where.pop(twin_url(job.url, k), None)
-                    for other, (p, *_) in list(pending.items()):  # the hedge's twin is no longer needed
-                        if p.id == job.id:
+                    if hedged[job.id]:  # the hedge's twin is no longer needed
+                        for other in [t for t, (p, *_) in pending.items() if p.id == job.id]:
                             other.cancel()
                             pending.pop(other)
                     on_done(job, body)
-                await self._hedge(pending, hedged, len(answered), len(jobs))
+                top_up()
+                await self._hedge(pending, hedged, len(answered), len(jobs), send)
         finally:
             for task in pending:
                 task.cancel()
 
-    async def _hedge(self, pending: dict, hedged: Counter[int], answered: int, total: int) -> None:
+    @property
+    def slots(self) -> int:
+        """Jobs that may compute at once: a request keeps no more than these waiting for a slot."""
+        return self.per_node * (1 if self.balancer else max(1, sum(n.up for n in self.nodes.values())))
+
+    async def _hedge(self, pending: dict, hedged: Counter[int], answered: int, total: int,
+                     send: Callable[[Job, Job, tuple[str, ...]], None]) -> None:
         """Duplicate jobs running well past the typical job time, once half are answered, one twin each.
         Through a balancer the twin is steered to a node that answers at the usual pace (:meth:`_steer`)
         under a marked path, the stalled try giving its slot back: a slow node would otherwise hold the
@@ -329,8 +366,10 @@ class NodePool:
         before half are in, sooner, and up to ``MAX_TWINS`` each (a twin can land on the laggard too)."""
         if len(self.durations) < 2 or (not self.balancer and len(self.nodes) < 2):
             return
-        typical = statistics.median(self.durations[-50:])
         lagging = any(s.lags for s in self.servers.values())
+        if 2 * answered < total and not lagging and not self.balancer:  # nothing to hedge or probe yet
+            return
+        typical = statistics.median(self.durations)
         # Through a balancer a job's time includes its wait in the balancer's queue, which the front
         # cannot see: wait longer before spending a node on a duplicate, unless a node is known to lag.
         if not self.balancer:
@@ -358,7 +397,7 @@ class NodePool:
                 await self._release(slot)
                 twin = replace(p, url=twin_url(p.url, k + 1), server=self._steer(p, sent, k))
                 self.steered += bool(twin.server)
-            pending[asyncio.ensure_future(self.fetch(twin, avoid=(node,)))] = (p, now, twin.server)  # elsewhere
+            send(p, twin, (node,))  # elsewhere
 
     # -- which node behind the balancer --------------------------------------------------------
 
