@@ -24,7 +24,7 @@ from dada.stxm.chunkindex import chunk_index
 from dada.stxm.decode import MAX_BLOCK_BYTES, chunk_layout
 from dada.stxm.kernels import BATCH, BATCH_BYTES, Cells, accumulate_chunks, accumulate_frame
 from dada.stxm.pixelmaps import PixelMaps, fuse
-from dada.stxm.reducing import CellMap, Reduced, cell_map, saturated_cells, with_cells
+from dada.stxm.reducing import CellMap, Reduced, cell_map, fits_uint32, saturated_cells, with_cells
 from dada.stxm.reduction import Spec
 
 
@@ -76,7 +76,7 @@ class Engine:
         valid[~present] = np.nan
         if reduced is not None:
             reduced.saturated = saturated_cells([s.log() for s in done], cells.spec.cells)
-            reduced.exact = not any(s.cells.state[1] for s in done)
+            reduced.exact = fits_uint32(reduced.radial) and not any(s.cells.state[1] for s in done)
         return Bulk(values, valid, present, reduced)
 
     def _work(self, scan, frames, present, t, nthreads, maps, cutoff, files, values, sat, share) -> CellShare:

@@ -129,6 +129,12 @@ class Reduced:
     exact: bool  # every count a non-negative integer and every cell's sum within uint32
 
 
+def fits_uint32(radial: np.ndarray) -> bool:
+    """Whether every cell's sum fits the kernels' uint32 counts (they add modulo 2**32, untested per pixel): it
+    does when every ring's Σv does (``radial``'s exact int64 sums), a cell's pixels being part of its ring's."""
+    return int(radial[..., 0].max(initial=0)) < 2**32
+
+
 def saturated_cells(logs: list[np.ndarray], cells: int) -> np.ndarray:
     """(point, cell, pixels) rows from the kernels' logs of (point, cell), one entry per saturated pixel."""
     log = np.concatenate(logs) if logs else np.zeros((0, 2), dtype=np.int32)
