@@ -3,9 +3,11 @@
 For a request's frames it finds their blocks on the scan's fixed block grid, takes every
 (block, channel) it can from the result cache, sends each block still missing a channel to a node
 as one job URL (all its missing channels in one pass), and places each block's rows into the
-request's arrays as it arrives (``assembly``), then lets it go. Blocks whose frames are all written
-go to the cache *after* the answer, from a writer thread; until written they are read from the
-writer's queue. Progress is reported block by block.
+request's arrays as it arrives (``assembly``), then lets it go. Without a progress listener the
+answers are read in bursts of up to ``HOLD_BYTES``: one after the other, they find the front's code
+and arrays still in cache (read as each came, on cores the nodes keep busy, they cost ~3x). Blocks
+whose frames are all written go to the cache *after* the answer, from a writer thread; until
+written they are read from the writer's queue. Progress is reported block by block.
 
 When fewer blocks are missing than nodes can compute at once (a small scan, or the one new block
 of a running scan), each is sent as several pieces so no node idles; the pieces' records are joined
@@ -46,6 +48,7 @@ log = logging.getLogger("dada.cluster")
 
 BLOCK_PREFIX = "/_block"
 FRAMES_PREFIX = "/_frames"  # a node's frame reductions (/sum, /composite) over a block's selected frames
+HOLD_BYTES = 16 * 2**20  # node answers held on the loop, then read in one burst (none with a progress listener)
 MIN_PIECE = 8  # frames: smaller pieces cost more in round trips than they gain in parallelism
 
 
@@ -182,7 +185,8 @@ class ClusterPartials:
         npieces = Counter(waiting)
         pieces: dict[int, list[tuple[int, dict[str, Partial]]]] = {}  # blocks sent in pieces: (row, partials)
         reduced: dict[int, list[tuple[int, bytes]]] = {}  # the reduction records of each block's pieces
-        for jid, body in answered(self.pool, self.loop, [job for job, _, _ in jobs], listener):
+        hold = 0 if listener is not None else HOLD_BYTES  # progress wants each block as it comes
+        for jid, body in answered(self.pool, self.loop, [job for job, _, _ in jobs], listener, hold):
             k, row = where[jid]
             block = blocks[k]
             try:
@@ -308,16 +312,30 @@ class ClusterFrames:
 
 
 def answered(pool: NodePool, loop: asyncio.AbstractEventLoop, jobs: list[Job],
-             listener: BlockListener | None = None) -> Iterator[tuple[int, bytes]]:
-    """Send the jobs through the event loop; yield (job id, body) here, off the loop, as they arrive.
-    A cancel from the listener stops the jobs not yet answered; a failure ends the iteration with it."""
+             listener: BlockListener | None = None, hold: int = 0) -> Iterator[tuple[int, bytes]]:
+    """Send the jobs through the event loop; yield (job id, body) here, off the loop, as they arrive, or with
+    ``hold`` (bytes) in bursts: answers wait on the loop until that many bytes (or the last) have come, and
+    are then read one after the other, while the front's code and the places they go are still in cache (a
+    thread woken for each answer finds them evicted by the nodes' work). A cancel from the listener stops
+    the jobs not yet answered; a failure ends the iteration with it."""
     answers: queue.Queue = queue.Queue()
-    job = asyncio.run_coroutine_threadsafe(
-        pool.fetch_all(jobs, lambda job, body: answers.put((job.id, body))), loop)
+    held: list[tuple[int, bytes]] = []
+    size, due = 0, len(jobs)
+
+    def arrived(job: Job, body: bytes) -> None:  # on the loop
+        nonlocal size, due
+        held.append((job.id, body))
+        size, due = size + len(body), due - 1
+        if size >= hold or not due:
+            answers.put(held.copy())
+            held.clear()
+            size = 0
+
+    job = asyncio.run_coroutine_threadsafe(pool.fetch_all(jobs, arrived), loop)
     left = len(jobs)
     while left:
         try:
-            item = answers.get(timeout=0.05)
+            items = answers.get(timeout=0.05)
         except queue.Empty:
             if listener is not None and listener.cancelled():
                 job.cancel()
@@ -327,8 +345,8 @@ def answered(pool: NodePool, loop: asyncio.AbstractEventLoop, jobs: list[Job],
                 if answers.empty():
                     raise RuntimeError("the node pool ended without every answer") from None
             continue
-        left -= 1
-        yield item
+        left -= len(items)
+        yield from items
     job.result()
 
 
