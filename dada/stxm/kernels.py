@@ -77,7 +77,7 @@ class Cells(NamedTuple):
     counts: np.ndarray  # (npoints, cells) uint32: Σv of each cell's valid unsaturated pixels
     radial: np.ndarray  # (npoints, nr, 3) int64: Σv, Σv·col, Σv·row of each radial bin's (about pixel (0, 0))
     log: np.ndarray  # (capacity, 2) int32: (point, cell) of each saturated pixel in the reduction
-    state: np.ndarray  # (2,) int64: log entries used; nonzero when a count was not an integer or a sum overflowed
+    state: np.ndarray  # (2,) int64: log entries used; nonzero when a count was not a non-negative integer
     room: int  # pixels in the reduction: the log must have this much room before a frame
 
 
