@@ -48,7 +48,7 @@ log = logging.getLogger("dada.cluster")
 
 BLOCK_PREFIX = "/_block"
 FRAMES_PREFIX = "/_frames"  # a node's frame reductions (/sum, /composite) over a block's selected frames
-HOLD_BYTES = 16 * 2**20  # node answers held on the loop, then read in one burst (none with a progress listener)
+HOLD_BYTES = 16 * 2**20  # node answers held on the loop, then read in one burst (at most the answer's size)
 MIN_PIECE = 8  # frames: smaller pieces cost more in round trips than they gain in parallelism
 
 
@@ -185,7 +185,11 @@ class ClusterPartials:
         npieces = Counter(waiting)
         pieces: dict[int, list[tuple[int, dict[str, Partial]]]] = {}  # blocks sent in pieces: (row, partials)
         reduced: dict[int, list[tuple[int, bytes]]] = {}  # the reduction records of each block's pieces
-        hold = 0 if listener is not None else HOLD_BYTES  # progress wants each block as it comes
+        # bursts of at most the answer's own size (the plan's budget allows a few copies of it); none when a
+        # listener wants each block as it comes
+        answer = sum(a.nbytes for arrays in into.outputs.arrays.values() for a in arrays.values()) if (
+            into.outputs is not None) else 0
+        hold = 0 if listener is not None else min(HOLD_BYTES, answer)
         for jid, body in answered(self.pool, self.loop, [job for job, _, _ in jobs], listener, hold):
             k, row = where[jid]
             block = blocks[k]
