@@ -58,6 +58,10 @@ class Config:
     # 1.4-1.8x the channels' alone, benchmarks/README.md). 25000 covers 1065x1030 frames (515 px, 24720 cells).
     reduction_dr: int = 1
     reduction_cells: int = 0
+    # the front holds a reduction's cumulative cells (sector requests answered in milliseconds) for the points
+    # of each of the last two requests, up to this many bytes each (uint16 while the sums fit: (radial bins +
+    # 1) x 48 x points x 2); beyond it a sector request reads every block's cells again (seconds)
+    reduction_held_bytes: int = 2**30
     # result cache: memory, then disk (embedded default), then Aerospike when named ("host:port,…")
     cache_memory_bytes: int = 512 * 2**20
     cache_dir: str | None = os.path.join(os.path.expanduser("~"), ".cache", "dada")

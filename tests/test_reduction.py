@@ -86,6 +86,25 @@ def test_answers_from_the_reduction_equal_the_frames(fronts, scan):
         assert np.array_equal(npy(a), npy(b), equal_nan=True), u
 
 
+def test_sector_answers_read_the_blocks_when_the_cells_are_not_held(fronts, demo_root, tmp_path):
+    """With no room for the cumulative cells (``reduction_held_bytes = 0``) sector requests read each block's
+    cells from the cache: still from the reduction, still equal to the frames."""
+    _, raw = fronts
+    scan = SCANS[1]
+    (tmp_path / "kept.toml").write_text(KEPT + "reduction_held_bytes = 0\n")
+    kept = Daemon(["serve", demo_root, "--cache-dir", str(tmp_path / "c"), "--block-frames", "16",
+                   "--config", str(tmp_path / "kept.toml")])
+    try:
+        assert kept.get(f"/stxm/{scan}.h5").status == 200
+        for url in [u for u in ON_GRID if u.startswith("/azimuthal")]:
+            a, b = kept.get(url.format(s=scan)), raw.get(url.format(s=scan))
+            assert (source(a), source(b)) == ("reduction", "raw"), url
+            assert np.array_equal(npy(a), npy(b), equal_nan=True), url
+        assert "reduction_held_bytes allows 0 MB" in kept.output()
+    finally:
+        kept.stop()
+
+
 def test_snap_moves_radii_to_the_grid_and_says_so(fronts):
     kept, raw = fronts
     scan = SCANS[0]
@@ -131,13 +150,14 @@ def test_a_growing_scan_is_answered_from_its_reduction_once_whole(demo_root, tmp
             a, b = kept.get(url.format(s=scan)), raw.get(url.format(s=scan))
             assert source(a) == "reduction", url
             assert np.array_equal(npy(a), npy(b), equal_nan=True), url
+        assert "reduction_held_bytes allows 0 MB" in kept.output()
     finally:
         kept.stop()
         raw.stop()
 
 
 @pytest.mark.parametrize("counts", [300, 30000, 70000])
-def test_a_views_cumulative_cells_are_the_cells_summed_over_r(counts, monkeypatch):
+def test_a_views_cumulative_cells_are_the_cells_summed_over_r(counts):
     """The cells a view holds for sector requests, per point summed over r < k·dr: equal to numpy's cumsum in
     int64, whether they stay in uint16 (small counts) or widen when a later block's sums pass 2**16 (to uint32
     for uint16 cells, to uint64 for uint32 cells); blocks placed through slices and through index arrays
@@ -164,7 +184,7 @@ def test_a_views_cumulative_cells_are_the_cells_summed_over_r(counts, monkeypatc
     got = view.cumulative
     assert got.dtype == (np.uint16 if want.max() < 2**16 else np.uint32 if narrow else np.uint64)
     assert (got.dtype, narrow) == {300: (np.uint16, True), 30000: (np.uint32, True), 70000: (np.uint64, False)}[counts]
-    monkeypatch.setattr(reduction, "CELLS_HELD", got.size * 2)  # room for uint16 only: held only if they fit in it
-    again = reduction.View(view.geometry, view.rings, view.moments, view.saturated, parts, narrow).cumulative
+    held = got.size * 2  # room for uint16 only: held only if they fit in it
+    again = reduction.View(view.geometry, view.rings, view.moments, view.saturated, parts, narrow, held).cumulative
     assert again is None if counts > 300 else np.array_equal(again, got)
     assert np.array_equal(got.astype(np.int64), want)

@@ -73,12 +73,14 @@ def block_url(scan: Scan, first: int, stop: int, query: str) -> str:
 
 
 class ClusterPartials:
-    """``reduction`` = (dr, cells per point at most) of the polar reductions it keeps (None: none)."""
+    """``reduction`` = (dr, cells per point at most) of the polar reductions it keeps (None: none); ``held`` the
+    bytes of cumulative cells each view of one may hold for sector requests."""
 
     def __init__(self, pool: NodePool, loop: asyncio.AbstractEventLoop, cache: CacheWriter | None,
-                 block_size: Callable[[Scan], int], reduction: tuple[int, int] | None = None) -> None:
+                 block_size: Callable[[Scan], int], reduction: tuple[int, int] | None = None,
+                 held: int = reduction.CELLS_HELD) -> None:
         self.pool, self.loop, self.cache, self.block_size = pool, loop, cache, block_size
-        self.grid = reduction
+        self.grid, self.held = reduction, held
         self.views = Memo(2)  # the reductions of the last requests' points: a dragged ring asks again and again
 
     @property
@@ -274,7 +276,7 @@ class ClusterPartials:
             return None
         np.cumsum(rings, axis=0, out=rings)
         np.cumsum(moments, axis=1, out=moments)
-        return reduction.View(geometry, rings, moments, np.concatenate(saturated, axis=1), parts, narrow)
+        return reduction.View(geometry, rings, moments, np.concatenate(saturated, axis=1), parts, narrow, self.held)
 
     def _record(self, key: str) -> Callable[[], reduction.Record]:
         """A block's reduction record, read from the cache each time asked: its cells (only sector requests

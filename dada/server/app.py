@@ -138,7 +138,8 @@ def make_app(config: Config, role: str = "front") -> web.Application:
         await nodes.start()
         cluster["pool"] = nodes
         grid = (config.reduction_dr, config.reduction_cells) if config.reduction_cells else None
-        dispatch.partials = ClusterPartials(nodes, loop, cache, partial(block_size, config), grid)
+        dispatch.partials = ClusterPartials(nodes, loop, cache, partial(block_size, config), grid,
+                                             config.reduction_held_bytes)
         dispatch.frames = ClusterFrames(nodes, loop, partial(block_size, config))
         # What exists now lives as long as the server: keep it out of the garbage collector's scans,
         # whose full passes otherwise show as latency spikes under load.

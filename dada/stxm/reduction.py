@@ -26,6 +26,7 @@ to almost nothing.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 from collections.abc import Callable, Iterator
@@ -39,10 +40,12 @@ import xxhash
 
 from dada.stxm.channel import Partial
 
+log = logging.getLogger("dada.reduction")
+
 MAGIC = b"DADR"
 FORMAT = 2  # enters every key of these records: bump when their meaning changes
 HEAD = struct.Struct("<4sHI")  # magic, format, header length
-CELLS_HELD = 1 << 30  # bytes: a view holds its points' cumulative cells up to this (else each block's are read)
+CELLS_HELD = 1 << 30  # bytes of cumulative cells a view holds by default (beyond, each block's are read)
 SECTORS = 48  # fine sectors: 1, 2, 3, 4, 6, 8, 12, 16, 24 and 48 sectors are unions of them
 
 
@@ -250,6 +253,7 @@ class View:
     # per block: its record, and the request's positions and the block's rows of its points (slices when runs)
     blocks: list[tuple[Callable[[], Record], np.ndarray | slice, np.ndarray | slice]]
     narrow: bool = False  # every block's cells are uint16
+    held: int = CELLS_HELD  # bytes of cumulative cells the view may hold (configuration: reduction_held_bytes)
 
     @property
     def npoints(self) -> int:
@@ -331,7 +335,7 @@ class View:
 
     @cached_property
     def cumulative(self) -> np.ndarray | None:
-        """The points' cells summed over r < k·dr, (nr + 1, ns, n), when they fit in ``CELLS_HELD``; None when they
+        """The points' cells summed over r < k·dr, (nr + 1, ns, n), when they fit in ``held``; None when they
         do not in the dtype they need (sector requests then read each block's cells). In uint16 while every
         sector's sum over the whole reach (the largest of them) stays below 2**16, as it does on frames of
         modest counts: exact, and half the memory; widened when a block's do not, to uint32 when every block's
@@ -341,8 +345,8 @@ class View:
         whole, and copies through index arrays, took seconds on a 256×256 scan)."""
         spec, n = self.geometry.spec, self.npoints
         wide = np.dtype(np.uint32 if self.narrow and spec.nr * 2**16 < 2**32 else np.uint64)
-        if (spec.nr + 1) * spec.ns * n * 2 > CELLS_HELD:
-            return None
+        if (spec.nr + 1) * spec.ns * n * 2 > self.held:
+            return self._not_held((spec.nr + 1) * spec.ns * n * 2)
         out = np.empty((spec.nr + 1, spec.ns, n), dtype=np.uint16)
         out[0] = 0
         for load, positions, rows in self.blocks:
@@ -350,11 +354,15 @@ class View:
             for k in range(1, spec.nr):
                 np.add(cells[k], cells[k - 1], out=cells[k])
             if out.dtype == np.uint16 and cells[-1].max(initial=0) >= 2**16:
-                if out.size * wide.itemsize > CELLS_HELD:
-                    return None
+                if out.size * wide.itemsize > self.held:
+                    return self._not_held(out.size * wide.itemsize)
                 out = out.astype(wide)  # the rows not yet filled are filled below
             out[1:, :, positions] = cells
         return out
+
+    def _not_held(self, need: int) -> None:
+        log.info("sector requests over these %d points read every block's cells: their cumulative cells need "
+                 "%d MB, reduction_held_bytes allows %d MB", self.npoints, need >> 20, self.held >> 20)
 
     def _cells(self, r0: int, r1: int, ring: bool) -> Iterator[tuple[np.ndarray, np.ndarray | slice]]:
         """The cells of radial bins r0..r1-1, (r1 - r0, ns, points), or with ``ring`` their sum over those
