@@ -1,12 +1,15 @@
 """The polar reduction: what it costs in the pass, what it weighs, and how fast it answers new radii.
 
-    python benchmarks/reduce.py [--dir DIR] [--side 256] [--frame 128] [--pairs 5]
+    python benchmarks/reduce.py [--dir DIR] [--side 256] [--frame 128 | --frame 1065x1030] [--dtype uint16]
+                                [--pairs 5]
 
-A ``side``×``side`` scan of ``frame``×``frame`` uint16 frames (Eiger-like, bitshuffle-LZ4, every frame with
-its own Poisson noise; the defaults, a 256×256 scan of 128×128 frames, take about two minutes to write on
-a 2-core machine and a few seconds per raw pass, where 1065×1030 frames would take hours). Two real daemons
+A ``side``×``side`` scan of ``frame`` frames (square, or rows x cols; Eiger-like, bitshuffle-LZ4, every frame
+with its own Poisson noise; the defaults, a 256×256 scan of 128×128 uint16 frames, take about two minutes to
+write on a 2-core machine and a few seconds per raw pass; 512×512 frames about 9 minutes, 1065×1030 uint32
+(Eiger 1M, 5 GB) about 25 minutes, kept in ``--dir`` for later runs). Two real daemons
 (two local nodes each, blocks of 1024 frames) on the same cores: ``raw`` keeps no reduction, ``kept`` keeps
-it. Every figure is a median over ``--pairs`` interleaved pairs, each pair's times and ratio printed:
+it (and may hold ``HELD`` bytes of cumulative cells per view). Every figure is a median over ``--pairs``
+interleaved pairs, each pair's times and ratio printed:
 
 * the pass: ``/stxm`` (all four channels, h5) with a fresh beam centre each pair (pixel maps rebuilt, every
   block computed) on ``raw``, and on ``kept``, which also writes the reduction: the ratio kept / raw;
@@ -42,6 +45,9 @@ from common import eiger_file  # noqa: E402
 from stxm_reference import reference  # noqa: E402
 
 SAMPLED = 12
+# cumulative cells for sector answers in milliseconds: a 256×256 scan needs 1.6 GB of them on 512×512 frames,
+# 2.7 GB on 1065×1030
+HELD = 2**32
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -118,23 +124,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "dada-bench-reduce"))
     ap.add_argument("--side", type=int, default=256)
-    ap.add_argument("--frame", type=int, default=128)
+    ap.add_argument("--frame", default="128", help="frame size: N (N×N) or ROWSxCOLS")
+    ap.add_argument("--dtype", default="uint16", choices=["uint16", "uint32"])
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--node-only", action="store_true", help="only the in-process node pairs and the sizes")
     a = ap.parse_args()
     from helpers import Daemon
 
+    rows, _, cols = a.frame.partition("x")
+    rows, cols = int(rows), int(cols or rows)
+    # the folder of a scan: its points, frame size and dtype (square uint16 frames by their side alone)
+    folder = os.path.join(a.dir, f"s{a.side}f{a.frame}" + ("" if a.dtype == "uint16" else a.dtype))
+    os.makedirs(folder, exist_ok=True)
+    t, master = timed(lambda: eiger_file(folder, "scan", a.side, a.side, rows, cols, a.dtype))
     if a.node_only:
-        folder = os.path.join(a.dir, f"s{a.side}f{a.frame}")
-        os.makedirs(folder, exist_ok=True)
-        eiger_file(folder, "scan", a.side, a.side, a.frame, a.frame, "uint16")
         sizes(a.dir, folder, a.pairs)
         return
-
-    folder = os.path.join(a.dir, f"s{a.side}f{a.frame}")
-    os.makedirs(folder, exist_ok=True)
-    t, master = timed(lambda: eiger_file(folder, "scan", a.side, a.side, a.frame, a.frame, "uint16"))
-    print(f"# polar reduction: {a.side}×{a.side} points of {a.frame}×{a.frame} uint16 frames (written in {t:.0f} s)")
+    print(f"# polar reduction: {a.side}×{a.side} points of {rows}×{cols} {a.dtype} frames (written in {t:.0f} s); "
+          f"the kept front holds up to {HELD / 2**30:g} GiB of cumulative cells per view")
     with h5py.File(master) as f:
         det = f["entry/instrument/detector"]
         cx0, cy0 = float(det["beam_center_x"][()]), float(det["beam_center_y"][()])
@@ -144,7 +151,7 @@ def main() -> None:
         f.write("reduction_cells = 0\nanswer_cache_bytes = 0\n")
     kept_toml = os.path.join(caches, "kept.toml")
     with open(kept_toml, "w") as f:
-        f.write("reduction_cells = 25000\nanswer_cache_bytes = 0\n")
+        f.write(f"reduction_cells = 25000\nanswer_cache_bytes = 0\nreduction_held_bytes = {HELD}\n")
     common = ["--max-frames", "10000000", "--block-frames", "1024", "--max-output-bytes", str(2**31)]
     raw = Daemon(["serve", folder, *common, "--cache-dir", os.path.join(caches, "raw"), "--config", raw_toml])
     kept = Daemon(["serve", folder, *common, "--cache-dir", os.path.join(caches, "kept"), "--config", kept_toml])
