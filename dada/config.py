@@ -56,6 +56,7 @@ class Config:
     # reduction_dr px (an integer) x 48 sectors, out to the largest circle inside the frame, at most
     # reduction_cells cells per point (0: none kept, the default: the pass that also reduces still costs about
     # 1.4-1.8x the channels' alone, benchmarks/README.md). 25000 covers 1065x1030 frames (515 px, 24720 cells).
+    # A front keeping them keeps up to 64 MiB of freed memory per heap for the next answer (dada.server.heap).
     reduction_dr: int = 1
     reduction_cells: int = 0
     # the front holds a reduction's cumulative cells (sector requests answered in milliseconds) for the points

@@ -30,7 +30,7 @@ from dada.h5grove.routes import H5Grove
 from dada.nodeguard import NodeGuard
 from dada.registry import ENDPOINTS
 from dada.server.access import Access
-from dada.server.heap import return_freed_memory, small_pages
+from dada.server.heap import KEPT, return_freed_memory, small_pages
 from dada.server.http_errors import JsonErrorRunner, QuietParseErrors, check_request
 from dada.server.metrics import Metrics
 from dada.server.openapi import index, openapi
@@ -286,7 +286,7 @@ def serve(config: Config, role: str = "front") -> None:
         finally:
             await runner.cleanup()  # the app's on_cleanup stops child processes
 
-    return_freed_memory()
+    return_freed_memory(KEPT if config.reduction_cells else 0)  # reduction answers reuse freed memory
     if role != "node":  # a node's arrays are a block's and reused; the front's are every answer's, fresh
         small_pages()
     asyncio.run(run())

@@ -291,7 +291,9 @@ class Dispatcher:
             self.metrics.result_hits.inc()
             return data if isinstance(data, Result) else stored.load(data)
         result = ep.compute(target, args, ctx)
-        if target.complete:
+        # an answer from a kept reduction is made again in milliseconds: not worth its bytes in the cache (a
+        # dragged ring asks for a new one at every step)
+        if target.complete and result.source != "reduction":
             for a in result.arrays.values():  # kept as it is in memory and shared by later answers: read-only
                 a.flags.writeable = False
             self.cache.put(key, result, encode=stored.dump)  # after the answer
